@@ -1,0 +1,451 @@
+"""The IR: typed variables, equations over primitives, jaxprs, and the printer.
+
+A `Jaxpr` is a straight-line program in single-assignment form:
+
+    { lambda a:f64[5,3] ; b:f64[5] c:f64[3] . let
+        d:f64[3] = dot_general[contract=((0,), (0,)) batch=((), ())] b a
+        e:f64[3] = add d c
+      in (e) }
+
+`constvars` (before the `;`) receive values captured from the traced function's
+closure, `invars` its arguments.  `ShapedArray` is a type, never a value.
+Nothing here imports from the rest of fungrad.
+"""
+from __future__ import annotations
+
+import itertools
+from typing import Any, Callable, Sequence
+
+import numpy as np
+
+from .errors import FungradNotImplementedError, FungradTypeError, format_location
+
+__all__ = [
+    "ShapedArray", "Var", "Literal", "Atom", "Eqn", "Jaxpr", "ClosedJaxpr", "Primitive",
+    "typecheck", "dtype_name", "jaxpr_key", "JaxprTypeError",
+]
+
+
+# ---------------------------------------------------------------------------
+# types
+# ---------------------------------------------------------------------------
+
+_DTYPE_NAMES = {
+    np.dtype("float64"): "f64", np.dtype("float32"): "f32", np.dtype("float16"): "f16",
+    np.dtype("int64"): "i64", np.dtype("int32"): "i32", np.dtype("int16"): "i16",
+    np.dtype("int8"): "i8", np.dtype("uint64"): "u64", np.dtype("uint32"): "u32",
+    np.dtype("uint16"): "u16", np.dtype("uint8"): "u8", np.dtype("bool"): "bool",
+    np.dtype("complex128"): "c128", np.dtype("complex64"): "c64",
+}
+
+
+def dtype_name(dtype: np.dtype) -> str:
+    return _DTYPE_NAMES.get(dtype, str(dtype))
+
+
+class ShapedArray:
+    """The type of an array value: a shape (tuple of ints) and a NumPy dtype."""
+    __slots__ = ("shape", "dtype", "_hash")
+
+    def __init__(self, shape: Sequence[int], dtype: Any):
+        self.shape = tuple(int(d) for d in shape)
+        self.dtype = np.dtype(dtype)
+        self._hash = hash((self.shape, self.dtype))
+
+    @property
+    def ndim(self) -> int:
+        return len(self.shape)
+
+    @property
+    def size(self) -> int:
+        return int(np.prod(self.shape, dtype=np.int64))
+
+    def __eq__(self, other: object) -> bool:
+        return (isinstance(other, ShapedArray) and self.shape == other.shape
+                and self.dtype == other.dtype)
+
+    def __hash__(self) -> int:
+        return self._hash
+
+    def str_short(self) -> str:
+        return f"{dtype_name(self.dtype)}[{','.join(map(str, self.shape))}]"
+
+    __str__ = str_short
+
+    def __repr__(self) -> str:
+        return f"ShapedArray({self.shape}, {self.dtype})"
+
+    def update(self, shape=None, dtype=None) -> "ShapedArray":
+        return ShapedArray(self.shape if shape is None else shape,
+                           self.dtype if dtype is None else dtype)
+
+    @staticmethod
+    def of(value: Any) -> "ShapedArray":
+        """The type of a concrete value (array, NumPy scalar, Python scalar)."""
+        if isinstance(value, np.ndarray):
+            return ShapedArray(value.shape, value.dtype)
+        if isinstance(value, np.generic):
+            return ShapedArray((), value.dtype)
+        if isinstance(value, bool):
+            return ShapedArray((), np.bool_)
+        if isinstance(value, int):
+            return ShapedArray((), np.int64)
+        if isinstance(value, float):
+            return ShapedArray((), np.float64)
+        if isinstance(value, complex):
+            return ShapedArray((), np.complex128)
+        aval = getattr(value, "aval", None)
+        if isinstance(aval, ShapedArray):
+            return aval
+        arr = np.asarray(value)
+        return ShapedArray(arr.shape, arr.dtype)
+
+
+class Var:
+    """A variable of a jaxpr; compared by identity, named only when printed."""
+    __slots__ = ("aval",)
+
+    def __init__(self, aval: ShapedArray):
+        self.aval = aval
+
+    def __repr__(self) -> str:
+        return f"Var({self.aval})"
+
+
+class Literal:
+    """An inline scalar constant in an equation's inputs."""
+    __slots__ = ("val", "aval")
+
+    def __init__(self, val: Any, aval: ShapedArray):
+        assert aval.shape == (), "literals are scalars"
+        self.val = aval.dtype.type(val)
+        self.aval = aval
+
+    def __repr__(self) -> str:
+        return f"Literal({self.val!r}:{self.aval})"
+
+    def __str__(self) -> str:
+        v = self.val
+        text = repr(bool(v)) if self.aval.dtype == np.bool_ else repr(v.item())
+        return f"{text}:{self.aval}"
+
+
+Atom = Var | Literal
+
+
+class Eqn:
+    """`outputs = prim[params](*inputs)`, with the user's source location."""
+    __slots__ = ("prim", "inputs", "outputs", "params", "source_info")
+
+    def __init__(self, prim: "Primitive", inputs: Sequence[Atom], outputs: Sequence[Var],
+                 params: dict, source_info: tuple | None = None):
+        self.prim = prim
+        self.inputs = tuple(inputs)
+        self.outputs = tuple(outputs)
+        self.params = params
+        self.source_info = source_info
+
+    def __repr__(self) -> str:
+        return f"Eqn({self.prim.name}, {len(self.inputs)} in, {len(self.outputs)} out)"
+
+
+class Jaxpr:
+    """A typed straight-line program: constvars, invars, eqns, outvars."""
+    __slots__ = ("constvars", "invars", "eqns", "outvars", "__weakref__")
+
+    def __init__(self, constvars: Sequence[Var], invars: Sequence[Var], eqns: Sequence[Eqn],
+                 outvars: Sequence[Atom]):
+        self.constvars = tuple(constvars)
+        self.invars = tuple(invars)
+        self.eqns = tuple(eqns)
+        self.outvars = tuple(outvars)
+
+    @property
+    def in_avals(self) -> list[ShapedArray]:
+        return [v.aval for v in self.invars]
+
+    @property
+    def out_avals(self) -> list[ShapedArray]:
+        return [v.aval for v in self.outvars]
+
+    def __str__(self) -> str:
+        return pp_jaxpr(self)
+
+    def pretty(self, source: bool = False, names: dict | None = None) -> str:
+        """The printed program; `source=True` adds each equation's file:line."""
+        return pp_jaxpr(self, source=source, names=names)
+
+    __repr__ = __str__
+
+
+class ClosedJaxpr:
+    """A jaxpr together with the values of its constvars."""
+    __slots__ = ("jaxpr", "consts")
+
+    def __init__(self, jaxpr: Jaxpr, consts: Sequence[Any]):
+        assert len(jaxpr.constvars) == len(consts)
+        self.jaxpr = jaxpr
+        self.consts = list(consts)
+
+    @property
+    def in_avals(self):
+        return self.jaxpr.in_avals
+
+    @property
+    def out_avals(self):
+        return self.jaxpr.out_avals
+
+    @property
+    def eqns(self):
+        return self.jaxpr.eqns
+
+    def pretty(self, source: bool = False) -> str:
+        return self.jaxpr.pretty(source=source)
+
+    def __str__(self) -> str:
+        return str(self.jaxpr)
+
+    __repr__ = __str__
+
+    def _repr_svg_(self):
+        from . import viz  # optional module; only imported by notebooks
+        return viz.to_svg(self.jaxpr)
+
+
+# ---------------------------------------------------------------------------
+# primitives
+# ---------------------------------------------------------------------------
+
+RULE_KINDS = ("impl", "shape", "jvp", "vjp", "vmap", "emit")
+
+
+class Primitive:
+    """A named operation; its rules are attached right below its definition.
+
+    | rule  | signature                                   | returns               |
+    | impl  | (*arrays, **params)                         | NumPy array           |
+    | shape | (*avals, **params)                          | ShapedArray           |
+    | jvp   | (t_1..t_n, x_1..x_n, *, out, **params)      | output tangent        |
+    | vjp   | (ct, x_1..x_n, *, out, **params)            | cotangent per input   |
+    | vmap  | (axis_size, args, dims, **params)           | (out, out_dim)        |
+    | emit  | (*input_names, **params)                    | expression text       |
+
+    A primitive with `multiple_results=True` returns a tuple from impl/shape,
+    and its jvp/vjp rules take and return tuples for the outputs.
+    """
+
+    def __init__(self, name: str, *, multiple_results: bool = False):
+        self.name = name
+        self.multiple_results = multiple_results
+        self.rules: dict[str, Callable] = {}
+        self.impl: Callable | None = None
+        self.shape_rule: Callable | None = None
+        # tangent/cotangent rules may ignore inputs that are not differentiable
+        self.nondiff: bool = False
+
+    def __repr__(self) -> str:
+        return f"Primitive({self.name})"
+
+    def bind(self, *args: Any, **params: Any) -> Any:
+        return _bind(self, args, params)
+
+    def _def(self, kind: str, fn: Callable) -> Callable:
+        self.rules[kind] = fn
+        return fn
+
+    def def_impl(self, fn: Callable) -> Callable:
+        self.impl = fn
+        return self._def("impl", fn)
+
+    def def_shape(self, fn: Callable) -> Callable:
+        self.shape_rule = fn
+        return self._def("shape", fn)
+
+    def def_jvp(self, fn: Callable) -> Callable:
+        return self._def("jvp", fn)
+
+    def def_vjp(self, fn: Callable) -> Callable:
+        return self._def("vjp", fn)
+
+    def def_vmap(self, fn: Callable) -> Callable:
+        return self._def("vmap", fn)
+
+    def def_emit(self, fn: Callable) -> Callable:
+        return self._def("emit", fn)
+
+    def has_rule(self, kind: str) -> bool:
+        return kind in self.rules
+
+    def rule(self, kind: str) -> Callable:
+        """The rule of one kind, or an error that says where to add it."""
+        fn = self.rules.get(kind)
+        if fn is None:
+            raise FungradNotImplementedError(
+                f"{kind}: primitive '{self.name}' has no {kind} rule.\n"
+                f"  Add one below its definition with {self.name}_p.def_{kind}(...)"
+                + (", or mark it non-differentiable with "
+                   f"{self.name}_p.def_{kind}(nondifferentiable)" if kind in ("jvp", "vjp")
+                   else "") + ".")
+        return fn
+
+
+def _bind(prim: Primitive, args: tuple, params: dict) -> Any:  # replaced by tracing.py
+    raise RuntimeError("fungrad.tracing was not imported")
+
+
+# ---------------------------------------------------------------------------
+# type checking
+# ---------------------------------------------------------------------------
+
+class JaxprTypeError(FungradTypeError):
+    pass
+
+
+def typecheck(jaxpr: Jaxpr) -> None:
+    """Check single assignment and re-run every shape rule; raise `JaxprTypeError`
+    with the jaxpr printed and the offending equation marked."""
+    defined: set[int] = set()
+
+    def fail(msg: str, eqn: Eqn | None = None):
+        text = pp_jaxpr(jaxpr, mark=eqn, source=eqn is not None)
+        raise JaxprTypeError(f"typecheck: {msg}\n{text}")
+
+    def define(v: Var, eqn: Eqn | None = None):
+        if not isinstance(v, Var):
+            fail(f"{v!r} bound where a Var was expected", eqn)
+        if id(v) in defined:
+            fail(f"variable {v!r} is bound twice", eqn)
+        defined.add(id(v))
+
+    keep = []  # keep vars alive so ids stay unique
+    for v in itertools.chain(jaxpr.constvars, jaxpr.invars):
+        define(v)
+        keep.append(v)
+    for eqn in jaxpr.eqns:
+        for x in eqn.inputs:
+            if isinstance(x, Var) and id(x) not in defined:
+                fail(f"{eqn.prim.name}: input {x!r} is used before it is defined", eqn)
+        in_avals = [x.aval for x in eqn.inputs]
+        try:
+            out = eqn.prim.shape_rule(*in_avals, **eqn.params)
+        except Exception as e:  # noqa: BLE001 - reported with context
+            fail(f"{eqn.prim.name}: shape rule failed: {e}", eqn)
+        outs = out if eqn.prim.multiple_results else (out,)
+        if len(outs) != len(eqn.outputs):
+            fail(f"{eqn.prim.name}: {len(eqn.outputs)} outputs bound, rule gives {len(outs)}", eqn)
+        for o, aval in zip(eqn.outputs, outs):
+            if o.aval != aval:
+                fail(f"{eqn.prim.name}: output typed {o.aval}, shape rule gives {aval}", eqn)
+            define(o, eqn)
+            keep.append(o)
+    for v in jaxpr.outvars:
+        if isinstance(v, Var) and id(v) not in defined:
+            fail(f"output {v!r} is not defined")
+
+
+# ---------------------------------------------------------------------------
+# printing
+# ---------------------------------------------------------------------------
+
+def _names():
+    letters = "abcdefghijklmnopqrstuvwxyz"
+    yield from letters
+    for n in itertools.count(1):
+        for c in letters:
+            yield f"{c}{n}"
+
+
+def var_names(jaxpr: Jaxpr) -> dict[int, str]:
+    """Printer names in binding order: a..z, then a1..z1, a2... (never `np`)."""
+    gen = _names()
+    names: dict[int, str] = {}
+    for v in itertools.chain(jaxpr.constvars, jaxpr.invars):
+        names.setdefault(id(v), next(gen))
+    for eqn in jaxpr.eqns:
+        for v in eqn.outputs:
+            names.setdefault(id(v), next(gen))
+    return names
+
+
+def _fmt_param(v: Any) -> str:
+    if isinstance(v, np.dtype):
+        return dtype_name(v)
+    if isinstance(v, type) and issubclass(v, np.generic):
+        return dtype_name(np.dtype(v))
+    if isinstance(v, Jaxpr):
+        return "{ " + " ".join(str(v).split()) + " }"
+    if isinstance(v, ClosedJaxpr):
+        return _fmt_param(v.jaxpr)
+    if isinstance(v, tuple):
+        inner = ",".join(_fmt_param(x) for x in v)
+        return f"({inner},)" if len(v) == 1 else f"({inner})"
+    if callable(v):
+        return getattr(v, "__name__", repr(v))
+    return str(v)
+
+
+def pp_eqn(eqn: Eqn, name: Callable[[Atom], str]) -> str:
+    outs = " ".join(f"{name(o)}:{o.aval}" for o in eqn.outputs)
+    params = ""
+    if eqn.params:
+        params = "[" + " ".join(f"{k}={_fmt_param(v)}" for k, v in eqn.params.items()) + "]"
+    ins = " ".join(name(x) for x in eqn.inputs)
+    return f"{outs} = {eqn.prim.name}{params} {ins}".rstrip()
+
+
+def pp_jaxpr(jaxpr: Jaxpr, source: bool = False, mark: Eqn | None = None,
+             names: dict | None = None) -> str:
+    names = names if names is not None else var_names(jaxpr)
+
+    def name(x: Atom) -> str:
+        if isinstance(x, Literal):
+            return str(x)
+        return names.get(id(x), "?")
+
+    def binder(v: Var) -> str:
+        return f"{name(v)}:{v.aval}"
+
+    consts = " ".join(binder(v) for v in jaxpr.constvars)
+    ins = " ".join(binder(v) for v in jaxpr.invars)
+    lines = [f"{{ lambda {consts}{' ' if consts else ''}; {ins}{' ' if ins else ''}. let"]
+    for eqn in jaxpr.eqns:
+        text = pp_eqn(eqn, name)
+        if source and eqn.source_info is not None:
+            text = f"{text:<48}  # {format_location(eqn.source_info)}"
+        prefix = ">>> " if eqn is mark else "    "
+        lines.append(prefix + text)
+    lines.append(f"  in ({' '.join(name(v) for v in jaxpr.outvars)}) }}")
+    return "\n".join(lines)
+
+
+# ---------------------------------------------------------------------------
+# structural keys (for caches of rewrites and kernels)
+# ---------------------------------------------------------------------------
+
+def _param_key(v: Any) -> Any:
+    if isinstance(v, ClosedJaxpr):
+        return ("closed_jaxpr", jaxpr_key(v.jaxpr), len(v.consts))
+    if isinstance(v, Jaxpr):
+        return ("jaxpr", jaxpr_key(v))
+    if isinstance(v, tuple):
+        return tuple(_param_key(x) for x in v)
+    return v
+
+
+def jaxpr_key(jaxpr: Jaxpr) -> tuple:
+    """A hashable key equal for two jaxprs iff they are the same program up to
+    variable names (the text the printer shows, without building the text)."""
+    index: dict[int, int] = {}
+    for v in itertools.chain(jaxpr.constvars, jaxpr.invars):
+        index[id(v)] = len(index)
+    parts: list = [tuple(v.aval for v in jaxpr.constvars), tuple(v.aval for v in jaxpr.invars)]
+    for eqn in jaxpr.eqns:
+        ins = tuple(index[id(x)] if isinstance(x, Var) else (x.val.item(), x.aval.dtype)
+                    for x in eqn.inputs)
+        params = tuple((k, _param_key(v)) for k, v in eqn.params.items()) if eqn.params else ()
+        for o in eqn.outputs:
+            index[id(o)] = len(index)
+        parts.append((eqn.prim, ins, params, tuple(o.aval for o in eqn.outputs)))
+    parts.append(tuple(index[id(x)] if isinstance(x, Var) else (x.val.item(), x.aval.dtype)
+                       for x in jaxpr.outvars))
+    return tuple(parts)

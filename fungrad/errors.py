@@ -1,0 +1,108 @@
+"""Exception classes and the helpers that make messages name the user's code.
+
+Every exception fungrad raises derives from `FungradError` and from the builtin a
+Python user would expect (`TypeError`, `ValueError`, ...), so `except TypeError`
+keeps working.  Messages say where (transform, user function, file:line), what
+was found, and what to do.
+"""
+from __future__ import annotations
+
+import os
+import sys
+
+__all__ = [
+    "FungradError", "FungradTypeError", "FungradValueError", "FungradIndexError",
+    "FungradNotImplementedError", "TracerBoolConversionError", "ConcretizationError",
+    "TracerArrayConversionError", "TracerIntegerConversionError", "UnexpectedTracerError",
+    "user_frame", "user_location", "describe_function",
+]
+
+
+class FungradError(Exception):
+    """Base class of every error fungrad raises."""
+
+
+class FungradTypeError(FungradError, TypeError):
+    pass
+
+
+class FungradValueError(FungradError, ValueError):
+    pass
+
+
+class FungradIndexError(FungradError, IndexError):
+    pass
+
+
+class FungradNotImplementedError(FungradError, NotImplementedError):
+    pass
+
+
+class ConcretizationError(FungradTypeError):
+    """A concrete value was needed from a traced value that has none (under `jit`)."""
+
+
+class TracerBoolConversionError(ConcretizationError):
+    """A traced value was used as a Python bool (`if`, `while`, `and`, `or`)."""
+
+
+class TracerIntegerConversionError(ConcretizationError):
+    """A traced value was used as a Python int (`range`, indexing a list)."""
+
+
+class TracerArrayConversionError(FungradTypeError):
+    """A traced value was converted to a NumPy array (`np.asarray(tracer)`)."""
+
+
+class UnexpectedTracerError(FungradError, RuntimeError):
+    """A traced value escaped the transform that created it and was used later."""
+
+
+_PKG_DIR = os.path.dirname(os.path.abspath(__file__)) + os.sep
+# Modules inside the package that hold *user-level* code (examples, the tour):
+# their frames count as the user's.
+_USER_MODULES = ("tour.py", "__main__.py", "testing.py")
+_internal_code: dict = {}
+
+
+def _is_internal(code) -> bool:
+    internal = _internal_code.get(code)
+    if internal is None:
+        name = code.co_filename
+        internal = name.startswith(_PKG_DIR) and not name.endswith(_USER_MODULES)
+        internal = internal or name.startswith("<frozen ") or name.endswith(
+            ("contextlib.py", "functools.py"))
+        _internal_code[code] = internal
+    return internal
+
+
+def user_frame(depth: int = 1):
+    """The innermost frame on the stack that is not fungrad's own code."""
+    frame = sys._getframe(depth)
+    while frame is not None and _is_internal(frame.f_code):
+        frame = frame.f_back
+    return frame
+
+
+def user_location(depth: int = 1) -> tuple | None:
+    """(filename, lineno, function name) of the user's innermost frame, or None."""
+    frame = user_frame(depth + 1)
+    if frame is None:
+        return None
+    return (frame.f_code.co_filename, frame.f_lineno, frame.f_code.co_name)
+
+
+def format_location(loc) -> str:
+    if loc is None:
+        return "<unknown location>"
+    filename, lineno, func = loc
+    return f"{filename}:{lineno} (in {func})"
+
+
+def describe_function(fun) -> str:
+    """A short name for a user function, for messages: `loss`, `<lambda>`."""
+    name = getattr(fun, "__name__", None) or type(fun).__name__
+    code = getattr(fun, "__code__", None)
+    if code is not None:
+        return f"{name} ({os.path.basename(code.co_filename)}:{code.co_firstlineno})"
+    return name

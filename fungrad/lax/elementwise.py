@@ -1,0 +1,754 @@
+"""Elementwise primitives, one block each: impl, shape, jvp, vjp, vmap, emit.
+
+Binary primitives are strict (one dtype; equal shapes, or a 0-d operand that
+applies to every element).  Rules are written with fungrad operations so they
+can be differentiated again.  Singular derivatives follow "a zero cotangent
+wins" (DESIGN.md): where the incoming tangent/cotangent is 0 the result is 0,
+even where the local derivative is inf or nan.
+
+`emit` gives a NumPy expression that numba compiles both on whole arrays and
+on scalars inside fused loops.
+"""
+from __future__ import annotations
+
+import numpy as np
+
+from ..core import Primitive, ShapedArray
+from ..errors import FungradTypeError
+from ._util import (binary_shape, bool_shape, coerce_scalars, elementwise_vmap, is_float,
+                    nondifferentiable, same_shape)
+
+__all__ = [
+    "neg", "add", "sub", "mul", "div", "rem", "pow", "integer_pow", "max", "min", "abs",
+    "sign", "exp", "exp2", "expm1", "log", "log1p", "sqrt", "rsqrt", "cbrt", "sin", "cos",
+    "tan", "asin", "acos", "atan", "atan2", "sinh", "cosh", "tanh", "asinh", "acosh", "atanh",
+    "logistic", "erf", "erfc", "erf_inv", "lgamma", "digamma", "polygamma", "floor", "ceil", "round",
+    "is_finite", "eq", "ne", "lt", "le", "gt", "ge", "bitwise_and", "bitwise_or",
+    "bitwise_not", "bitwise_xor", "select", "convert_element_type", "square",
+    "zeros_like_aval", "safe_mul", "nextafter",
+]
+
+# NOTE: `max`, `min`, `abs`, `pow`, `round` shadow builtins inside this module on
+# purpose (they are the lax names); use the builtins through `builtins.` here.
+import builtins  # noqa: E402
+
+_SCIPY = {}
+
+
+def _special(name):
+    """scipy.special function, imported on first use (keeps `import fungrad` light)."""
+    fn = _SCIPY.get(name)
+    if fn is None:
+        import scipy.special
+        fn = _SCIPY[name] = getattr(scipy.special, name)
+    return fn
+
+
+def zeros_like_aval(aval: ShapedArray):
+    from .shape import full
+    return full(aval.shape, 0, aval.dtype)
+
+
+def safe_mul(t, deriv):
+    """t * deriv, but 0 where t == 0 (a zero cotangent wins over inf/nan)."""
+    return select(eq(t, _zero(t)), _zero_array(t), mul(t, deriv))
+
+
+def _zero(x):
+    from ..tracing import aval_of
+    return aval_of(x).dtype.type(0)
+
+
+def _zero_array(x):
+    from ..tracing import aval_of
+    return zeros_like_aval(aval_of(x))
+
+
+def _unary(name, impl, emit, *, jvp=None, float_only=True):
+    """Declare an elementwise unary primitive with `jvp(t, x, out)`; its vjp is the
+    same linear map applied to the cotangent (elementwise => self-adjoint)."""
+    p = Primitive(name)
+    p.def_impl(impl)
+
+    def shape(x, **params):
+        if float_only and not is_float(x.dtype):
+            raise FungradTypeError(f"{name}: needs a floating-point operand, got {x}")
+        return x
+    p.def_shape(shape)
+    p.def_vmap(elementwise_vmap(p))
+    p.def_emit(lambda x: emit.format(x))
+    if jvp is not None:
+        p.def_jvp(lambda t, x, *, out: jvp(t, x, out))
+        p.def_vjp(lambda ct, x, *, out: (jvp(ct, x, out),))
+    return p
+
+
+# --- arithmetic --------------------------------------------------------------
+
+neg_p = Primitive("neg")
+neg_p.def_impl(np.negative)
+neg_p.def_shape(same_shape)
+neg_p.def_vmap(elementwise_vmap(neg_p))
+neg_p.def_emit(lambda x: f"(-{x})")
+neg_p.def_jvp(lambda t, x, *, out: neg(t))
+neg_p.def_vjp(lambda ct, x, *, out: (neg(ct),))
+
+
+def neg(x):
+    return neg_p.bind(x)
+
+
+def _sum_to(ct, aval):
+    """Undo the implicit scalar broadcast of a 0-d operand."""
+    from ..tracing import aval_of
+    from .reduce import reduce_sum
+    if aval.shape == () and aval_of(ct).shape != ():
+        return reduce_sum(ct, tuple(range(aval_of(ct).ndim)))
+    return ct
+
+
+def _aval(x):
+    from ..tracing import aval_of
+    return aval_of(x)
+
+
+add_p = Primitive("add")
+add_p.def_impl(np.add)
+add_p.def_shape(binary_shape("add"))
+add_p.def_vmap(elementwise_vmap(add_p))
+add_p.def_emit(lambda x, y: f"({x} + {y})")
+# d(x + y) = dx + dy
+add_p.def_jvp(lambda tx, ty, x, y, *, out: add(tx, ty))
+add_p.def_vjp(lambda ct, x, y, *, out: (_sum_to(ct, _aval(x)), _sum_to(ct, _aval(y))))
+
+
+def add(x, y):
+    return add_p.bind(*coerce_scalars(x, y))
+
+
+sub_p = Primitive("sub")
+sub_p.def_impl(np.subtract)
+sub_p.def_shape(binary_shape("sub"))
+sub_p.def_vmap(elementwise_vmap(sub_p))
+sub_p.def_emit(lambda x, y: f"({x} - {y})")
+sub_p.def_jvp(lambda tx, ty, x, y, *, out: sub(tx, ty))
+sub_p.def_vjp(lambda ct, x, y, *, out: (_sum_to(ct, _aval(x)), _sum_to(neg(ct), _aval(y))))
+
+
+def sub(x, y):
+    return sub_p.bind(*coerce_scalars(x, y))
+
+
+mul_p = Primitive("mul")
+mul_p.def_impl(np.multiply)
+mul_p.def_shape(binary_shape("mul"))
+mul_p.def_vmap(elementwise_vmap(mul_p))
+mul_p.def_emit(lambda x, y: f"({x} * {y})")
+# d(x y) = dx y + x dy
+mul_p.def_jvp(lambda tx, ty, x, y, *, out: add(mul(tx, y), mul(x, ty)))
+mul_p.def_vjp(lambda ct, x, y, *, out: (_sum_to(mul(ct, y), _aval(x)),
+                                        _sum_to(mul(x, ct), _aval(y))))
+
+
+def mul(x, y):
+    return mul_p.bind(*coerce_scalars(x, y))
+
+
+def _div_impl(x, y):
+    if np.issubdtype(np.result_type(x), np.integer):
+        # C-style truncation toward zero, like lax.div
+        q = np.floor_divide(x, y)
+        fix = (np.remainder(x, y) != 0) & ((x < 0) != (y < 0))
+        return np.where(fix, q + 1, q).astype(np.result_type(x))
+    return np.true_divide(x, y)
+
+
+div_p = Primitive("div")
+div_p.def_impl(_div_impl)
+div_p.def_shape(binary_shape("div"))
+div_p.def_vmap(elementwise_vmap(div_p))
+div_p.def_emit(lambda x, y: f"({x} / {y})")
+# d(x / y) = dx / y - (x / y) dy / y
+div_p.def_jvp(lambda tx, ty, x, y, *, out: sub(div(tx, y), safe_mul(ty, div(out, y))))
+div_p.def_vjp(lambda ct, x, y, *, out: (
+    _sum_to(div(ct, y), _aval(x)),
+    _sum_to(neg(safe_mul(ct, div(out, y))), _aval(y))))
+
+
+def div(x, y):
+    return div_p.bind(*coerce_scalars(x, y))
+
+
+def _rem_impl(x, y):
+    return np.fmod(x, y)  # sign of the dividend, like C and lax.rem
+
+
+rem_p = Primitive("rem")
+rem_p.def_impl(_rem_impl)
+rem_p.def_shape(binary_shape("rem"))
+rem_p.def_vmap(elementwise_vmap(rem_p))
+rem_p.def_emit(lambda x, y: f"np.fmod({x}, {y})")
+# rem(x, y) = x - y trunc(x / y): d = dx - trunc(x / y) dy
+rem_p.def_jvp(lambda tx, ty, x, y, *, out: sub(tx, mul(ty, round(div(sub(x, out), y)))))
+rem_p.def_vjp(lambda ct, x, y, *, out: (
+    _sum_to(ct, _aval(x)), _sum_to(neg(mul(ct, round(div(sub(x, out), y)))), _aval(y))))
+
+
+def rem(x, y):
+    return rem_p.bind(*coerce_scalars(x, y))
+
+
+def _pow_jvp_x(t, x, y, out):
+    # d x**y / dx = y x**(y-1); 0 where y == 0 (so d/dx x**0 at 0 is 0)
+    y_full = y
+    deriv = select(eq(y_full, _zero(y)), _zero_array(out),
+                   mul(y, pow(x, sub(y, _one(y)))))
+    return safe_mul(t, deriv)
+
+
+def _pow_jvp_y(t, x, y, out):
+    # d x**y / dy = log(x) x**y; 0 where x == 0 (the one-sided limit for y > 0)
+    logx = log(select(eq(x, _zero(x)), _ones_array(x), x))
+    return safe_mul(t, mul(out, logx))
+
+
+def _one(x):
+    return _aval(x).dtype.type(1)
+
+
+def _ones_array(x):
+    from .shape import full
+    a = _aval(x)
+    return full(a.shape, 1, a.dtype)
+
+
+pow_p = Primitive("pow")
+pow_p.def_impl(np.power)
+pow_p.def_shape(binary_shape("pow"))
+pow_p.def_vmap(elementwise_vmap(pow_p))
+pow_p.def_emit(lambda x, y: f"np.power({x}, {y})")
+pow_p.def_jvp(lambda tx, ty, x, y, *, out: add(_pow_jvp_x(tx, x, y, out),
+                                               _pow_jvp_y(ty, x, y, out)))
+pow_p.def_vjp(lambda ct, x, y, *, out: (
+    _sum_to(_pow_jvp_x(ct, x, y, out), _aval(x)),
+    _sum_to(_pow_jvp_y(ct, x, y, out), _aval(y))))
+
+
+def pow(x, y):
+    return pow_p.bind(*coerce_scalars(x, y))
+
+
+def _integer_pow_impl(x, *, y):
+    if y == 0:
+        return np.ones_like(x)
+    if y == 1:
+        return np.array(x, copy=True) if isinstance(x, np.ndarray) else x
+    if y == 2:
+        return np.multiply(x, x)
+    if y < 0 and not is_float(np.result_type(x)):
+        raise FungradTypeError("integer_pow: negative powers need a float operand")
+    return np.power(x, x.dtype.type(y) if hasattr(x, "dtype") else y)
+
+
+def _integer_pow_deriv(x, y):
+    if y == 0:
+        return _zero_array(x)
+    if y == 1:
+        return _ones_array(x)
+    if y == 2:
+        return mul(x, _aval(x).dtype.type(2))
+    return mul(integer_pow(x, y - 1), _aval(x).dtype.type(y))
+
+
+integer_pow_p = Primitive("integer_pow")
+integer_pow_p.def_impl(_integer_pow_impl)
+integer_pow_p.def_shape(same_shape)
+integer_pow_p.def_vmap(elementwise_vmap(integer_pow_p))
+integer_pow_p.def_emit(lambda x, *, y: (f"({x} * {x})" if y == 2 else
+                                        f"({x} * {x} * {x})" if y == 3 else
+                                        f"np.power({x}, {float(y)!r})" if y < 0 else
+                                        f"({x} ** {y})"))
+# d x**n = n x**(n-1) dx  (n x**(n-1) is singular at 0 only for n < 1)
+integer_pow_p.def_jvp(lambda t, x, *, out, y: (
+    safe_mul(t, _integer_pow_deriv(x, y)) if y < 1 else mul(t, _integer_pow_deriv(x, y))))
+integer_pow_p.def_vjp(lambda ct, x, *, out, y: (
+    safe_mul(ct, _integer_pow_deriv(x, y)) if y < 1 else mul(ct, _integer_pow_deriv(x, y)),))
+
+
+def integer_pow(x, y: int):
+    return integer_pow_p.bind(x, y=int(y))
+
+
+def square(x):
+    return integer_pow(x, 2)
+
+
+def _minmax_rule(pick_x):
+    """jvp of max/min: the selected operand's tangent; ties split 0.5 / 0.5."""
+    def weights(x, y):
+        half = _aval(x).dtype.type(0.5)
+        one = _aval(x).dtype.type(1)
+        wins = pick_x(x, y)
+        w_x = select(eq(x, y), _full_like(x, y, half), select(wins, _full_like(x, y, one),
+                                                              _full_like(x, y, 0)))
+        return w_x, sub(_full_like(x, y, one), w_x)
+    return weights
+
+
+def _full_like(x, y, value):
+    from .shape import full
+    ax, ay = _aval(x), _aval(y)
+    shape = ax.shape if ax.shape else ay.shape
+    return full(shape, value, ax.dtype)
+
+
+def _bcast(x, like_shape):
+    """A 0-d operand broadcast to the shape of the other operand (for tangents)."""
+    from .shape import broadcast_in_dim
+    if _aval(x).shape == () and like_shape != ():
+        return broadcast_in_dim(x, like_shape, ())
+    return x
+
+
+_max_weights = _minmax_rule(lambda x, y: gt(x, y))
+_min_weights = _minmax_rule(lambda x, y: lt(x, y))
+
+
+def _minmax_jvp(weights):
+    def jvp(tx, ty, x, y, *, out):
+        w_x, w_y = weights(x, y)
+        return add(mul(w_x, tx), mul(w_y, ty))
+    return jvp
+
+
+def _minmax_vjp(weights):
+    def vjp(ct, x, y, *, out):
+        w_x, w_y = weights(x, y)
+        return (_sum_to(mul(ct, w_x), _aval(x)), _sum_to(mul(ct, w_y), _aval(y)))
+    return vjp
+
+
+max_p = Primitive("max")
+max_p.def_impl(np.maximum)
+max_p.def_shape(binary_shape("max"))
+max_p.def_vmap(elementwise_vmap(max_p))
+max_p.def_emit(lambda x, y: f"np.maximum({x}, {y})")
+max_p.def_jvp(_minmax_jvp(_max_weights))
+max_p.def_vjp(_minmax_vjp(_max_weights))
+
+
+def max(x, y):
+    return max_p.bind(*coerce_scalars(x, y))
+
+
+min_p = Primitive("min")
+min_p.def_impl(np.minimum)
+min_p.def_shape(binary_shape("min"))
+min_p.def_vmap(elementwise_vmap(min_p))
+min_p.def_emit(lambda x, y: f"np.minimum({x}, {y})")
+min_p.def_jvp(_minmax_jvp(_min_weights))
+min_p.def_vjp(_minmax_vjp(_min_weights))
+
+
+def min(x, y):
+    return min_p.bind(*coerce_scalars(x, y))
+
+
+nextafter_p = Primitive("nextafter")
+nextafter_p.def_impl(np.nextafter)
+nextafter_p.def_shape(binary_shape("nextafter"))
+nextafter_p.def_vmap(elementwise_vmap(nextafter_p))
+nextafter_p.def_emit(lambda x, y: f"np.nextafter({x}, {y})")
+nextafter_p.def_jvp(nondifferentiable)
+nextafter_p.def_vjp(nondifferentiable)
+
+
+def nextafter(x, y):
+    return nextafter_p.bind(*coerce_scalars(x, y))
+
+
+# d|x| = sign(x) dx, and 0 at x == 0
+abs_p = Primitive("abs")
+abs_p.def_impl(np.abs)
+abs_p.def_shape(same_shape)
+abs_p.def_vmap(elementwise_vmap(abs_p))
+abs_p.def_emit(lambda x: f"np.abs({x})")
+abs_p.def_jvp(lambda t, x, *, out: mul(t, sign(x)))
+abs_p.def_vjp(lambda ct, x, *, out: (mul(ct, sign(x)),))
+
+
+def abs(x):
+    return abs_p.bind(x)
+
+
+sign_p = Primitive("sign")
+sign_p.def_impl(np.sign)
+sign_p.def_shape(same_shape)
+sign_p.def_vmap(elementwise_vmap(sign_p))
+sign_p.def_emit(lambda x: f"np.sign({x})")
+sign_p.def_jvp(nondifferentiable)
+sign_p.def_vjp(nondifferentiable)
+
+
+def sign(x):
+    return sign_p.bind(x)
+
+
+# --- transcendental -------------------------------------------------------------
+
+def _c(x, v):
+    """A constant of x's dtype."""
+    return _aval(x).dtype.type(v)
+
+
+exp_p = _unary("exp", np.exp, "np.exp({})", jvp=lambda t, x, out: mul(t, out))
+exp2_p = _unary("exp2", np.exp2, "np.exp2({})",
+                jvp=lambda t, x, out: mul(t, mul(out, _c(x, np.log(2.0)))))
+expm1_p = _unary("expm1", np.expm1, "np.expm1({})",
+                 jvp=lambda t, x, out: mul(t, add(out, _c(x, 1))))
+# d log x = dx / x  (singular at 0: a zero cotangent wins)
+log_p = _unary("log", np.log, "np.log({})", jvp=lambda t, x, out: safe_mul(t, div(_c(x, 1), x)))
+log1p_p = _unary("log1p", np.log1p, "np.log1p({})",
+                 jvp=lambda t, x, out: safe_mul(t, div(_c(x, 1), add(x, _c(x, 1)))))
+# d sqrt x = dx / (2 sqrt x)
+sqrt_p = _unary("sqrt", np.sqrt, "np.sqrt({})",
+                jvp=lambda t, x, out: safe_mul(t, div(_c(x, 0.5), out)))
+# d x^(-1/2) = -x^(-3/2) / 2 dx
+rsqrt_p = _unary("rsqrt", lambda x: 1.0 / np.sqrt(x) if np.ndim(x) else
+                 np.result_type(x).type(1) / np.sqrt(x), "(1.0 / np.sqrt({}))",
+                 jvp=lambda t, x, out: safe_mul(t, mul(_c(x, -0.5), div(out, x))))
+cbrt_p = _unary("cbrt", np.cbrt, "np.cbrt({})",
+                jvp=lambda t, x, out: safe_mul(t, div(_c(x, 1 / 3), mul(out, out))))
+sin_p = _unary("sin", np.sin, "np.sin({})", jvp=lambda t, x, out: mul(t, cos(x)))
+cos_p = _unary("cos", np.cos, "np.cos({})", jvp=lambda t, x, out: neg(mul(t, sin(x))))
+# d tan x = (1 + tan^2 x) dx
+tan_p = _unary("tan", np.tan, "np.tan({})",
+               jvp=lambda t, x, out: mul(t, add(_c(x, 1), mul(out, out))))
+asin_p = _unary("asin", np.arcsin, "np.arcsin({})",
+                jvp=lambda t, x, out: safe_mul(t, rsqrt(sub(_c(x, 1), mul(x, x)))))
+acos_p = _unary("acos", np.arccos, "np.arccos({})",
+                jvp=lambda t, x, out: safe_mul(t, neg(rsqrt(sub(_c(x, 1), mul(x, x))))))
+atan_p = _unary("atan", np.arctan, "np.arctan({})",
+                jvp=lambda t, x, out: div(t, add(_c(x, 1), mul(x, x))))
+sinh_p = _unary("sinh", np.sinh, "np.sinh({})", jvp=lambda t, x, out: mul(t, cosh(x)))
+cosh_p = _unary("cosh", np.cosh, "np.cosh({})", jvp=lambda t, x, out: mul(t, sinh(x)))
+# d tanh x = (1 - tanh^2 x) dx, reusing the output
+tanh_p = _unary("tanh", np.tanh, "np.tanh({})",
+                jvp=lambda t, x, out: mul(t, sub(_c(x, 1), mul(out, out))))
+asinh_p = _unary("asinh", np.arcsinh, "np.arcsinh({})",
+                 jvp=lambda t, x, out: mul(t, rsqrt(add(mul(x, x), _c(x, 1)))))
+acosh_p = _unary("acosh", np.arccosh, "np.arccosh({})",
+                 jvp=lambda t, x, out: safe_mul(t, rsqrt(sub(mul(x, x), _c(x, 1)))))
+atanh_p = _unary("atanh", np.arctanh, "np.arctanh({})",
+                 jvp=lambda t, x, out: safe_mul(t, div(_c(x, 1), sub(_c(x, 1), mul(x, x)))))
+
+
+def _logistic_impl(x):
+    return _special("expit")(x)
+
+
+# d sigmoid x = sigmoid x (1 - sigmoid x) dx
+logistic_p = _unary("logistic", _logistic_impl, "(1.0 / (1.0 + np.exp(-{})))",
+                    jvp=lambda t, x, out: mul(t, mul(out, sub(_c(x, 1), out))))
+# d erf x = 2/sqrt(pi) exp(-x^2) dx
+erf_p = _unary("erf", lambda x: _special("erf")(x), "math.erf({})",
+               jvp=lambda t, x, out: mul(t, mul(_c(x, 2 / np.sqrt(np.pi)),
+                                                exp(neg(mul(x, x))))))
+erfc_p = _unary("erfc", lambda x: _special("erfc")(x), "math.erfc({})",
+                jvp=lambda t, x, out: mul(t, mul(_c(x, -2 / np.sqrt(np.pi)),
+                                                 exp(neg(mul(x, x))))))
+# d erfinv y = sqrt(pi)/2 exp(erfinv(y)^2) dy
+erf_inv_p = _unary("erf_inv", lambda x: _special("erfinv")(x), "_erfinv({})",
+                   jvp=lambda t, x, out: safe_mul(t, mul(_c(x, np.sqrt(np.pi) / 2),
+                                                         exp(mul(out, out)))))
+lgamma_p = _unary("lgamma", lambda x: _special("gammaln")(x), "math.lgamma({})",
+                  jvp=lambda t, x, out: mul(t, digamma(x)))
+
+# polygamma(n, x) = d^(n+1) lgamma(x) / dx^(n+1); digamma is n = 0
+polygamma_p = Primitive("polygamma")
+polygamma_p.def_impl(lambda x, *, n: _special("polygamma")(n, x).astype(np.result_type(x)))
+polygamma_p.def_shape(same_shape)
+polygamma_p.def_vmap(elementwise_vmap(polygamma_p))
+polygamma_p.def_jvp(lambda t, x, *, out, n: mul(t, polygamma(n + 1, x)))
+polygamma_p.def_vjp(lambda ct, x, *, out, n: (mul(ct, polygamma(n + 1, x)),))
+
+
+def polygamma(n: int, x):
+    return polygamma_p.bind(x, n=int(n))
+
+
+def digamma(x):
+    return polygamma(0, x)
+
+
+exp = lambda x: exp_p.bind(x)  # noqa: E731
+exp2 = lambda x: exp2_p.bind(x)  # noqa: E731
+expm1 = lambda x: expm1_p.bind(x)  # noqa: E731
+log = lambda x: log_p.bind(x)  # noqa: E731
+log1p = lambda x: log1p_p.bind(x)  # noqa: E731
+sqrt = lambda x: sqrt_p.bind(x)  # noqa: E731
+rsqrt = lambda x: rsqrt_p.bind(x)  # noqa: E731
+cbrt = lambda x: cbrt_p.bind(x)  # noqa: E731
+sin = lambda x: sin_p.bind(x)  # noqa: E731
+cos = lambda x: cos_p.bind(x)  # noqa: E731
+tan = lambda x: tan_p.bind(x)  # noqa: E731
+asin = lambda x: asin_p.bind(x)  # noqa: E731
+acos = lambda x: acos_p.bind(x)  # noqa: E731
+atan = lambda x: atan_p.bind(x)  # noqa: E731
+sinh = lambda x: sinh_p.bind(x)  # noqa: E731
+cosh = lambda x: cosh_p.bind(x)  # noqa: E731
+tanh = lambda x: tanh_p.bind(x)  # noqa: E731
+asinh = lambda x: asinh_p.bind(x)  # noqa: E731
+acosh = lambda x: acosh_p.bind(x)  # noqa: E731
+atanh = lambda x: atanh_p.bind(x)  # noqa: E731
+logistic = lambda x: logistic_p.bind(x)  # noqa: E731
+erf = lambda x: erf_p.bind(x)  # noqa: E731
+erfc = lambda x: erfc_p.bind(x)  # noqa: E731
+erf_inv = lambda x: erf_inv_p.bind(x)  # noqa: E731
+lgamma = lambda x: lgamma_p.bind(x)  # noqa: E731
+for _name in ("exp", "exp2", "expm1", "log", "log1p", "sqrt", "rsqrt", "cbrt", "sin", "cos",
+              "tan", "asin", "acos", "atan", "sinh", "cosh", "tanh", "asinh", "acosh", "atanh",
+              "logistic", "erf", "erfc", "erf_inv", "lgamma"):
+    globals()[_name].__name__ = _name
+    globals()[_name].__qualname__ = _name
+    globals()[_name].__doc__ = f"Elementwise {_name} (primitive `{_name}`)."
+
+
+def _atan2_jvp(tx, ty, x, y):
+    # atan2(x, y): d = (y dx - x dy) / (x^2 + y^2); 0/0 at the origin -> zero wins
+    denom = add(mul(x, x), mul(y, y))
+    return add(safe_mul(tx, div(y, denom)), safe_mul(ty, div(neg(x), denom)))
+
+
+atan2_p = Primitive("atan2")
+atan2_p.def_impl(np.arctan2)
+atan2_p.def_shape(binary_shape("atan2"))
+atan2_p.def_vmap(elementwise_vmap(atan2_p))
+atan2_p.def_emit(lambda x, y: f"np.arctan2({x}, {y})")
+atan2_p.def_jvp(lambda tx, ty, x, y, *, out: _atan2_jvp(tx, ty, x, y))
+atan2_p.def_vjp(lambda ct, x, y, *, out: (
+    _sum_to(safe_mul(ct, div(y, add(mul(x, x), mul(y, y)))), _aval(x)),
+    _sum_to(safe_mul(ct, div(neg(x), add(mul(x, x), mul(y, y)))), _aval(y))))
+
+
+def atan2(x, y):
+    return atan2_p.bind(*coerce_scalars(x, y))
+
+
+# --- rounding and predicates (piecewise constant) -------------------------------
+
+def _piecewise_constant(name, impl, emit, shape=same_shape):
+    p = Primitive(name)
+    p.def_impl(impl)
+    p.def_shape(shape)
+    p.def_vmap(elementwise_vmap(p))
+    p.def_emit(emit)
+    p.def_jvp(nondifferentiable)
+    p.def_vjp(nondifferentiable)
+    return p
+
+
+floor_p = _piecewise_constant("floor", np.floor, lambda x: f"np.floor({x})")
+ceil_p = _piecewise_constant("ceil", np.ceil, lambda x: f"np.ceil({x})")
+def _round_half_away(x):
+    return np.copysign(np.floor(np.abs(x) + 0.5), x)
+
+
+# round half away from zero (lax.round's default), not NumPy's half-to-even
+round_p = _piecewise_constant("round", _round_half_away,
+                              lambda x: f"np.copysign(np.floor(np.abs({x}) + 0.5), {x})")
+is_finite_p = _piecewise_constant("is_finite", np.isfinite, lambda x: f"np.isfinite({x})",
+                                  shape=lambda x: x.update(dtype=np.bool_))
+
+
+def floor(x):
+    return floor_p.bind(x)
+
+
+def ceil(x):
+    return ceil_p.bind(x)
+
+
+def round(x):
+    """Round half away from zero (lax.round); fungrad.numpy.round rounds half to even."""
+    return round_p.bind(x)
+
+
+def is_finite(x):
+    return is_finite_p.bind(x)
+
+
+def _comparison(name, impl, op):
+    return _piecewise_constant(name, impl, lambda x, y: f"({x} {op} {y})",
+                               shape=bool_shape(binary_shape(name)))
+
+
+eq_p = _comparison("eq", np.equal, "==")
+ne_p = _comparison("ne", np.not_equal, "!=")
+lt_p = _comparison("lt", np.less, "<")
+le_p = _comparison("le", np.less_equal, "<=")
+gt_p = _comparison("gt", np.greater, ">")
+ge_p = _comparison("ge", np.greater_equal, ">=")
+
+
+def eq(x, y):
+    return eq_p.bind(*coerce_scalars(x, y))
+
+
+def ne(x, y):
+    return ne_p.bind(*coerce_scalars(x, y))
+
+
+def lt(x, y):
+    return lt_p.bind(*coerce_scalars(x, y))
+
+
+def le(x, y):
+    return le_p.bind(*coerce_scalars(x, y))
+
+
+def gt(x, y):
+    return gt_p.bind(*coerce_scalars(x, y))
+
+
+def ge(x, y):
+    return ge_p.bind(*coerce_scalars(x, y))
+
+
+def _bitwise_shape(name):
+    rule = binary_shape(name)
+
+    def shape(x, y, **params):
+        if np.issubdtype(x.dtype, np.inexact):
+            raise FungradTypeError(f"{name}: needs bool or integer operands, got {x}")
+        return rule(x, y)
+    return shape
+
+
+bitwise_and_p = _piecewise_constant("and", np.bitwise_and, lambda x, y: f"({x} & {y})",
+                                    shape=_bitwise_shape("and"))
+bitwise_or_p = _piecewise_constant("or", np.bitwise_or, lambda x, y: f"({x} | {y})",
+                                   shape=_bitwise_shape("or"))
+bitwise_xor_p = _piecewise_constant("xor", np.bitwise_xor, lambda x, y: f"({x} ^ {y})",
+                                    shape=_bitwise_shape("xor"))
+
+
+def _not_shape(x, **params):
+    if np.issubdtype(x.dtype, np.inexact):
+        raise FungradTypeError(f"not: needs a bool or integer operand, got {x}")
+    return x
+
+
+bitwise_not_p = _piecewise_constant("not", np.invert, lambda x: f"(~{x})", shape=_not_shape)
+
+
+def bitwise_and(x, y):
+    return bitwise_and_p.bind(*coerce_scalars(x, y))
+
+
+def bitwise_or(x, y):
+    return bitwise_or_p.bind(*coerce_scalars(x, y))
+
+
+def bitwise_xor(x, y):
+    return bitwise_xor_p.bind(*coerce_scalars(x, y))
+
+
+def bitwise_not(x):
+    return bitwise_not_p.bind(x)
+
+
+# --- select and convert ------------------------------------------------------------
+
+def _select_shape(pred, on_true, on_false, **params):
+    if pred.dtype != np.bool_:
+        raise FungradTypeError(f"select: the predicate must be bool, got {pred}")
+    if on_true.dtype != on_false.dtype:
+        raise FungradTypeError(f"select: branch dtypes must match, got {on_true} and {on_false}")
+    shapes = {s for s in (pred.shape, on_true.shape, on_false.shape) if s != ()}
+    if len(shapes) > 1:
+        raise FungradTypeError(
+            f"select: shapes must match (or be 0-d), got {pred}, {on_true} and {on_false}")
+    return ShapedArray(shapes.pop() if shapes else (), on_true.dtype)
+
+
+def _select_vjp(ct, pred, on_true, on_false, *, out):
+    zeros = zeros_like_aval(_aval(ct))
+    return (None, _sum_to(select(pred, ct, zeros), _aval(on_true)),
+            _sum_to(select(pred, zeros, ct), _aval(on_false)))
+
+
+select_p = Primitive("select")
+select_p.def_impl(np.where)
+select_p.def_shape(_select_shape)
+select_p.def_vmap(elementwise_vmap(select_p))
+select_p.def_emit(lambda p, x, y: f"np.where({p}, {x}, {y})")
+select_p.def_jvp(lambda tp, tx, ty, p, x, y, *, out: select(
+    p, _bcast(tx, _aval(out).shape), _bcast(ty, _aval(out).shape)))
+select_p.def_vjp(_select_vjp)
+
+
+def select(pred, on_true, on_false):
+    """Elementwise `on_true if pred else on_false` (`where`)."""
+    on_true, on_false = coerce_scalars(on_true, on_false)
+    return select_p.bind(pred, on_true, on_false)
+
+
+def _convert_impl(x, *, new_dtype):
+    return np.asarray(x).astype(new_dtype) if np.ndim(x) else np.dtype(new_dtype).type(x)
+
+
+def _convert_tangent(t, new_dtype):
+    if not is_float(new_dtype):
+        return None
+    return convert_element_type(t, new_dtype)
+
+
+convert_element_type_p = Primitive("convert_element_type")
+convert_element_type_p.def_impl(_convert_impl)
+convert_element_type_p.def_shape(lambda x, *, new_dtype: x.update(dtype=new_dtype))
+convert_element_type_p.def_vmap(
+    lambda n, args, dims, *, new_dtype: (convert_element_type(args[0], new_dtype), dims[0]))
+convert_element_type_p.def_emit(
+    lambda x, *, new_dtype: f"np.{np.dtype(new_dtype).name}({x})")
+convert_element_type_p.def_jvp(lambda t, x, *, out, new_dtype: _convert_tangent(t, new_dtype))
+convert_element_type_p.def_vjp(lambda ct, x, *, out, new_dtype: (
+    convert_element_type(ct, _aval(x).dtype) if is_float(_aval(x).dtype) else None,))
+
+
+def convert_element_type(x, new_dtype):
+    new_dtype = np.dtype(new_dtype)
+    if _aval(x).dtype == new_dtype and not isinstance(x, (int, float, bool, complex)):
+        return x
+    return convert_element_type_p.bind(x, new_dtype=new_dtype)
+
+
+# --- stop_gradient ---------------------------------------------------------------------
+
+def _identity_impl(x):
+    return x
+
+
+stop_gradient_p = Primitive("stop_gradient")
+stop_gradient_p.def_impl(_identity_impl)
+stop_gradient_p.def_shape(same_shape)
+stop_gradient_p.def_vmap(lambda n, args, dims: (stop_gradient(args[0]), dims[0]))
+stop_gradient_p.def_emit(lambda x: x)
+# blocks every mode: no tangent flows forward, no cotangent flows back
+stop_gradient_p.def_jvp(nondifferentiable)
+stop_gradient_p.def_vjp(nondifferentiable)
+
+
+def stop_gradient(x):
+    """The value of `x`, treated as a constant by every derivative (forward and reverse).
+
+    Applies leafwise to pytrees.  >>> grad(lambda x: x * stop_gradient(x))(3.0) == 3.0
+    """
+    from ..pytree import tree_map
+    from ..tracing import Tracer
+
+    def one(leaf):
+        if isinstance(leaf, Tracer):
+            return stop_gradient_p.bind(leaf)
+        return leaf
+    return tree_map(one, x)

@@ -1,0 +1,460 @@
+"""Shape primitives: broadcast_in_dim, reshape, transpose, squeeze, slice, rev,
+concatenate, pad, iota.  All are linear, so each vjp is the transposed map."""
+from __future__ import annotations
+
+import numpy as np
+
+from ..core import Primitive, ShapedArray
+from ..errors import FungradTypeError, FungradValueError
+from ..tracing import aval_of
+from ._util import move_axis_to_front
+
+__all__ = ["broadcast_in_dim", "broadcast_to", "reshape", "transpose", "squeeze",
+           "expand_dims", "slice", "rev", "concatenate", "pad", "iota", "full",
+           "broadcast_in_dim_p", "reshape_p", "transpose_p", "squeeze_p", "slice_p",
+           "rev_p", "concatenate_p", "pad_p", "iota_p"]
+
+import builtins  # noqa: E402
+
+
+# --- broadcast_in_dim ---------------------------------------------------------------
+
+def _broadcast_shape(x, *, shape, broadcast_dimensions):
+    if len(broadcast_dimensions) != x.ndim:
+        raise FungradTypeError(
+            f"broadcast_in_dim: {x} needs {x.ndim} broadcast_dimensions, got "
+            f"{broadcast_dimensions}")
+    for d, target in zip(x.shape, broadcast_dimensions):
+        if not 0 <= target < len(shape) or d not in (1, shape[target]):
+            raise FungradTypeError(
+                f"broadcast_in_dim: cannot broadcast {x} to shape {shape} "
+                f"with broadcast_dimensions={broadcast_dimensions}")
+    if list(broadcast_dimensions) != sorted(broadcast_dimensions):
+        raise FungradTypeError("broadcast_in_dim: broadcast_dimensions must be increasing")
+    return ShapedArray(shape, x.dtype)
+
+
+def _broadcast_impl(x, *, shape, broadcast_dimensions):
+    x = np.asarray(x)
+    expanded = [1] * len(shape)
+    for d, target in zip(x.shape, broadcast_dimensions):
+        expanded[target] = d
+    return np.broadcast_to(x.reshape(expanded), shape)
+
+
+def _broadcast_vjp(ct, x, *, out, shape, broadcast_dimensions):
+    x_aval = aval_of(x)
+    kept = set(broadcast_dimensions)
+    # sum over new dimensions and over dimensions that were size 1 in x
+    summed = tuple(i for i in range(len(shape)) if i not in kept)
+    stretched = tuple(t for d, t in zip(x_aval.shape, broadcast_dimensions)
+                      if d == 1 and shape[t] != 1)
+    from .reduce import reduce_sum
+    ct_x = reduce_sum(ct, tuple(sorted(summed + stretched))) if summed or stretched else ct
+    return (reshape(ct_x, x_aval.shape),)
+
+
+def _broadcast_vmap(axis_size, args, dims, *, shape, broadcast_dimensions):
+    (x,), (d,) = args, dims
+    x = move_axis_to_front(x, d)
+    return broadcast_in_dim(x, (axis_size,) + tuple(shape),
+                            (0,) + tuple(b + 1 for b in broadcast_dimensions)), 0
+
+
+def _broadcast_emit(x, *, shape, broadcast_dimensions):
+    return f"np.broadcast_to({x}, {tuple(shape)!r})"  # codegen reshapes first when needed
+
+
+broadcast_in_dim_p = Primitive("broadcast_in_dim")
+broadcast_in_dim_p.def_impl(_broadcast_impl)
+broadcast_in_dim_p.def_shape(_broadcast_shape)
+broadcast_in_dim_p.def_jvp(lambda t, x, *, out, shape, broadcast_dimensions: broadcast_in_dim(
+    t, shape, broadcast_dimensions))
+broadcast_in_dim_p.def_vjp(_broadcast_vjp)
+broadcast_in_dim_p.def_vmap(_broadcast_vmap)
+broadcast_in_dim_p.def_emit(_broadcast_emit)
+
+
+def broadcast_in_dim(x, shape, broadcast_dimensions):
+    """Broadcast `x` to `shape`; x's dimension i becomes dimension broadcast_dimensions[i]."""
+    shape = tuple(int(s) for s in shape)
+    broadcast_dimensions = tuple(int(b) for b in broadcast_dimensions)
+    if aval_of(x).shape == shape and broadcast_dimensions == tuple(range(len(shape))):
+        return x
+    return broadcast_in_dim_p.bind(x, shape=shape, broadcast_dimensions=broadcast_dimensions)
+
+
+def broadcast_to(x, shape):
+    """NumPy-style broadcast of x (trailing alignment) to `shape`."""
+    shape = tuple(shape)
+    nd = aval_of(x).ndim
+    if nd > len(shape):
+        raise FungradValueError(f"broadcast_to: cannot broadcast {aval_of(x)} to {shape}")
+    return broadcast_in_dim(x, shape, tuple(range(len(shape) - nd, len(shape))))
+
+
+def full(shape, fill_value, dtype):
+    """An array of `shape` filled with a scalar (a broadcast literal)."""
+    dtype = np.dtype(dtype)
+    value = dtype.type(fill_value) if not hasattr(fill_value, "aval") and not isinstance(
+        fill_value, np.ndarray) else fill_value
+    if isinstance(value, np.ndarray) or hasattr(value, "aval"):
+        from .elementwise import convert_element_type
+        value = convert_element_type(value, dtype)
+    return broadcast_in_dim_p.bind(value, shape=tuple(shape), broadcast_dimensions=())
+
+
+# --- reshape ------------------------------------------------------------------------
+
+def _reshape_shape(x, *, new_sizes):
+    if int(np.prod(new_sizes, dtype=np.int64)) != x.size:
+        raise FungradTypeError(f"reshape: cannot reshape {x} to {tuple(new_sizes)}")
+    return ShapedArray(new_sizes, x.dtype)
+
+
+reshape_p = Primitive("reshape")
+reshape_p.def_impl(lambda x, *, new_sizes: np.reshape(x, new_sizes))
+reshape_p.def_shape(_reshape_shape)
+reshape_p.def_jvp(lambda t, x, *, out, new_sizes: reshape(t, new_sizes))
+reshape_p.def_vjp(lambda ct, x, *, out, new_sizes: (reshape(ct, aval_of(x).shape),))
+reshape_p.def_vmap(lambda n, args, dims, *, new_sizes: (
+    reshape(move_axis_to_front(args[0], dims[0]), (n,) + tuple(new_sizes)), 0))
+reshape_p.def_emit(lambda x, *, new_sizes: f"np.ascontiguousarray({x}).reshape({tuple(new_sizes)!r})")
+
+
+def reshape(x, new_sizes):
+    new_sizes = tuple(int(s) for s in new_sizes)
+    if aval_of(x).shape == new_sizes:
+        return x
+    return reshape_p.bind(x, new_sizes=new_sizes)
+
+
+def expand_dims(x, dimensions):
+    """Insert size-1 dimensions at the (output) positions `dimensions`."""
+    shape = list(aval_of(x).shape)
+    ndim = len(shape) + len(dimensions)
+    for d in sorted(d % ndim for d in dimensions):
+        shape.insert(d, 1)
+    return reshape(x, shape)
+
+
+# --- squeeze ------------------------------------------------------------------------
+
+def _squeeze_shape(x, *, dimensions):
+    for d in dimensions:
+        if not 0 <= d < x.ndim or x.shape[d] != 1:
+            raise FungradValueError(f"squeeze: cannot remove dimension {d} of {x}")
+    return ShapedArray([s for i, s in enumerate(x.shape) if i not in dimensions], x.dtype)
+
+
+def _squeeze_vmap(n, args, dims, *, dimensions):
+    x = move_axis_to_front(args[0], dims[0])
+    return squeeze(x, tuple(d + 1 for d in dimensions)), 0
+
+
+squeeze_p = Primitive("squeeze")
+squeeze_p.def_impl(lambda x, *, dimensions: np.squeeze(x, axis=dimensions))
+squeeze_p.def_shape(_squeeze_shape)
+squeeze_p.def_jvp(lambda t, x, *, out, dimensions: squeeze(t, dimensions))
+squeeze_p.def_vjp(lambda ct, x, *, out, dimensions: (reshape(ct, aval_of(x).shape),))
+squeeze_p.def_vmap(_squeeze_vmap)
+
+
+def squeeze(x, dimensions):
+    nd = aval_of(x).ndim
+    dimensions = tuple(sorted(int(d) % nd for d in dimensions)) if nd else ()
+    if not dimensions:
+        return x
+    return squeeze_p.bind(x, dimensions=dimensions)
+
+
+# --- transpose ----------------------------------------------------------------------
+
+def _transpose_shape(x, *, permutation):
+    if sorted(permutation) != list(range(x.ndim)):
+        raise FungradValueError(f"transpose: {permutation} is not a permutation of {x}'s axes")
+    return ShapedArray([x.shape[p] for p in permutation], x.dtype)
+
+
+transpose_p = Primitive("transpose")
+transpose_p.def_impl(lambda x, *, permutation: np.transpose(x, permutation))
+transpose_p.def_shape(_transpose_shape)
+transpose_p.def_jvp(lambda t, x, *, out, permutation: transpose(t, permutation))
+transpose_p.def_vjp(lambda ct, x, *, out, permutation: (
+    transpose(ct, tuple(np.argsort(permutation).tolist())),))
+transpose_p.def_vmap(lambda n, args, dims, *, permutation: (
+    transpose(move_axis_to_front(args[0], dims[0]), (0,) + tuple(p + 1 for p in permutation)),
+    0))
+transpose_p.def_emit(lambda x, *, permutation: f"np.transpose({x}, {tuple(permutation)!r})")
+
+
+def transpose(x, permutation):
+    permutation = tuple(int(p) for p in permutation)
+    if permutation == tuple(range(len(permutation))):
+        return x
+    return transpose_p.bind(x, permutation=permutation)
+
+
+# --- slice --------------------------------------------------------------------------
+
+def _slice_shape(x, *, start_indices, limit_indices, strides):
+    if not (len(start_indices) == len(limit_indices) == len(strides) == x.ndim):
+        raise FungradTypeError(f"slice: index lists must have {x.ndim} entries")
+    shape = []
+    for d, lo, hi, st in zip(x.shape, start_indices, limit_indices, strides):
+        if not (0 <= lo <= hi <= d) or st < 1:
+            raise FungradValueError(
+                f"slice: [{lo}:{hi}:{st}] is out of bounds for a dimension of size {d} "
+                f"of {x}")
+        shape.append(builtins.max(0, -(-(hi - lo) // st)))
+    return ShapedArray(shape, x.dtype)
+
+
+def _slice_impl(x, *, start_indices, limit_indices, strides):
+    index = tuple(builtins.slice(lo, hi, st)
+                  for lo, hi, st in zip(start_indices, limit_indices, strides))
+    return np.asarray(x)[index]
+
+
+def _slice_vjp(ct, x, *, out, start_indices, limit_indices, strides):
+    x_aval = aval_of(x)
+    # pad the cotangent back into place: low = start, interior = stride - 1
+    lows = list(start_indices)
+    interiors = [s - 1 for s in strides]
+    highs = []
+    for d, lo, n, st in zip(x_aval.shape, start_indices, aval_of(ct).shape, strides):
+        used = lo + (n - 1) * st + 1 if n > 0 else lo
+        highs.append(d - used)
+    zero = x_aval.dtype.type(0)
+    return (pad(ct, zero, tuple(zip(lows, highs, interiors))),)
+
+
+def _slice_vmap(n, args, dims, *, start_indices, limit_indices, strides):
+    x = move_axis_to_front(args[0], dims[0])
+    return slice(x, (0,) + tuple(start_indices), (n,) + tuple(limit_indices),
+                 (1,) + tuple(strides)), 0
+
+
+slice_p = Primitive("slice")
+slice_p.def_impl(_slice_impl)
+slice_p.def_shape(_slice_shape)
+slice_p.def_jvp(lambda t, x, *, out, **p: slice(t, **p))
+slice_p.def_vjp(_slice_vjp)
+slice_p.def_vmap(_slice_vmap)
+slice_p.def_emit(lambda x, *, start_indices, limit_indices, strides: "{}[{}]".format(
+    x, ", ".join(f"{lo}:{hi}:{st}" for lo, hi, st in zip(start_indices, limit_indices, strides))
+    + ("," if len(strides) == 1 else "")))
+
+
+def slice(x, start_indices, limit_indices, strides=None):
+    nd = aval_of(x).ndim
+    strides = tuple(strides) if strides is not None else (1,) * nd
+    start_indices, limit_indices = tuple(map(int, start_indices)), tuple(map(int, limit_indices))
+    if start_indices == (0,) * nd and limit_indices == aval_of(x).shape and strides == (1,) * nd:
+        return x
+    return slice_p.bind(x, start_indices=start_indices, limit_indices=limit_indices,
+                        strides=tuple(map(int, strides)))
+
+
+# --- rev ----------------------------------------------------------------------------
+
+def _rev_shape(x, *, dimensions):
+    if any(not 0 <= d < x.ndim for d in dimensions):
+        raise FungradValueError(f"rev: dimensions {dimensions} out of range for {x}")
+    return x
+
+
+rev_p = Primitive("rev")
+rev_p.def_impl(lambda x, *, dimensions: np.flip(x, dimensions) if dimensions else x)
+rev_p.def_shape(_rev_shape)
+rev_p.def_jvp(lambda t, x, *, out, dimensions: rev(t, dimensions))
+rev_p.def_vjp(lambda ct, x, *, out, dimensions: (rev(ct, dimensions),))
+rev_p.def_vmap(lambda n, args, dims, *, dimensions: (
+    rev(move_axis_to_front(args[0], dims[0]), tuple(d + 1 for d in dimensions)), 0))
+rev_p.def_emit(lambda x, *, dimensions: f"np.flip({x}, {tuple(dimensions)!r})")
+
+
+def rev(x, dimensions):
+    dimensions = tuple(sorted(int(d) for d in dimensions))
+    if not dimensions:
+        return x
+    return rev_p.bind(x, dimensions=dimensions)
+
+
+# --- concatenate --------------------------------------------------------------------
+
+def _concat_shape(*xs, dimension):
+    if not xs:
+        raise FungradValueError("concatenate: needs at least one operand")
+    first = xs[0]
+    if not 0 <= dimension < first.ndim:
+        raise FungradValueError(f"concatenate: dimension {dimension} out of range for {first}")
+    for x in xs[1:]:
+        if x.dtype != first.dtype or x.ndim != first.ndim or any(
+                a != b for i, (a, b) in enumerate(zip(x.shape, first.shape)) if i != dimension):
+            raise FungradTypeError(
+                f"concatenate: operands must agree except along dimension {dimension}, got "
+                + ", ".join(str(a) for a in xs))
+    shape = list(first.shape)
+    shape[dimension] = sum(x.shape[dimension] for x in xs)
+    return ShapedArray(shape, first.dtype)
+
+
+def _concat_vjp(ct, *xs, out, dimension):
+    cts, start = [], 0
+    ct_shape = aval_of(ct).shape
+    for x in xs:
+        size = aval_of(x).shape[dimension]
+        lo = [0] * len(ct_shape)
+        hi = list(ct_shape)
+        lo[dimension], hi[dimension] = start, start + size
+        cts.append(slice(ct, lo, hi))
+        start += size
+    return tuple(cts)
+
+
+def _concat_vmap(n, args, dims, *, dimension):
+    from ._util import bdim_to_front
+    moved = [bdim_to_front(n, x, d) for x, d in zip(args, dims)]
+    return concatenate(moved, dimension + 1), 0
+
+
+concatenate_p = Primitive("concatenate")
+concatenate_p.def_impl(lambda *xs, dimension: np.concatenate(xs, axis=dimension))
+concatenate_p.def_shape(_concat_shape)
+concatenate_p.def_jvp(lambda *args, out, dimension: concatenate(
+    args[:len(args) // 2], dimension))
+concatenate_p.def_vjp(_concat_vjp)
+concatenate_p.def_vmap(_concat_vmap)
+concatenate_p.def_emit(lambda *xs, dimension: f"np.concatenate(({', '.join(xs)},), {dimension})")
+
+
+def concatenate(xs, dimension: int):
+    xs = list(xs)
+    if len(xs) == 1:
+        return xs[0]
+    return concatenate_p.bind(*xs, dimension=int(dimension))
+
+
+# --- pad ----------------------------------------------------------------------------
+
+def _pad_shape(x, padding_value, *, padding_config):
+    if padding_value.shape != () or padding_value.dtype != x.dtype:
+        raise FungradTypeError(f"pad: padding value must be a {x.dtype} scalar")
+    if len(padding_config) != x.ndim:
+        raise FungradTypeError(f"pad: padding_config needs {x.ndim} entries")
+    shape = []
+    for d, (lo, hi, interior) in zip(x.shape, padding_config):
+        if interior < 0:
+            raise FungradValueError("pad: interior padding must be >= 0")
+        n = lo + hi + d + builtins.max(0, d - 1) * interior
+        if n < 0:
+            raise FungradValueError(f"pad: negative result size for {x} with {padding_config}")
+        shape.append(n)
+    return ShapedArray(shape, x.dtype)
+
+
+def _pad_impl(x, padding_value, *, padding_config):
+    x = np.asarray(x)
+    shape = _pad_shape(ShapedArray.of(x), ShapedArray.of(x.dtype.type(padding_value)),
+                       padding_config=padding_config).shape
+    out = np.full(shape, padding_value, dtype=x.dtype)
+    # place x with interior strides, then crop negative edge padding
+    dst = []
+    src = []
+    for d, n, (lo, hi, interior) in zip(x.shape, shape, padding_config):
+        step = interior + 1
+        positions = lo + step * np.arange(d)
+        keep = (positions >= 0) & (positions < n)
+        idx = np.nonzero(keep)[0]
+        if idx.size == 0:
+            return out
+        src.append(builtins.slice(idx[0], idx[-1] + 1))
+        dst.append(builtins.slice(positions[idx[0]], positions[idx[-1]] + 1, step))
+    out[tuple(dst)] = x[tuple(src)]
+    return out
+
+
+def _pad_vjp(ct, x, padding_value, *, out, padding_config):
+    x_aval = aval_of(x)
+    # undo: crop (negative pads become zero-padding back), then take every (interior+1)-th
+    ct_shape = aval_of(ct).shape
+    zero = x_aval.dtype.type(0)
+    neg_cfg = tuple((builtins.max(0, -lo), builtins.max(0, -hi), 0) for lo, hi, _ in padding_config)
+    if any(a or b for a, b, _ in neg_cfg):
+        ct = pad(ct, zero, neg_cfg)
+        ct_shape = aval_of(ct).shape
+    starts = tuple(builtins.max(0, lo) for lo, _, _ in padding_config)
+    limits = tuple(n - builtins.max(0, hi) for n, (_, hi, _) in zip(ct_shape, padding_config))
+    strides = tuple(i + 1 for _, _, i in padding_config)
+    ct_x = slice(ct, starts, limits, strides)
+    from .reduce import reduce_sum
+    total = reduce_sum(ct, tuple(range(len(ct_shape))))
+    inner = reduce_sum(ct_x, tuple(range(x_aval.ndim)))
+    from .elementwise import sub
+    return (ct_x, sub(total, inner))
+
+
+def _pad_vmap(n, args, dims, *, padding_config):
+    x, v = args
+    dx, dv = dims
+    if dv is not None:
+        # a batched padding value: pad with zeros, then add the value where padding is
+        from .elementwise import select
+        x = move_axis_to_front(x, dx) if dx is not None else broadcast_in_dim(
+            x, (n,) + aval_of(x).shape, tuple(range(1, aval_of(x).ndim + 1)))
+        cfg = ((0, 0, 0),) + tuple(padding_config)
+        zero = aval_of(x).dtype.type(0)
+        padded = pad(x, zero, cfg)
+        ones = full(aval_of(x).shape, True, np.bool_)
+        mask = pad(ones, np.bool_(False), cfg)
+        v_b = broadcast_in_dim(v, aval_of(padded).shape, (0,))
+        return select(mask, padded, v_b), 0
+    x = move_axis_to_front(x, dx)
+    return pad(x, v, ((0, 0, 0),) + tuple(padding_config)), 0
+
+
+pad_p = Primitive("pad")
+pad_p.def_impl(_pad_impl)
+pad_p.def_shape(_pad_shape)
+pad_p.def_jvp(lambda tx, tv, x, v, *, out, padding_config: pad(tx, tv, padding_config))
+pad_p.def_vjp(_pad_vjp)
+pad_p.def_vmap(_pad_vmap)
+
+
+def pad(x, padding_value, padding_config):
+    """lax.pad: padding_config is ((low, high, interior), ...) per dimension;
+    negative low/high crop."""
+    cfg = tuple((int(lo), int(hi), int(i)) for lo, hi, i in padding_config)
+    if isinstance(padding_value, (int, float, bool)):
+        padding_value = aval_of(x).dtype.type(padding_value)
+    return pad_p.bind(x, padding_value, padding_config=cfg)
+
+
+# --- iota ---------------------------------------------------------------------------
+
+def _iota_shape(*, dtype, shape, dimension):
+    if not 0 <= dimension < len(shape):
+        raise FungradValueError(f"iota: dimension {dimension} out of range for shape {shape}")
+    return ShapedArray(shape, dtype)
+
+
+def _iota_impl(*, dtype, shape, dimension):
+    r = np.arange(shape[dimension], dtype=dtype)
+    expanded = [1] * len(shape)
+    expanded[dimension] = shape[dimension]
+    return np.broadcast_to(r.reshape(expanded), shape)
+
+
+iota_p = Primitive("iota")
+iota_p.def_impl(_iota_impl)
+iota_p.def_shape(_iota_shape)
+iota_p.def_jvp(lambda *, out, **p: None)
+iota_p.def_vjp(lambda ct, *, out, **p: ())
+iota_p.def_vmap(lambda n, args, dims, **p: (iota(**p), None))
+
+
+def iota(dtype, shape, dimension=0):
+    """Integers 0..n-1 along `dimension`, broadcast to `shape`."""
+    shape = (int(shape),) if np.isscalar(shape) else tuple(int(s) for s in shape)
+    return iota_p.bind(dtype=np.dtype(dtype), shape=shape, dimension=int(dimension))

@@ -1,0 +1,425 @@
+"""Tracing: run a Python function on `Tracer`s and record a `Jaxpr`.
+
+`bind(prim, args, params)` is the one place where operations meet tracing:
+outside any trace it runs the primitive's NumPy `impl`; inside one it appends an
+equation to the current `Trace` (held in a `ContextVar`) and returns a `Tracer`.
+
+Nesting needs no tracer levels (see DESIGN.md): a transform called inside a
+trace traces its function into a fresh inner jaxpr, in which tracers of the
+outer trace are constants (constvars whose values are the outer tracers).
+Evaluating the rewritten inner jaxpr on outer tracers binds its equations into
+the outer trace.  Only one trace records at a time.
+
+Concrete values: when a trace starts from concrete arguments (eager `grad(f)(x)`),
+a tracer's value is computed on demand (`bool(x > 0)`, `float(x)`, `print(x)`) by
+evaluating the equations recorded so far, so Python control flow works as in
+autograd and PyTorch.  Under `jit` and `make_jaxpr` values are abstract.
+"""
+from __future__ import annotations
+
+import contextvars
+from typing import Any, Callable, Sequence
+
+import numpy as np
+
+from . import core
+from .core import ClosedJaxpr, Eqn, Jaxpr, Literal, ShapedArray, Var
+from .errors import (ConcretizationError, FungradTypeError, TracerArrayConversionError,
+                     TracerBoolConversionError, TracerIntegerConversionError,
+                     UnexpectedTracerError, format_location, user_location)
+from .pytree import tree_flatten
+
+__all__ = ["Trace", "Tracer", "bind", "trace_to_jaxpr", "make_jaxpr", "current_trace",
+           "is_tracer", "aval_of", "new_trace"]
+
+_current_trace: contextvars.ContextVar["Trace | None"] = contextvars.ContextVar(
+    "fungrad_trace", default=None)
+
+_NO_VALUE = object()
+
+
+def current_trace() -> "Trace | None":
+    return _current_trace.get()
+
+
+class Trace:
+    """The equations being recorded, and where the inputs' values come from."""
+
+    def __init__(self, concrete: bool):
+        self.eqns: list[Eqn] = []
+        self.invars: list[Var] = []
+        self.constvars: list[Var] = []
+        self.const_values: list[Any] = []     # arrays, or tracers of an outer trace
+        self._lifted: dict[int, Var] = {}     # id(outer tracer's var or array) -> constvar
+        self._keepalive: list[Any] = []
+        self.done = False
+        self.concrete = concrete              # may values be computed on demand?
+        self.values: dict[Var, Any] = {}      # known concrete values
+        self.sources: dict[Var, Any] = {}     # var -> array or outer Tracer (lazy)
+        self._eval_pos = 0
+        # set by interpreters that re-bind an existing equation, so the new equations
+        # keep the user's file:line of the equation they come from
+        self.source_info: tuple | None = None
+
+    # -- inputs ---------------------------------------------------------------
+    def new_arg(self, aval: ShapedArray, source: Any = _NO_VALUE) -> "Tracer":
+        var = Var(aval)
+        self.invars.append(var)
+        if source is not _NO_VALUE:
+            self.sources[var] = source
+        return Tracer(self, var)
+
+    def to_atom(self, x: Any) -> core.Atom:
+        """The jaxpr atom for a bind argument: own var, lifted constant, or literal."""
+        if isinstance(x, Tracer):
+            if x._trace is self:
+                return x.var
+            if x._trace.done:
+                raise _leaked_tracer_error(x)
+            return self._lift(x, id(x.var))
+        if isinstance(x, (float, int, bool, complex, np.generic)):
+            return Literal(x, ShapedArray.of(x))
+        if isinstance(x, np.ndarray):
+            if x.ndim == 0:
+                return Literal(x[()], ShapedArray.of(x))
+            return self._lift(x, id(x))
+        if isinstance(x, (list, tuple)):
+            raise FungradTypeError(
+                f"a Python {type(x).__name__} was passed where an array was expected; "
+                "wrap it with fungrad.numpy.asarray(...) or fungrad.numpy.stack(...)")
+        arr = np.asarray(x)
+        if arr.dtype == object:
+            raise FungradTypeError(f"cannot use a value of type {type(x).__name__} as an array")
+        return self.to_atom(arr)
+
+    def constant_tracer(self, value: np.ndarray) -> "Tracer":
+        """A tracer for a constant array (a constvar of this trace)."""
+        return Tracer(self, self._lift(value, id(value)))
+
+    def _lift(self, x: Any, key: int) -> Var:
+        var = self._lifted.get(key)
+        if var is None:
+            var = Var(x.aval if isinstance(x, Tracer) else ShapedArray.of(x))
+            self._lifted[key] = var
+            self._keepalive.append(x)
+            self.constvars.append(var)
+            self.const_values.append(x)
+            self.sources[var] = x
+        return var
+
+    # -- concrete values ------------------------------------------------------
+    def value_of(self, atom: core.Atom) -> Any:
+        """The concrete value of an atom of this trace, or `_NO_VALUE`."""
+        if isinstance(atom, Literal):
+            return atom.val
+        v = self.values.get(atom, _NO_VALUE)
+        if v is not _NO_VALUE:
+            return v
+        if atom in self.sources:
+            src = self.sources[atom]
+            v = src.concrete_value() if isinstance(src, Tracer) else src
+            if v is not _NO_VALUE:
+                self.values[atom] = v
+            return v
+        if not self.concrete:
+            return _NO_VALUE
+        # evaluate the recorded equations up to the one that defines `atom`
+        while self._eval_pos < len(self.eqns):
+            eqn = self.eqns[self._eval_pos]
+            ins = [self.value_of(a) for a in eqn.inputs]
+            if any(v is _NO_VALUE for v in ins):
+                return _NO_VALUE
+            self._eval_pos += 1
+            outs = eqn.prim.impl(*ins, **eqn.params)
+            if not eqn.prim.multiple_results:
+                outs = (outs,)
+            for var, val in zip(eqn.outputs, outs, strict=True):
+                self.values[var] = val
+            if atom in self.values:
+                return self.values[atom]
+        return self.values.get(atom, _NO_VALUE)
+
+    # -- results --------------------------------------------------------------
+    def finish(self, outs: Sequence[Any]) -> ClosedJaxpr:
+        out_atoms = [self.to_atom(x) for x in outs]
+        self.done = True
+        jaxpr = Jaxpr(self.constvars, self.invars, self.eqns, out_atoms)
+        return ClosedJaxpr(jaxpr, self.const_values)
+
+
+def _leaked_tracer_error(x: "Tracer") -> UnexpectedTracerError:
+    return UnexpectedTracerError(
+        f"a traced {x.aval} value escaped the transform that created it and was used "
+        f"later, at {format_location(user_location(3))}.\n  Traced values exist only while "
+        "their function is being transformed; return it from the function instead of "
+        "storing it in a global or an outer variable.")
+
+
+class Tracer:
+    """A value during tracing: an aval, the jaxpr var that holds it, its trace.
+
+    Array operators and methods (`+`, `@`, `x[1:]`, `.sum()`, ...) are installed
+    by `fungrad.numpy`, which implements them."""
+    __slots__ = ("_trace", "var", "__weakref__")
+    __array_priority__ = 1000
+
+    def __init__(self, trace: Trace, var: Var):
+        self._trace = trace
+        self.var = var
+
+    @property
+    def aval(self) -> ShapedArray:
+        return self.var.aval
+
+    @property
+    def shape(self) -> tuple:
+        return self.var.aval.shape
+
+    @property
+    def dtype(self) -> np.dtype:
+        return self.var.aval.dtype
+
+    @property
+    def ndim(self) -> int:
+        return len(self.var.aval.shape)
+
+    @property
+    def size(self) -> int:
+        return self.var.aval.size
+
+    def __len__(self) -> int:
+        if not self.shape:
+            raise FungradTypeError("len() of a 0-d traced array")
+        return self.shape[0]
+
+    def __iter__(self):
+        if not self.shape:
+            raise FungradTypeError("iteration over a 0-d traced array")
+        return (self[i] for i in range(self.shape[0]))
+
+    # -- concrete values ------------------------------------------------------
+    def concrete_value(self) -> Any:
+        """The value, when the trace started from concrete inputs; else _NO_VALUE."""
+        if self._trace.done:
+            raise _leaked_tracer_error(self)
+        return self._trace.value_of(self.var)
+
+    def _concrete(self, what: str, error: type, fix: str) -> Any:
+        v = self.concrete_value()
+        if v is _NO_VALUE:
+            raise error(
+                f"a traced {self.aval} value was used as {what} at "
+                f"{format_location(user_location(3))}.\n  Under jit and make_jaxpr values are "
+                f"abstract (only shapes and dtypes are known). {fix}")
+        return v
+
+    def __bool__(self) -> bool:
+        if self.size != 1:
+            raise FungradValueError(
+                f"the truth value of a traced {self.aval} array is ambiguous; "
+                "use .any() or .all()")
+        return bool(self._concrete(
+            "a Python bool (`if`, `while`, `and`, `or`)", TracerBoolConversionError,
+            "Use fungrad.numpy.where or fungrad.lax.cond, or make the argument static "
+            "(jit(f, static_argnums=...))."))
+
+    def __float__(self) -> float:
+        return float(self._concrete(
+            "a Python float (float(x))", ConcretizationError,
+            "Keep it an array, or compute the float outside the transformed function."))
+
+    def __int__(self) -> int:
+        return int(self._concrete(
+            "a Python int (int(x))", TracerIntegerConversionError,
+            "Keep it an array, or make the argument static (jit(f, static_argnums=...))."))
+
+    def __complex__(self) -> complex:
+        return complex(self._concrete("a Python complex", ConcretizationError,
+                                      "Keep it an array."))
+
+    def __index__(self) -> int:
+        if not np.issubdtype(self.dtype, np.integer):
+            raise FungradTypeError(f"a traced {self.aval} value cannot be used as an index")
+        return int(self._concrete(
+            "a Python index (range(x), a list index, a shape)",
+            TracerIntegerConversionError,
+            "Use fungrad.lax.fori_loop for loops of traced length, or make the argument "
+            "static (jit(f, static_argnums=...))."))
+
+    def item(self):
+        return self._concrete("a Python scalar (x.item())", ConcretizationError,
+                              "Keep it an array.").item()
+
+    def tolist(self):
+        return np.asarray(self._concrete("a Python list (x.tolist())", ConcretizationError,
+                                         "Keep it an array.")).tolist()
+
+    def __array__(self, dtype=None, copy=None):
+        raise TracerArrayConversionError(
+            f"a traced {self.aval} value was converted to a NumPy array (np.asarray, "
+            f"np.array or a NumPy function fungrad does not know) at "
+            f"{format_location(user_location(2))}.\n  NumPy cannot differentiate through it: "
+            "use the function of the same name in fungrad.numpy instead.")
+
+    def __repr__(self) -> str:
+        try:
+            v = self.concrete_value()
+        except UnexpectedTracerError:
+            v = _NO_VALUE
+        if v is _NO_VALUE:
+            return f"Traced<{self.aval}>"
+        return f"Traced<{self.aval}>(value={np.array2string(np.asarray(v), separator=', ')})"
+
+    def __str__(self) -> str:
+        try:
+            v = self.concrete_value()
+        except UnexpectedTracerError:
+            v = _NO_VALUE
+        return f"Traced<{self.aval}>" if v is _NO_VALUE else str(np.asarray(v))
+
+    def __format__(self, spec: str) -> str:
+        if spec:
+            return format(float(self) if self.size == 1 else np.asarray(
+                self.concrete_value()), spec)
+        return str(self)
+
+    def __hash__(self):
+        raise FungradTypeError("traced arrays are unhashable (like NumPy arrays)")
+
+    def __reduce__(self):
+        raise FungradTypeError("traced arrays cannot be pickled")
+
+
+from .errors import FungradValueError  # noqa: E402  (kept near its one use above)
+
+
+def is_tracer(x: Any) -> bool:
+    return isinstance(x, Tracer)
+
+
+def aval_of(x: Any) -> ShapedArray:
+    if isinstance(x, Tracer):
+        return x.var.aval
+    return ShapedArray.of(x)
+
+
+# ---------------------------------------------------------------------------
+# bind
+# ---------------------------------------------------------------------------
+
+def bind(prim: core.Primitive, args: tuple, params: dict) -> Any:
+    """Apply a primitive: compute it, or record it in the current trace."""
+    trace = _current_trace.get()
+    if trace is None:
+        for a in args:
+            if isinstance(a, Tracer):
+                raise _leaked_tracer_error(a)
+        return prim.impl(*args, **params)
+    atoms = [trace.to_atom(a) for a in args]
+    out_aval = prim.shape_rule(*[a.aval for a in atoms], **params)
+    src = trace.source_info or user_location(2)
+    if prim.multiple_results:
+        outvars = [Var(a) for a in out_aval]
+        trace.eqns.append(Eqn(prim, atoms, outvars, params, src))
+        return tuple(Tracer(trace, v) for v in outvars)
+    outvar = Var(out_aval)
+    trace.eqns.append(Eqn(prim, atoms, (outvar,), params, src))
+    return Tracer(trace, outvar)
+
+
+core._bind = bind
+
+
+class new_trace:
+    """Context manager: make `trace` the recording trace for the block."""
+    __slots__ = ("trace", "_token")
+
+    def __init__(self, trace: Trace):
+        self.trace = trace
+
+    def __enter__(self) -> Trace:
+        self._token = _current_trace.set(self.trace)
+        return self.trace
+
+    def __exit__(self, *exc) -> None:
+        _current_trace.reset(self._token)
+        self.trace.done = True
+
+
+def trace_to_jaxpr(fun: Callable[..., Sequence[Any]], in_avals: Sequence[ShapedArray],
+                   sources: Sequence[Any] | None = None) -> ClosedJaxpr:
+    """Trace `fun(*tracers) -> flat list of outputs` into a ClosedJaxpr.
+
+    `sources` gives each input a concrete value (array or outer tracer) that
+    can be read on demand; without it the trace is abstract."""
+    trace = Trace(concrete=sources is not None)
+    with new_trace(trace):
+        if sources is None:
+            args = [trace.new_arg(a) for a in in_avals]
+        else:
+            args = [trace.new_arg(a, s) for a, s in zip(in_avals, sources, strict=True)]
+        outs = fun(*args)
+        closed = trace.finish(outs)
+    return closed
+
+
+# ---------------------------------------------------------------------------
+# make_jaxpr
+# ---------------------------------------------------------------------------
+
+def _leaf_aval(x: Any, where: str) -> ShapedArray:
+    if isinstance(x, Tracer):
+        return x.var.aval
+    try:
+        aval = ShapedArray.of(x)
+    except Exception:  # noqa: BLE001
+        aval = None
+    if aval is None or aval.dtype == object:
+        raise FungradTypeError(
+            f"{where}: an argument leaf of type {type(x).__name__} is not an array. "
+            "Arguments must be arrays, scalars or pytrees (tuples, lists, dicts) of them; "
+            "pass other values with static_argnums.")
+    return aval
+
+
+def make_jaxpr(fun: Callable, static_argnums: int | Sequence[int] = (),
+               return_shape: bool = False) -> Callable[..., ClosedJaxpr]:
+    """Return a function that traces `fun` on its arguments and returns the Jaxpr.
+
+    >>> import fungrad as fg, fungrad.numpy as fnp
+    >>> print(fg.make_jaxpr(lambda x: fnp.sin(x) * 2.0)(1.0))
+    { lambda ; a:f64[]. let
+        b:f64[] = sin a
+        c:f64[] = mul b 2.0:f64[]
+      in (c) }
+    """
+    static = (static_argnums,) if isinstance(static_argnums, int) else tuple(static_argnums)
+
+    def make(*args, **kwargs):
+        n = len(args)
+        static_set = {i % n for i in static} if n else set()
+        dyn_idx = [i for i in range(n) if i not in static_set]
+        leaves, in_tree = tree_flatten(([args[i] for i in dyn_idx], kwargs))
+        avals = [_leaf_aval(x, "make_jaxpr") for x in leaves]
+        out_tree_box = []
+
+        def flat_fun(*tracers):
+            dyn_args, kw = in_tree.unflatten(tracers)
+            full = list(args)
+            for i, a in zip(dyn_idx, dyn_args):
+                full[i] = a
+            out = fun(*full, **kw)
+            out_leaves, out_tree = tree_flatten(out)
+            out_tree_box.append((out_tree, out_leaves))
+            return out_leaves
+
+        closed = trace_to_jaxpr(flat_fun, avals)
+        if return_shape:
+            out_tree, _ = out_tree_box[0]
+            import types
+            shapes = out_tree.unflatten([types.SimpleNamespace(shape=a.shape, dtype=a.dtype)
+                                         for a in closed.out_avals])
+            return closed, shapes
+        return closed
+    make.__name__ = f"make_jaxpr({getattr(fun, '__name__', 'fun')})"
+    return make
