@@ -427,25 +427,52 @@ def _param_key(v: Any) -> Any:
         return ("closed_jaxpr", jaxpr_key(v.jaxpr), len(v.consts))
     if isinstance(v, Jaxpr):
         return ("jaxpr", jaxpr_key(v))
-    if isinstance(v, tuple):
+    if type(v) is tuple:
         return tuple(_param_key(x) for x in v)
     return v
+
+
+_SIMPLE = (int, str, bool, float, np.dtype, type(None))
+
+
+def _params_key(params: dict) -> tuple:
+    out = []
+    for k, v in params.items():
+        if type(v) in _SIMPLE or (type(v) is tuple and all(type(x) in _SIMPLE for x in v)):
+            out.append((k, v))
+        else:
+            out.append((k, _param_key(v)))
+    return tuple(out)
 
 
 def jaxpr_key(jaxpr: Jaxpr) -> tuple:
     """A hashable key equal for two jaxprs iff they are the same program up to
     variable names (the text the printer shows, without building the text)."""
-    index: dict[int, int] = {}
-    for v in itertools.chain(jaxpr.constvars, jaxpr.invars):
-        index[id(v)] = len(index)
+    index: dict = {}
+    n = 0
+    for v in jaxpr.constvars:
+        index[v] = n
+        n += 1
+    for v in jaxpr.invars:
+        index[v] = n
+        n += 1
     parts: list = [tuple(v.aval for v in jaxpr.constvars), tuple(v.aval for v in jaxpr.invars)]
+    append = parts.append
     for eqn in jaxpr.eqns:
-        ins = tuple(index[id(x)] if isinstance(x, Var) else (x.val.item(), x.aval.dtype)
-                    for x in eqn.inputs)
-        params = tuple((k, _param_key(v)) for k, v in eqn.params.items()) if eqn.params else ()
+        ins = []
+        for x in eqn.inputs:
+            i = index.get(x)
+            ins.append(i if i is not None else (x.val.item(), x.aval.dtype))
+        outs = []
         for o in eqn.outputs:
-            index[id(o)] = len(index)
-        parts.append((eqn.prim, ins, params, tuple(o.aval for o in eqn.outputs)))
-    parts.append(tuple(index[id(x)] if isinstance(x, Var) else (x.val.item(), x.aval.dtype)
-                       for x in jaxpr.outvars))
+            index[o] = n
+            n += 1
+            outs.append(o.aval)
+        append((eqn.prim, tuple(ins), _params_key(eqn.params) if eqn.params else (),
+                tuple(outs)))
+    outs = []
+    for x in jaxpr.outvars:
+        i = index.get(x)
+        outs.append(i if i is not None else (x.val.item(), x.aval.dtype))
+    append(tuple(outs))
     return tuple(parts)

@@ -79,9 +79,16 @@ def _is_internal(code) -> bool:
 def user_frame(depth: int = 1):
     """The innermost frame on the stack that is not fungrad's own code."""
     frame = sys._getframe(depth)
-    while frame is not None and _is_internal(frame.f_code):
+    cache = _internal_code
+    while frame is not None:
+        code = frame.f_code
+        internal = cache.get(code)
+        if internal is None:
+            internal = _is_internal(code)
+        if not internal:
+            return frame
         frame = frame.f_back
-    return frame
+    return None
 
 
 def user_location(depth: int = 1) -> tuple | None:
@@ -89,7 +96,8 @@ def user_location(depth: int = 1) -> tuple | None:
     frame = user_frame(depth + 1)
     if frame is None:
         return None
-    return (frame.f_code.co_filename, frame.f_lineno, frame.f_code.co_name)
+    code = frame.f_code
+    return (code.co_filename, frame.f_lineno, code.co_name)
 
 
 def format_location(loc) -> str:

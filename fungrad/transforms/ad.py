@@ -10,10 +10,11 @@ import numpy as np
 from ..core import Jaxpr, Literal, ShapedArray, Var
 from ..errors import FungradTypeError, FungradValueError, describe_function
 from ..pytree import tree_flatten, tree_map, tree_structure, tree_unflatten
-from ..tracing import aval_of
+from ..tracing import Tracer, aval_of, current_trace, trace_to_jaxpr
 from . import api_util
 from .jvp import jvp_eval, jvp_jaxpr
 from .simplify import dce_jaxpr, simplify_jaxpr
+from .structure import diagonal_jaxpr
 from .util import Zero, build_jaxpr, instantiate, read_atom, rebinding
 
 __all__ = ["vjp_eval", "vjp_jaxpr", "grad_jaxpr", "partial_eval_jaxpr", "grad",
@@ -411,74 +412,104 @@ def linearize(fun: Callable, *primals: Any):
 # jacobians and hessians (one batched jvp / vjp over the identity basis)
 # ---------------------------------------------------------------------------
 
-def _std_basis(leaves_avals):
-    """An identity basis over the concatenated flat inputs, one block per leaf."""
-    total = sum(a.size for a in leaves_avals)
-    eye = np.eye(total)
+def _std_basis(avals: Sequence[ShapedArray]) -> tuple[list, int]:
+    """The identity basis over the concatenated flat leaves: one block per leaf of
+    shape (total,) + leaf.shape.  Built from `iota` so that simplification can see
+    it is an identity (a diagonal), not an opaque constant."""
+    from ..lax import convert_element_type, eq, iota, reshape
+    from ..lax.elementwise import add
+    total = sum(a.size for a in avals)
     blocks, start = [], 0
-    for a in leaves_avals:
-        blocks.append(eye[:, start:start + a.size].reshape((total,) + a.shape).astype(a.dtype))
+    for a in avals:
+        rows = iota(np.int64, (total, a.size), 0)
+        cols = iota(np.int64, (total, a.size), 1)
+        if start:
+            cols = add(cols, np.int64(start))
+        block = convert_element_type(eq(rows, cols), a.dtype)
+        blocks.append(reshape(block, (total,) + a.shape))
         start += a.size
     return blocks, total
+
+
+def _staged(where: str, fun: Callable, argnums, body: Callable) -> Callable:
+    """Run `body(call)` as one traced program: cached by structure, simplified as a
+    whole (so the basis structure of a jacobian is visible), then executed.  Inside
+    an enclosing trace the body simply runs (and is inlined)."""
+    def staged(*args, **kwargs):
+        call = api_util.prepare_call(where, fun, args, kwargs, argnums)
+        _check_float_inputs(where, fun, call.leaves, call.wrt, False)
+        if any(isinstance(x, Tracer) for x in call.leaves) or current_trace() is not None:
+            return body(call)
+        out_tree_box = []
+
+        def flat_body(*leaves):
+            out = body(call.with_leaves(leaves))
+            out_leaves, out_tree = tree_flatten(out)
+            out_tree_box.append(out_tree)
+            return out_leaves
+
+        closed = trace_to_jaxpr(flat_body, [aval_of(x) for x in call.leaves],
+                                sources=call.leaves)
+        derived = api_util.cached_rewrite(
+            (where, tuple(call.wrt)), closed,
+            lambda j: simplify_jaxpr(diagonal_jaxpr(simplify_jaxpr(j))))
+        outs = api_util.execute(derived, closed.consts, call.leaves)
+        return out_tree_box[0].unflatten(outs)
+    staged.__name__ = f"{where}({getattr(fun, '__name__', 'fun')})"
+    staged.__wrapped__ = fun
+    return staged
 
 
 def jacfwd(fun: Callable, argnums: int | Sequence[int] = 0, has_aux: bool = False) -> Callable:
     """The Jacobian of `fun` by forward mode: one batched jvp over the input basis.
 
-    The result has, per output leaf and argument leaf, shape out.shape + in.shape."""
+    For each output leaf and argument leaf the block has shape out.shape + in.shape;
+    with `argnums` a tuple each output leaf holds a tuple of blocks.
+    >>> jacfwd(lambda x: x ** 2)(np.array([1.0, 2.0]))    # [[2, 0], [0, 4]]
+    """
+    from .. import numpy as fnp
     from .vmap import vmap
 
-    def jacfwd_f(*args, **kwargs):
-        call = api_util.prepare_call("jacfwd", fun, args, kwargs, argnums)
-        _check_float_inputs("jacfwd", fun, call.leaves, call.wrt, False)
+    def body(call):
         diff = [x for x, w in zip(call.leaves, call.wrt) if w]
         avals = [aval_of(x) for x in diff]
         basis, total = _std_basis(avals)
 
-        def pushforward(*tangent_leaves):
-            def f_flat(*xs):
-                return call.call_flat(call.merge(xs))
-            return jvp(f_flat, tuple(diff), tuple(tangent_leaves), has_aux=False)[1]
+        def f_flat(*xs):
+            return call.call_flat(call.merge(xs))
 
-        out_aux = []
-
-        def f_flat_out(*xs):
-            out = call.call_flat(call.merge(xs))
+        def pushforward(*tangents):
             if has_aux:
-                out_aux.append(out[1])
-                return out[0]
-            return out
-        y = f_flat_out(*diff)
+                return jvp(f_flat, tuple(diff), tuple(tangents), has_aux=True)
+            y, t = jvp(f_flat, tuple(diff), tuple(tangents))
+            return y, t, None
+
+        y, t_out, aux = vmap(pushforward, out_axes=(None, 0, None))(*basis)
         y_leaves, y_tree = tree_flatten(y)
-        tangents_out = vmap(lambda *ts: jvp(f_flat_out, tuple(diff), tuple(ts))[1])(*basis)
-        t_leaves = tree_flatten(tangents_out)[0]
-        # each t: (total,) + out.shape -> out.shape + in.shape, split by input leaf
         jac_leaves = []
-        for yl, t in zip(y_leaves, t_leaves):
+        for yl, t in zip(y_leaves, tree_flatten(t_out)[0], strict=True):
             yshape = aval_of(yl).shape
-            from .. import numpy as fnp
             t = fnp.moveaxis(t, 0, -1)                      # out.shape + (total,)
             parts, start = [], 0
             for a in avals:
-                part = t[..., start:start + a.size]
-                parts.append(fnp.reshape(part, yshape + a.shape))
+                parts.append(fnp.reshape(t[..., start:start + a.size], yshape + a.shape))
                 start += a.size
-            jac_leaves.append(call.unflatten_wrt_partial(parts))
+            jac_leaves.append(call.unflatten_wrt(parts))
         result = y_tree.unflatten(jac_leaves)
-        if has_aux:
-            return result, out_aux[0]
-        return result
-    jacfwd_f.__name__ = f"jacfwd({getattr(fun, '__name__', 'fun')})"
-    return jacfwd_f
+        return (result, aux) if has_aux else result
+
+    return _staged("jacfwd", fun, argnums, body)
 
 
 def jacrev(fun: Callable, argnums: int | Sequence[int] = 0, has_aux: bool = False) -> Callable:
-    """The Jacobian of `fun` by reverse mode: one batched vjp over the output basis."""
+    """The Jacobian of `fun` by reverse mode: one batched vjp over the output basis.
+    >>> jacrev(lambda x: fnp.stack([x[0] ** 2 + 3 * x[1], x[1] ** 2 + 2 * x[0]]))(
+    ...     np.array([2.0, 3.0]))                            # [[4, 3], [2, 6]]
+    """
+    from .. import numpy as fnp
     from .vmap import vmap
 
-    def jacrev_f(*args, **kwargs):
-        call = api_util.prepare_call("jacrev", fun, args, kwargs, argnums)
-        _check_float_inputs("jacrev", fun, call.leaves, call.wrt, False)
+    def body(call):
         diff = [x for x, w in zip(call.leaves, call.wrt) if w]
         avals = [aval_of(x) for x in diff]
 
@@ -491,20 +522,17 @@ def jacrev(fun: Callable, argnums: int | Sequence[int] = 0, has_aux: bool = Fals
         y_leaves, y_tree = tree_flatten(y)
         y_avals = [aval_of(v) for v in y_leaves]
         basis, total = _std_basis(y_avals)
-        cts = vmap(lambda *b: pullback(y_tree.unflatten(b)))(*basis)   # per input: (total,)+in
-        from .. import numpy as fnp
+        cts = vmap(lambda *b: pullback(y_tree.unflatten(b)))(*basis)  # per input: (total,)+in
         jac_leaves, start = [], 0
         for ya in y_avals:
             parts = [fnp.reshape(c[start:start + ya.size], ya.shape + a.shape)
                      for c, a in zip(cts, avals)]
-            jac_leaves.append(call.unflatten_wrt_partial(parts))
+            jac_leaves.append(call.unflatten_wrt(parts))
             start += ya.size
         result = y_tree.unflatten(jac_leaves)
-        if has_aux:
-            return result, aux
-        return result
-    jacrev_f.__name__ = f"jacrev({getattr(fun, '__name__', 'fun')})"
-    return jacrev_f
+        return (result, aux) if has_aux else result
+
+    return _staged("jacrev", fun, argnums, body)
 
 
 jacobian = jacrev

@@ -71,6 +71,13 @@ class PreparedCall:
         wrt.extend([False] * len(kw_leaves))
         self.leaves, self.wrt = leaves, wrt
 
+    def with_leaves(self, leaves: Sequence) -> "PreparedCall":
+        """The same call with other leaf values (e.g. the tracers of a staged trace)."""
+        new = object.__new__(PreparedCall)
+        new.__dict__.update(self.__dict__)
+        new.leaves = list(leaves)
+        return new
+
     def rebuild(self, leaves: Sequence) -> tuple[list, dict]:
         """(args, kwargs) with these leaves in place of the call's."""
         args = [tree.unflatten(leaves[lo:hi])
@@ -115,7 +122,6 @@ class PreparedCall:
             pos += hi - lo
         return tuple(out) if self.is_tuple else out[0]
 
-    unflatten_wrt_partial = unflatten_wrt
 
 
 def prepare_call(where: str, fun: Callable, args: tuple, kwargs: dict, argnums) -> PreparedCall:

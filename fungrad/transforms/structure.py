@@ -1,0 +1,135 @@
+"""Basis structure: propagate diagonal matrices through a jaxpr.
+
+`jacrev`/`jacfwd` push an identity basis (built from `iota`, so it is visibly an
+identity) through the batched derivative.  After elementwise operations the
+batch is still diagonal, and a matrix product with a diagonal is a row or
+column scaling.  `diagonal_jaxpr` tracks, for every 2-d square value known to
+be `diag(v)`, the vector `v`, and rewrites
+
+    dot_general(diag(v), A)  ->  v[:, None] * A       (and A @ diag(v) -> A * v)
+    reduce_sum(diag(v), one axis)  ->  v
+    mul(diag(v), broadcast(w))  ->  diag(v * w)
+
+so `jacobian(lambda x: tanh(A @ x))` costs one scaling of A instead of an
+n x n x n matrix product.  Equations made dead by the rewrite are removed by DCE.
+Preserves: the value of every output, exactly (the same products and sums are
+formed, minus multiplications by exact zeros and ones of the identity).
+"""
+from __future__ import annotations
+
+import numpy as np
+
+from ..core import Jaxpr, Literal, Var
+from .simplify import dce_jaxpr
+from .util import build_jaxpr, read_atom, rebinding
+
+__all__ = ["diagonal_jaxpr"]
+
+_ONES = "ones"   # the vector of an identity matrix (made only if needed)
+
+
+def _is_square(aval) -> bool:
+    return len(aval.shape) == 2 and aval.shape[0] == aval.shape[1]
+
+
+def diagonal_jaxpr(jaxpr: Jaxpr) -> Jaxpr:
+    """Rewrite products with diagonal matrices built from an iota identity."""
+    names = {e.prim.name for e in jaxpr.eqns}
+    if "iota" not in names or "dot_general" not in names and "reduce_sum" not in names:
+        return jaxpr
+    from .. import lax
+
+    producer: dict = {}
+    for eqn in jaxpr.eqns:
+        for o in eqn.outputs:
+            producer[o] = eqn
+
+    def iota_dim(atom):
+        eqn = producer.get(atom) if isinstance(atom, Var) else None
+        if eqn is not None and eqn.prim.name == "iota" and _is_square(atom.aval):
+            return eqn.params["dimension"]
+        return None
+
+    k = len(jaxpr.constvars)
+
+    def run(*args):
+        env: dict = {}
+        diag: dict = {}       # old var -> vector (new value) or _ONES
+        mask: set = set()     # old vars that are the boolean identity
+        bcast: dict = {}      # old var -> (new source value, broadcast_dimensions)
+        for v, x in zip(jaxpr.constvars + jaxpr.invars, args, strict=True):
+            env[v] = x
+
+        def vec(old, dtype, n):
+            v = diag[old]
+            return lax.full((n,), 1, dtype) if v is _ONES else v
+
+        def scale(v, w):
+            return w if v is _ONES else lax.mul(v, w)
+
+        with rebinding() as rb:
+            for eqn in jaxpr.eqns:
+                rb.at(eqn)
+                name, ins, (out,) = eqn.prim.name, eqn.inputs, (eqn.outputs + (None,))[:1]
+                new = None
+                if name == "eq" and {iota_dim(ins[0]), iota_dim(ins[1])} == {0, 1}:
+                    mask.add(out)
+                elif name == "convert_element_type" and ins[0] in mask:
+                    diag[out] = _ONES
+                elif name == "broadcast_in_dim" and len(eqn.params["shape"]) == 2:
+                    bcast[out] = (read_atom(env, ins[0]), eqn.params["broadcast_dimensions"])
+                elif name == "mul" and out is not None and _is_square(out.aval):
+                    a, b = ins
+                    if b in diag and a not in diag:
+                        a, b = b, a
+                    if a in diag:
+                        n = out.aval.shape[0]
+                        if isinstance(b, Literal) or b.aval.shape == ():
+                            diag[out] = scale(diag[a], lax.broadcast_in_dim(
+                                read_atom(env, b), (n,), ())) if diag[a] is not _ONES else \
+                                lax.broadcast_in_dim(read_atom(env, b), (n,), ())
+                        elif b in diag:
+                            diag[out] = diag[b] if diag[a] is _ONES else scale(
+                                diag[b], diag[a]) if diag[b] is not _ONES else diag[a]
+                        elif b in bcast and len(bcast[b][1]) == 1:
+                            src, _ = bcast[b]
+                            diag[out] = scale(diag[a], src)
+                elif name == "neg" and ins[0] in diag:
+                    n = out.aval.shape[0]
+                    diag[out] = lax.neg(vec(ins[0], out.aval.dtype, n))
+                elif name == "transpose" and ins[0] in diag:
+                    diag[out] = diag[ins[0]]
+                elif name == "reduce_sum" and ins[0] in diag and len(eqn.params["axes"]) == 1:
+                    new = vec(ins[0], out.aval.dtype, out.aval.shape[0])
+                elif name == "dot_general":
+                    (cx, cy), (bx, by) = eqn.params["dimension_numbers"]
+                    x, y = ins
+                    if not bx and len(cx) == 1 and x in diag and x.aval.ndim == 2:
+                        # diag(v) . Y over Y's axis cy: scale Y along that axis, then move
+                        # it to the front (the diag's free axis comes first in the output)
+                        y_val = read_atom(env, y)
+                        yshape = y.aval.shape
+                        scaled = y_val if diag[x] is _ONES else lax.mul(
+                            y_val, lax.broadcast_in_dim(diag[x], yshape, cy))
+                        perm = (cy[0],) + tuple(i for i in range(len(yshape)) if i != cy[0])
+                        new = lax.transpose(scaled, perm)
+                    elif not bx and len(cx) == 1 and y in diag and y.aval.ndim == 2:
+                        x_val = read_atom(env, x)
+                        xshape = x.aval.shape
+                        scaled = x_val if diag[y] is _ONES else lax.mul(
+                            x_val, lax.broadcast_in_dim(diag[y], xshape, cx))
+                        perm = tuple(i for i in range(len(xshape)) if i != cx[0]) + (cx[0],)
+                        new = lax.transpose(scaled, perm)
+                if new is None:
+                    outs = eqn.prim.bind(*[read_atom(env, a) for a in ins], **eqn.params)
+                    if eqn.prim.multiple_results:
+                        for v, o in zip(eqn.outputs, outs, strict=True):
+                            env[v] = o
+                        continue
+                    new = outs
+                env[out] = new
+        return [read_atom(env, a) for a in jaxpr.outvars]
+
+    rewritten = build_jaxpr(run, [v.aval for v in jaxpr.constvars],
+                            [v.aval for v in jaxpr.invars])
+    return dce_jaxpr(rewritten)
