@@ -315,9 +315,14 @@ def bind(prim: core.Primitive, args: tuple, params: dict) -> Any:
             if isinstance(a, Tracer):
                 raise _leaked_tracer_error(a)
         return prim.impl(*args, **params)
-    atoms = [trace.to_atom(a) for a in args]
+    atoms = []
+    for a in args:
+        if type(a) is Tracer and a._trace is trace:
+            atoms.append(a.var)
+        else:
+            atoms.append(trace.to_atom(a))
     out_aval = prim.shape_rule(*[a.aval for a in atoms], **params)
-    src = trace.source_info or user_location(2)
+    src = trace.source_info or user_location(3)
     if prim.multiple_results:
         outvars = [Var(a) for a in out_aval]
         trace.eqns.append(Eqn(prim, atoms, outvars, params, src))
