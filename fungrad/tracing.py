@@ -60,6 +60,11 @@ class Trace:
         # set by interpreters that re-bind an existing equation, so the new equations
         # keep the user's file:line of the equation they come from
         self.source_info: tuple | None = None
+        # guards: a jit trace records here the Python decisions (bool/int/float of a
+        # traced value) taken while tracing, as (predicate tracer of this trace,
+        # expected value); None = this trace records no guards.
+        self.guards: list | None = None
+        self.parent: "Trace | None" = _current_trace.get()
 
     # -- inputs ---------------------------------------------------------------
     def new_arg(self, aval: ShapedArray, source: Any = _NO_VALUE) -> "Tracer":
@@ -211,6 +216,7 @@ class Tracer:
                 f"a traced {self.aval} value was used as {what} at "
                 f"{format_location(user_location(3))}.\n  Under jit and make_jaxpr values are "
                 f"abstract (only shapes and dtypes are known). {fix}")
+        _record_guard(self, v)
         return v
 
     def __bool__(self) -> bool:
@@ -291,6 +297,67 @@ class Tracer:
 
 
 from .errors import FungradValueError  # noqa: E402  (kept near its one use above)
+
+
+def _guard_root(trace: Trace) -> Trace | None:
+    while trace is not None:
+        if trace.guards is not None:
+            return trace
+        trace = trace.parent
+    return None
+
+
+def _record_guard(x: "Tracer", value: Any) -> None:
+    """Under a guard-recording (jit) trace, remember that the traced program took
+    a decision on x's value: the predicate `x == value` becomes a guard output."""
+    root = _guard_root(x._trace)
+    if root is None:
+        return
+    lifted = _lift_to(x, root)
+    if lifted is None:
+        return
+    root.guards.append((lifted, np.asarray(value)))
+
+
+def _lift_to(x: "Tracer", root: Trace) -> "Tracer | None":
+    """x's value expressed as a tracer of `root` (an ancestor of x's trace): replay
+    the equations x depends on, with inputs replaced by their sources."""
+    trace = x._trace
+    if trace is root:
+        return x
+    # the equations of `trace` that x depends on, in order
+    needed = {x.var}
+    slice_ = []
+    for eqn in reversed(trace.eqns):
+        if any(o in needed for o in eqn.outputs):
+            slice_.append(eqn)
+            needed.update(a for a in eqn.inputs if isinstance(a, Var))
+    slice_.reverse()
+    env = {}
+    for var in needed:
+        if var in trace.sources:
+            src = trace.sources[var]
+            if isinstance(src, Tracer):
+                lifted = _lift_to(src, root) if src._trace is not root else src
+                if lifted is None:
+                    return None
+                env[var] = lifted
+            else:
+                env[var] = src
+        elif not any(var in e.outputs for e in slice_):
+            return None                     # an input without a known source
+    token = _current_trace.set(root)
+    try:
+        for eqn in slice_:
+            ins = [a.val if isinstance(a, Literal) else env[a] for a in eqn.inputs]
+            outs = eqn.prim.bind(*ins, **eqn.params)
+            outs = outs if eqn.prim.multiple_results else (outs,)
+            for v, o in zip(eqn.outputs, outs, strict=True):
+                env[v] = o
+    finally:
+        _current_trace.reset(token)
+    out = env[x.var]
+    return out if isinstance(out, Tracer) else None
 
 
 def is_tracer(x: Any) -> bool:
