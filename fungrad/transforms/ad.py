@@ -460,15 +460,39 @@ def _staged(where: str, fun: Callable, argnums, body: Callable) -> Callable:
     return staged
 
 
-def jacfwd(fun: Callable, argnums: int | Sequence[int] = 0, has_aux: bool = False) -> Callable:
+def _batched_over_basis(fn: Callable, basis: list, total: int, chunk_size: int | None,
+                        out_axes):
+    """vmap(fn) over the basis rows, all at once or `chunk_size` rows at a time
+    (bounding the memory of the batched intermediates); results concatenated."""
+    from .. import numpy as fnp
+    from .vmap import vmap
+    batched = vmap(fn, out_axes=out_axes)
+    if chunk_size is None or chunk_size >= total:
+        return batched(*basis)
+    if chunk_size < 1:
+        raise FungradValueError(f"chunk_size must be a positive int, got {chunk_size}")
+    pieces = [batched(*[b[lo:lo + chunk_size] for b in basis])
+              for lo in range(0, total, chunk_size)]
+    axes_leaves = out_axes if isinstance(out_axes, tuple) else (out_axes,)
+
+    def join(*parts, axis):
+        return parts[0] if axis is None else fnp.concatenate(parts, axis=axis)
+    if not isinstance(out_axes, tuple):
+        return tree_map(lambda *ps: join(*ps, axis=out_axes), *pieces)
+    return tuple(tree_map(lambda *ps, a=a: join(*ps, axis=a), *[p[i] for p in pieces])
+                 if a is not None else pieces[0][i] for i, a in enumerate(axes_leaves))
+
+
+def jacfwd(fun: Callable, argnums: int | Sequence[int] = 0, has_aux: bool = False,
+           chunk_size: int | None = None) -> Callable:
     """The Jacobian of `fun` by forward mode: one batched jvp over the input basis.
 
     For each output leaf and argument leaf the block has shape out.shape + in.shape;
-    with `argnums` a tuple each output leaf holds a tuple of blocks.
+    with `argnums` a tuple each output leaf holds a tuple of blocks.  `chunk_size`
+    pushes that many basis vectors at a time (less memory, more passes).
     >>> jacfwd(lambda x: x ** 2)(np.array([1.0, 2.0]))    # [[2, 0], [0, 4]]
     """
     from .. import numpy as fnp
-    from .vmap import vmap
 
     def body(call):
         diff = [x for x, w in zip(call.leaves, call.wrt) if w]
@@ -484,7 +508,8 @@ def jacfwd(fun: Callable, argnums: int | Sequence[int] = 0, has_aux: bool = Fals
             y, t = jvp(f_flat, tuple(diff), tuple(tangents))
             return y, t, None
 
-        y, t_out, aux = vmap(pushforward, out_axes=(None, 0, None))(*basis)
+        y, t_out, aux = _batched_over_basis(pushforward, basis, total, chunk_size,
+                                            (None, 0, None))
         y_leaves, y_tree = tree_flatten(y)
         jac_leaves = []
         for yl, t in zip(y_leaves, tree_flatten(t_out)[0], strict=True):
@@ -501,13 +526,14 @@ def jacfwd(fun: Callable, argnums: int | Sequence[int] = 0, has_aux: bool = Fals
     return _staged("jacfwd", fun, argnums, body)
 
 
-def jacrev(fun: Callable, argnums: int | Sequence[int] = 0, has_aux: bool = False) -> Callable:
-    """The Jacobian of `fun` by reverse mode: one batched vjp over the output basis.
+def jacrev(fun: Callable, argnums: int | Sequence[int] = 0, has_aux: bool = False,
+           chunk_size: int | None = None) -> Callable:
+    """The Jacobian of `fun` by reverse mode: one batched vjp over the output basis
+    (`chunk_size` basis vectors at a time if given).
     >>> jacrev(lambda x: fnp.stack([x[0] ** 2 + 3 * x[1], x[1] ** 2 + 2 * x[0]]))(
     ...     np.array([2.0, 3.0]))                            # [[4, 3], [2, 6]]
     """
     from .. import numpy as fnp
-    from .vmap import vmap
 
     def body(call):
         diff = [x for x, w in zip(call.leaves, call.wrt) if w]
@@ -522,7 +548,8 @@ def jacrev(fun: Callable, argnums: int | Sequence[int] = 0, has_aux: bool = Fals
         y_leaves, y_tree = tree_flatten(y)
         y_avals = [aval_of(v) for v in y_leaves]
         basis, total = _std_basis(y_avals)
-        cts = vmap(lambda *b: pullback(y_tree.unflatten(b)))(*basis)  # per input: (total,)+in
+        cts = _batched_over_basis(lambda *b: pullback(y_tree.unflatten(b)), basis, total,
+                                  chunk_size, 0)              # per input: (total,) + in
         jac_leaves, start = [], 0
         for ya in y_avals:
             parts = [fnp.reshape(c[start:start + ya.size], ya.shape + a.shape)
