@@ -3,8 +3,11 @@ structured control flow built on them.  `ALL_PRIMITIVES` lists every primitive."
 from __future__ import annotations
 
 from ..core import Primitive
-from . import elementwise, linalg, reduce, shape
+from . import control_flow, elementwise, linalg, reduce, shape
+from . import indexing
+from .control_flow import *  # noqa: F401,F403
 from .elementwise import *  # noqa: F401,F403
+from .indexing import *  # noqa: F401,F403
 from .linalg import *  # noqa: F401,F403
 from .reduce import *  # noqa: F401,F403
 from .shape import *  # noqa: F401,F403
@@ -13,7 +16,7 @@ from .elementwise import stop_gradient  # noqa: F401
 
 def _collect() -> list[Primitive]:
     found = {}
-    for module in (elementwise, shape, reduce, linalg):
+    for module in (elementwise, shape, reduce, linalg, control_flow, indexing):
         for value in vars(module).values():
             if isinstance(value, Primitive):
                 found[value.name] = value

@@ -12,7 +12,7 @@ __all__ = ["same_shape", "binary_shape", "elementwise_vmap", "coerce_scalars",
 
 
 def is_float(dtype) -> bool:
-    return np.issubdtype(dtype, np.inexact)
+    return np.dtype(dtype).kind in "fc"
 
 
 def same_shape(x: ShapedArray, **params) -> ShapedArray:

@@ -1,6 +1,14 @@
-"""dot_general: batched tensor contraction; matmul, dot, tensordot and the common
+"""Linear algebra primitives.
+
+dot_general: batched tensor contraction; matmul, dot, tensordot and the common
 einsum forms are all written with it.  Output dimensions are ordered
-(batch..., lhs free..., rhs free...), as in lax.dot_general."""
+(batch..., lhs free..., rhs free...), as in lax.dot_general.
+
+Then the matrix functions on stacks of matrices (..., m, n), each a primitive for
+speed (LAPACK) or stability: cholesky, triangular_solve, solve, det, slogdet,
+eigh, qr, svd; inv is solve against the identity.  Their jvp and vjp rules are
+written with these primitives and dot_general, so they differentiate again.
+"""
 from __future__ import annotations
 
 import numpy as np
@@ -8,11 +16,13 @@ import numpy as np
 from ..core import Primitive, ShapedArray
 from ..errors import FungradTypeError
 from ..tracing import aval_of
-from ._util import move_axis_to_front
+from ._util import bdim_to_front, is_float, move_axis_to_front
 from .elementwise import add
 from .shape import transpose
 
-__all__ = ["dot_general", "dot_general_p"]
+__all__ = ["dot_general", "dot_general_p", "cholesky", "triangular_solve", "solve", "inv", "det",
+           "slogdet", "eigh", "qr", "svd", "cholesky_p", "triangular_solve_p", "solve_p",
+           "det_p", "slogdet_p", "eigh_p", "qr_p", "svd_p"]
 
 
 def _free(ndim, contract, batch):
@@ -124,3 +134,627 @@ def dot_general(x, y, dimension_numbers, precision=None, preferred_element_type=
     (cx, cy), (bx, by) = dimension_numbers
     dn = ((tuple(map(int, cx)), tuple(map(int, cy))), (tuple(map(int, bx)), tuple(map(int, by))))
     return dot_general_p.bind(x, y, dimension_numbers=dn)
+
+
+# ---------------------------------------------------------------------------------
+# Matrix functions on stacks of matrices (..., m, n).  Each is a primitive because
+# LAPACK does it faster and more stably than a composite: solve (LU with pivoting),
+# det and slogdet (LU; det is its own primitive because sign * exp(logdet) loses
+# accuracy and over/underflows), cholesky, triangular_solve, eigh, qr, svd.
+# Batch (leading) dimensions of the operands must be equal; fungrad.numpy.linalg
+# broadcasts them.
+# ---------------------------------------------------------------------------------
+
+
+def _ew():
+    from . import elementwise
+    return elementwise
+
+
+def _mT(x):
+    """Swap the last two axes."""
+    nd = aval_of(x).ndim
+    return transpose(x, tuple(range(nd - 2)) + (nd - 1, nd - 2))
+
+
+def _mm(x, y):
+    """Batched matrix product (..., n, k) @ (..., k, m) with equal batch dims."""
+    nd = aval_of(x).ndim
+    batch = tuple(range(nd - 2))
+    return dot_general(x, y, (((nd - 1,), (nd - 2,)), (batch, batch)))
+
+
+def _tri_mask(aval, k=0, lower=True):
+    """bool mask of the lower (col <= row + k) or upper (col >= row + k) triangle."""
+    from .shape import iota
+    rows = iota(np.int64, aval.shape, aval.ndim - 2)
+    cols = iota(np.int64, aval.shape, aval.ndim - 1)
+    ew = _ew()
+    shifted = ew.add(rows, np.int64(k))
+    return ew.le(cols, shifted) if lower else ew.ge(cols, shifted)
+
+
+def _where_mask(mask, x):
+    ew = _ew()
+    return ew.select(mask, x, ew.zeros_like_aval(aval_of(x)))
+
+
+def _eye(aval):
+    from .shape import iota
+    ew = _ew()
+    rows = iota(np.int64, aval.shape, aval.ndim - 2)
+    cols = iota(np.int64, aval.shape, aval.ndim - 1)
+    return ew.convert_element_type(ew.eq(rows, cols), aval.dtype)
+
+
+def _trace(x):
+    from .reduce import reduce_sum
+    nd = aval_of(x).ndim
+    return reduce_sum(_ew().mul(x, _eye(aval_of(x))), (nd - 2, nd - 1))
+
+
+def _expand_matrix(s, like_aval):
+    """A (...,) value broadcast over the trailing (n, n) of like_aval."""
+    from .shape import broadcast_in_dim
+    return broadcast_in_dim(s, like_aval.shape, tuple(range(like_aval.ndim - 2)))
+
+
+def _square_shape(name, x):
+    if x.ndim < 2 or x.shape[-1] != x.shape[-2]:
+        raise FungradTypeError(f"{name}: needs a (..., n, n) stack of square matrices, got {x}")
+    if not is_float(x.dtype):
+        raise FungradTypeError(f"{name}: needs a floating-point operand, got {x}; "
+                               "convert it first (fungrad.numpy does)")
+
+
+def _solve_shape(name, a, b):
+    _square_shape(name, a)
+    if b.dtype != a.dtype:
+        raise FungradTypeError(f"{name}: dtypes must match, got {a} and {b}")
+    if b.ndim != a.ndim or b.shape[:-2] != a.shape[:-2] or b.shape[-2] != a.shape[-1]:
+        raise FungradTypeError(
+            f"{name}: b must be (..., n, m) with the batch dims of a (..., n, n), "
+            f"got {a} and {b}")
+    return b
+
+
+def _stack_vmap(prim):
+    """Batching rule of a primitive on stacks of matrices: the batch dim goes first,
+    an unbatched operand is broadcast to the batch."""
+    def rule(axis_size, args, dims, **params):
+        moved = [bdim_to_front(axis_size, x, d) for x, d in zip(args, dims, strict=True)]
+        out = prim.bind(*moved, **params)
+        return out, ((0,) * len(out) if prim.multiple_results else 0)
+    return rule
+
+
+def _nan_on_failure(fn, x, *rest):
+    """fn on each matrix of a stack; a LinAlgError gives NaNs (like lax) instead of raising."""
+    try:
+        return fn(x, *rest)
+    except np.linalg.LinAlgError:
+        pass
+    shape = rest[0].shape[-2:] if rest else x.shape[-2:]
+    out = np.full(x.shape[:-2] + tuple(shape), np.nan, dtype=x.dtype)
+    for idx in np.ndindex(*x.shape[:-2]):
+        try:
+            out[idx] = fn(x[idx], *(a[idx] for a in rest))
+        except np.linalg.LinAlgError:
+            pass
+    return out
+
+
+# --- cholesky ------------------------------------------------------------------------
+
+def _cholesky_shape(a):
+    _square_shape("cholesky", a)
+    return a
+
+
+def _cholesky_impl(a):
+    a = np.asarray(a)
+    return _nan_on_failure(np.linalg.cholesky, a).astype(a.dtype, copy=False)
+
+
+def _phi(x):
+    """The lower triangle of x with its diagonal halved."""
+    ew = _ew()
+    aval = aval_of(x)
+    half = ew.mul(x, aval.dtype.type(0.5))
+    return ew.select(_tri_mask(aval, -1), x, ew.select(_tri_mask(aval, 0), half,
+                                                       ew.zeros_like_aval(aval)))
+
+
+def _symmetric_from_lower(t):
+    """The symmetric matrix whose lower triangle is t's (what the impl reads)."""
+    ew = _ew()
+    aval = aval_of(t)
+    return ew.select(_tri_mask(aval, 0), t, _mT(t))
+
+
+def _cholesky_jvp(t, a, *, out):
+    # A = L L^T:  dL = L phi(L^-1 dA L^-T)
+    sym = _symmetric_from_lower(t)
+    left = triangular_solve(out, sym, left_side=True, lower=True)           # L^-1 dA
+    middle = triangular_solve(out, _mT(left), left_side=True, lower=True)   # L^-1 dA L^-T
+    return _mm(out, _phi(middle))
+
+
+def _cholesky_vjp(ct, a, *, out):
+    # S = L^-T phi(L^T L_bar) L^-1; the impl reads a's lower triangle, so the
+    # cotangent of A is sym(S) on the diagonal and 2 sym(S) below it
+    ew = _ew()
+    g = _phi(_mm(_mT(out), ct))
+    left = triangular_solve(out, g, left_side=True, lower=True, transpose_a=True)
+    s = _mT(triangular_solve(out, _mT(left), left_side=True, lower=True, transpose_a=True))
+    both = ew.add(s, _mT(s))        # 2 sym(S)
+    aval = aval_of(both)
+    return (ew.select(_tri_mask(aval, -1), both,
+                      ew.select(_tri_mask(aval, 0), ew.mul(both, aval.dtype.type(0.5)),
+                                ew.zeros_like_aval(aval))),)
+
+
+cholesky_p = Primitive("cholesky")
+cholesky_p.def_impl(_cholesky_impl)
+cholesky_p.def_shape(_cholesky_shape)
+cholesky_p.def_jvp(_cholesky_jvp)
+cholesky_p.def_vjp(_cholesky_vjp)
+cholesky_p.def_vmap(_stack_vmap(cholesky_p))
+
+
+def cholesky(a, symmetrize_input: bool = True):
+    """Lower Cholesky factor L of a symmetric positive-definite (..., n, n) stack, A = L L^T.
+
+    With `symmetrize_input` the factor of (A + A^T) / 2 is taken, so the gradient is
+    symmetric; otherwise only the lower triangle of `a` is read.  A matrix that is not
+    positive definite gives NaNs.
+
+    >>> cholesky(np.array([[4., 2.], [2., 2.]]))   # [[2., 0.], [1., 1.]]
+    """
+    if symmetrize_input:
+        ew = _ew()
+        a = ew.mul(ew.add(a, _mT(a)), aval_of(a).dtype.type(0.5))
+    return cholesky_p.bind(a)
+
+
+# --- triangular_solve ------------------------------------------------------------------
+
+def _trisolve_shape(a, b, *, lower, transpose_a):
+    return _solve_shape("triangular_solve", a, b)
+
+
+def _trisolve_impl(a, b, *, lower, transpose_a):
+    import scipy.linalg
+    a, b = np.asarray(a), np.asarray(b)
+    if a.size == 0 or b.size == 0:
+        return np.zeros(b.shape, b.dtype)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        try:
+            x = scipy.linalg.solve_triangular(a, b, trans=1 if transpose_a else 0, lower=lower,
+                                              check_finite=False)
+        except np.linalg.LinAlgError:   # an exactly singular triangle: inf/nan, like lax
+            tri = np.tril(a) if lower else np.triu(a)
+            op = np.swapaxes(tri, -1, -2) if transpose_a else tri
+            x = np.full(b.shape, np.nan, b.dtype)
+            for idx in np.ndindex(*a.shape[:-2]):
+                try:
+                    x[idx] = np.linalg.solve(op[idx], b[idx])
+                except np.linalg.LinAlgError:
+                    pass
+    return np.asarray(x, dtype=b.dtype)
+
+
+def _tri_part(x, lower):
+    return _where_mask(_tri_mask(aval_of(x), 0, lower), x)
+
+
+def _trisolve_jvp(ta, tb, a, b, *, out, lower, transpose_a):
+    # x = op(A)^-1 b:  dx = op(A)^-1 (db - op(dA) x), dA restricted to the triangle read
+    ta = _tri_part(ta, lower)
+    op_ta = _mT(ta) if transpose_a else ta
+    rhs = _ew().sub(tb, _mm(op_ta, out))
+    return triangular_solve_p.bind(a, rhs, lower=lower, transpose_a=transpose_a)
+
+
+def _trisolve_vjp(ct, a, b, *, out, lower, transpose_a):
+    # b_bar = op(A)^-T x_bar;  A_bar = -b_bar x^T (or -x b_bar^T when op is a transpose)
+    b_bar = triangular_solve_p.bind(a, ct, lower=lower, transpose_a=not transpose_a)
+    a_bar = _mm(out, _mT(b_bar)) if transpose_a else _mm(b_bar, _mT(out))
+    return (_tri_part(_ew().neg(a_bar), lower), b_bar)
+
+
+triangular_solve_p = Primitive("triangular_solve")
+triangular_solve_p.def_impl(_trisolve_impl)
+triangular_solve_p.def_shape(_trisolve_shape)
+triangular_solve_p.def_jvp(_trisolve_jvp)
+triangular_solve_p.def_vjp(_trisolve_vjp)
+triangular_solve_p.def_vmap(_stack_vmap(triangular_solve_p))
+
+
+def triangular_solve(a, b, left_side: bool = False, lower: bool = False,
+                     transpose_a: bool = False, conjugate_a: bool = False,
+                     unit_diagonal: bool = False):
+    """lax.linalg.triangular_solve: solve op(A) X = B (left_side) or X op(A) = B, with A
+    triangular (only its `lower` or upper triangle is read) and op(A) = A or A^T.
+
+    a: (..., n, n); b: (..., n, m) if left_side else (..., m, n), same batch dims.
+    >>> triangular_solve(np.array([[2., 0.], [1., 1.]]), np.array([[2.], [2.]]),
+    ...                  left_side=True, lower=True)   # [[1.], [1.]]
+    """
+    if unit_diagonal:
+        eye = _eye(aval_of(a))
+        a = _ew().select(_ew().eq(eye, 1), eye, a)
+    if left_side:
+        return triangular_solve_p.bind(a, b, lower=bool(lower), transpose_a=bool(transpose_a))
+    # X op(A) = B  <=>  op(A)^T X^T = B^T
+    xt = triangular_solve_p.bind(a, _mT(b), lower=bool(lower), transpose_a=not transpose_a)
+    return _mT(xt)
+
+
+# --- solve ---------------------------------------------------------------------------
+
+def _solve_impl(a, b):
+    a, b = np.asarray(a), np.asarray(b)
+    if a.size == 0 or b.size == 0:
+        return np.zeros(b.shape, b.dtype)
+    return _nan_on_failure(np.linalg.solve, a, b).astype(b.dtype, copy=False)
+
+
+def _solve_jvp(ta, tb, a, b, *, out):
+    # x = A^-1 b:  dx = A^-1 (db - dA x)
+    return solve_p.bind(a, _ew().sub(tb, _mm(ta, out)))
+
+
+def _solve_vjp(ct, a, b, *, out):
+    # b_bar = A^-T x_bar;  A_bar = -b_bar x^T
+    b_bar = solve_p.bind(_mT(a), ct)
+    return (_ew().neg(_mm(b_bar, _mT(out))), b_bar)
+
+
+solve_p = Primitive("solve")
+solve_p.def_impl(_solve_impl)
+solve_p.def_shape(lambda a, b: _solve_shape("solve", a, b))
+solve_p.def_jvp(_solve_jvp)
+solve_p.def_vjp(_solve_vjp)
+solve_p.def_vmap(_stack_vmap(solve_p))
+
+
+def solve(a, b):
+    """X with A X = B for a (..., n, n) stack A and B of shape (..., n, m) (LU with
+    partial pivoting).  An exactly singular A gives NaNs."""
+    return solve_p.bind(a, b)
+
+
+def inv(a):
+    """Inverse of a (..., n, n) stack: solve(A, I)."""
+    return solve_p.bind(a, _eye(aval_of(a)))
+
+
+# --- det / slogdet ---------------------------------------------------------------------
+
+def _det_shape(a):
+    _square_shape("det", a)
+    return ShapedArray(a.shape[:-2], a.dtype)
+
+
+def _det_impl(a):
+    a = np.asarray(a)
+    return np.asarray(np.linalg.det(a), dtype=a.dtype)[()]
+
+
+def _det_jvp(t, a, *, out):
+    # d det A = det A tr(A^-1 dA)   (NaN at singular A: the adjugate is not used)
+    return _ew().mul(out, _trace(solve_p.bind(a, t)))
+
+
+def _det_vjp(ct, a, *, out):
+    # A_bar = ct det A A^-T
+    a_aval = aval_of(a)
+    scale = _expand_matrix(_ew().mul(ct, out), a_aval)
+    return (_ew().mul(scale, solve_p.bind(_mT(a), _eye(a_aval))),)
+
+
+det_p = Primitive("det")
+det_p.def_impl(_det_impl)
+det_p.def_shape(_det_shape)
+det_p.def_jvp(_det_jvp)
+det_p.def_vjp(_det_vjp)
+det_p.def_vmap(_stack_vmap(det_p))
+# numba compiles np.linalg.det for one matrix (a stack falls back to the interpreter)
+det_p.def_emit(lambda a: f"np.linalg.det({a})")
+
+
+def det(a):
+    """Determinant of a (..., n, n) stack (LU)."""
+    return det_p.bind(a)
+
+
+def _slogdet_shape(a):
+    _square_shape("slogdet", a)
+    out = ShapedArray(a.shape[:-2], a.dtype)
+    return (out, out)
+
+
+def _slogdet_impl(a):
+    a = np.asarray(a)
+    sign, logabsdet = np.linalg.slogdet(a)
+    return (np.asarray(sign, dtype=a.dtype)[()], np.asarray(logabsdet, dtype=a.dtype)[()])
+
+
+def _slogdet_jvp(t, a, *, out):
+    # d log|det A| = tr(A^-1 dA); the sign is piecewise constant
+    return (None, _trace(solve_p.bind(a, t)))
+
+
+def _slogdet_vjp(ct, a, *, out):
+    _, ct_logabsdet = ct
+    a_aval = aval_of(a)
+    return (_ew().mul(_expand_matrix(ct_logabsdet, a_aval), solve_p.bind(_mT(a), _eye(a_aval))),)
+
+
+slogdet_p = Primitive("slogdet", multiple_results=True)
+slogdet_p.def_impl(_slogdet_impl)
+slogdet_p.def_shape(_slogdet_shape)
+slogdet_p.def_jvp(_slogdet_jvp)
+slogdet_p.def_vjp(_slogdet_vjp)
+slogdet_p.def_vmap(_stack_vmap(slogdet_p))
+
+
+def slogdet(a):
+    """(sign, log|det A|) of a (..., n, n) stack; sign is 0 and logabsdet -inf when
+    A is singular."""
+    return tuple(slogdet_p.bind(a))
+
+
+# --- helpers of the decompositions ----------------------------------------------------------
+
+def _diag_part(m):
+    """(..., n, n) -> (..., n): the diagonal."""
+    from .reduce import reduce_sum
+    nd = aval_of(m).ndim
+    return reduce_sum(_ew().mul(m, _eye(aval_of(m))), (nd - 1,))
+
+
+def _along(v, shape, last: bool):
+    """v (..., k) broadcast to (..., k, k): v_j at [i, j] if `last`, else v_i at [i, j]."""
+    from .shape import broadcast_in_dim
+    nd = len(shape)
+    return broadcast_in_dim(v, shape, tuple(range(nd - 2)) + ((nd - 1,) if last else (nd - 2,)))
+
+
+def _diag_matrix(v, shape):
+    return _ew().mul(_along(v, shape, True), _eye(ShapedArray(shape, aval_of(v).dtype)))
+
+
+def _lower_adjoint(g):
+    """Cotangent of A for a primitive that reads only A's lower triangle, given the
+    cotangent g of the symmetric matrix built from it: tril(g + g^T) with the diagonal g's."""
+    ew = _ew()
+    both = ew.add(g, _mT(g))
+    aval = aval_of(both)
+    return ew.select(_tri_mask(aval, -1), both,
+                     ew.select(_tri_mask(aval, 0), ew.mul(both, aval.dtype.type(0.5)),
+                               ew.zeros_like_aval(aval)))
+
+
+def _inverse_gaps(values, shape, squared=False):
+    """F[i, j] = 1 / (v_j - v_i) (or 1 / (v_j^2 - v_i^2)) off the diagonal, 0 on it.
+    Equal values give inf; callers multiply with safe_mul so a zero cotangent wins."""
+    ew = _ew()
+    row, col = _along(values, shape, True), _along(values, shape, False)
+    gaps = ew.mul(ew.add(row, col), ew.sub(row, col)) if squared else ew.sub(row, col)
+    dtype = aval_of(values).dtype
+    on_diag = ew.eq(_eye(ShapedArray(shape, dtype)), dtype.type(1))
+    return ew.select(on_diag, dtype.type(0), ew.div(dtype.type(1), ew.select(
+        on_diag, dtype.type(1), gaps)))
+
+
+
+# --- eigh -----------------------------------------------------------------------------------
+
+def _eigh_shape(a):
+    _square_shape("eigh", a)
+    return (ShapedArray(a.shape[:-1], a.dtype), a)
+
+
+def _eigh_impl(a):
+    a = np.asarray(a)
+    w, v = np.linalg.eigh(a, UPLO="L")
+    return (w.astype(a.dtype, copy=False), v.astype(a.dtype, copy=False))
+
+
+def _eigh_jvp(t, a, *, out):
+    # M = V^T dA V:  dw = diag(M),  dV = V (F o M) with F_ij = 1 / (w_j - w_i)
+    w, v = out
+    shape = aval_of(v).shape
+    m = _mm(_mT(v), _mm(_symmetric_from_lower(t), v))
+    return (_diag_part(m), _mm(v, _ew().safe_mul(m, _inverse_gaps(w, shape))))
+
+
+def _eigh_vjp(ct, a, *, out):
+    # A_bar = V (diag(w_bar) + F o (V^T V_bar)) V^T, folded onto the lower triangle read
+    w, v = out
+    ct_w, ct_v = ct
+    shape = aval_of(v).shape
+    inner = _ew().add(_diag_matrix(ct_w, shape),
+                      _ew().safe_mul(_mm(_mT(v), ct_v), _inverse_gaps(w, shape)))
+    return (_lower_adjoint(_mm(v, _mm(inner, _mT(v)))),)
+
+
+eigh_p = Primitive("eigh", multiple_results=True)
+eigh_p.def_impl(_eigh_impl)
+eigh_p.def_shape(_eigh_shape)
+eigh_p.def_jvp(_eigh_jvp)
+eigh_p.def_vjp(_eigh_vjp)
+eigh_p.def_vmap(_stack_vmap(eigh_p))
+
+
+def eigh(a, symmetrize_input: bool = True):
+    """(w, v): eigenvalues (ascending) and eigenvectors (columns) of a symmetric (..., n, n)
+    stack.  Derivatives are undefined (inf) at repeated eigenvalues unless the cotangent
+    of v vanishes there.  With `symmetrize_input`, (a + a^T) / 2 is decomposed."""
+    if symmetrize_input:
+        ew = _ew()
+        a = ew.mul(ew.add(a, _mT(a)), aval_of(a).dtype.type(0.5))
+    return tuple(eigh_p.bind(a))
+
+
+# --- qr -------------------------------------------------------------------------------------
+
+def _qr_shape(a):
+    if a.ndim < 2 or not is_float(a.dtype):
+        raise FungradTypeError(f"qr: needs a (..., m, n) floating-point stack, got {a}")
+    m, n = a.shape[-2:]
+    k = min(m, n)
+    return (a.update(shape=a.shape[:-1] + (k,)), a.update(shape=a.shape[:-2] + (k, n)))
+
+
+def _qr_impl(a):
+    a = np.asarray(a)
+    q, r = np.linalg.qr(a, mode="reduced")
+    return (q.astype(a.dtype, copy=False), r.astype(a.dtype, copy=False))
+
+
+def _qr_check(a):
+    m, n = aval_of(a).shape[-2:]
+    if m < n:
+        from ..errors import FungradNotImplementedError
+        raise FungradNotImplementedError(
+            f"qr: derivatives need m >= n (a tall or square matrix), got {aval_of(a)}")
+
+
+def _qr_jvp(t, a, *, out):
+    # dx R^-1 = C; Q^T C = K; dO = tril(K, -1) - tril(K, -1)^T;
+    # dQ = Q (dO - K) + C, dR = (K - dO) R
+    _qr_check(a)
+    ew = _ew()
+    q, r = out
+    c = triangular_solve(r, t, left_side=False, lower=False)
+    k = _mm(_mT(q), c)
+    low = _where_mask(_tri_mask(aval_of(k), -1), k)
+    d_omega = ew.sub(low, _mT(low))
+    return (ew.add(_mm(q, ew.sub(d_omega, k)), c), _mm(ew.sub(k, d_omega), r))
+
+
+def _qr_vjp(ct, a, *, out):
+    # M = R R_bar^T - Q_bar^T Q;  A_bar = (Q_bar + Q copyltu(M)) R^-T
+    _qr_check(a)
+    ew = _ew()
+    q, r = out
+    ct_q, ct_r = ct
+    m = ew.sub(_mm(r, _mT(ct_r)), _mm(_mT(ct_q), q))
+    copyltu = ew.select(_tri_mask(aval_of(m), 0), m, _mT(m))
+    b = ew.add(ct_q, _mm(q, copyltu))
+    return (triangular_solve(r, b, left_side=False, lower=False, transpose_a=True),)
+
+
+qr_p = Primitive("qr", multiple_results=True)
+qr_p.def_impl(_qr_impl)
+qr_p.def_shape(_qr_shape)
+qr_p.def_jvp(_qr_jvp)
+qr_p.def_vjp(_qr_vjp)
+qr_p.def_vmap(_stack_vmap(qr_p))
+
+
+def qr(a):
+    """Reduced QR of a (..., m, n) stack: q (..., m, k) with orthonormal columns and upper
+    triangular r (..., k, n), k = min(m, n).  Differentiable for m >= n."""
+    return tuple(qr_p.bind(a))
+
+
+# --- svd ------------------------------------------------------------------------------------
+
+def _svd_shape(a):
+    if a.ndim < 2 or not is_float(a.dtype):
+        raise FungradTypeError(f"svd: needs a (..., m, n) floating-point stack, got {a}")
+    m, n = a.shape[-2:]
+    k = min(m, n)
+    batch = a.shape[:-2]
+    return (a.update(shape=batch + (m, k)), a.update(shape=batch + (k,)),
+            a.update(shape=batch + (k, n)))
+
+
+def _svd_impl(a):
+    a = np.asarray(a)
+    m, n = a.shape[-2:]
+    if a.size == 0:
+        k = min(m, n)
+        batch = a.shape[:-2]
+        eye = lambda r, c: np.broadcast_to(np.eye(r, c, dtype=a.dtype), batch + (r, c))  # noqa
+        return (eye(m, k).copy(), np.zeros(batch + (k,), a.dtype), eye(k, n).copy())
+    u, s, vt = np.linalg.svd(a, full_matrices=False)
+    return tuple(x.astype(a.dtype, copy=False) for x in (u, s, vt))
+
+
+def _safe_inverse(s):
+    ew = _ew()
+    dtype = aval_of(s).dtype
+    zero = ew.eq(s, dtype.type(0))
+    return ew.select(zero, dtype.type(0), ew.div(dtype.type(1), ew.select(zero, dtype.type(1), s)))
+
+
+def _svd_jvp(t, a, *, out):
+    # dS = U^T dA V; ds = diag(dS); dU = U (F o (dS S + S dS^T)) (+ the part of dA V outside
+    # span U when m > n); dV likewise; F_ij = 1 / (s_j^2 - s_i^2)
+    ew = _ew()
+    u, s, vt = out
+    v = _mT(vt)
+    m, n = aval_of(a).shape[-2:]
+    k_shape = aval_of(s).shape + aval_of(s).shape[-1:]
+    f = _inverse_gaps(s, k_shape, squared=True)
+    ds_full = _mm(_mT(u), _mm(t, v))
+    s_row, s_col = _along(s, k_shape, True), _along(s, k_shape, False)
+    dss = ew.mul(ds_full, s_row)
+    sds = ew.mul(ds_full, s_col)
+    du = _mm(u, ew.safe_mul(ew.add(dss, _mT(dss)), f))
+    dv = _mm(v, ew.safe_mul(ew.add(sds, _mT(sds)), f))
+    if m > n:
+        dav = _mm(t, v)
+        s_inv_u = _along(_safe_inverse(s), aval_of(u).shape, True)
+        du = ew.add(du, ew.mul(ew.sub(dav, _mm(u, _mm(_mT(u), dav))), s_inv_u))
+    if n > m:
+        dau = _mm(_mT(t), u)
+        s_inv_v = _along(_safe_inverse(s), aval_of(v).shape, True)
+        dv = ew.add(dv, ew.mul(ew.sub(dau, _mm(v, _mm(vt, dau))), s_inv_v))
+    return (du, _diag_part(ds_full), _mT(dv))
+
+
+def _svd_vjp(ct, a, *, out):
+    # A_bar = U [diag(s_bar) + (X + X^T) o s_row + (Y + Y^T) o s_col] V^T + projections,
+    # X = F o (U^T U_bar), Y = F o (V^T V_bar): the transpose of _svd_jvp
+    ew = _ew()
+    u, s, vt = out
+    ct_u, ct_s, ct_vt = ct
+    v, ct_v = _mT(vt), _mT(ct_vt)
+    m, n = aval_of(a).shape[-2:]
+    k_shape = aval_of(s).shape + aval_of(s).shape[-1:]
+    f = _inverse_gaps(s, k_shape, squared=True)
+    x = ew.safe_mul(_mm(_mT(u), ct_u), f)
+    y = ew.safe_mul(_mm(_mT(v), ct_v), f)
+    inner = ew.add(_diag_matrix(ct_s, k_shape),
+                   ew.add(ew.mul(ew.add(x, _mT(x)), _along(s, k_shape, True)),
+                          ew.mul(ew.add(y, _mT(y)), _along(s, k_shape, False))))
+    a_bar = _mm(u, _mm(inner, vt))
+    if m > n:
+        scaled = ew.mul(ct_u, _along(_safe_inverse(s), aval_of(u).shape, True))
+        a_bar = ew.add(a_bar, _mm(ew.sub(scaled, _mm(u, _mm(_mT(u), scaled))), vt))
+    if n > m:
+        scaled = ew.mul(ct_v, _along(_safe_inverse(s), aval_of(v).shape, True))
+        a_bar = ew.add(a_bar, _mm(u, _mT(ew.sub(scaled, _mm(v, _mm(vt, scaled))))))
+    return (a_bar,)
+
+
+svd_p = Primitive("svd", multiple_results=True)
+svd_p.def_impl(_svd_impl)
+svd_p.def_shape(_svd_shape)
+svd_p.def_jvp(_svd_jvp)
+svd_p.def_vjp(_svd_vjp)
+svd_p.def_vmap(_stack_vmap(svd_p))
+
+
+def svd(a):
+    """Thin SVD of a (..., m, n) stack: (u (..., m, k), s (..., k) descending, vt (..., k, n)),
+    k = min(m, n).  Derivatives of u and vt are undefined (inf) at repeated singular
+    values unless their cotangents vanish there; those of s always exist."""
+    return tuple(svd_p.bind(a))
+

@@ -1,0 +1,562 @@
+"""`fungrad.numpy.linalg`: NumPy's linear-algebra functions on fungrad primitives.
+
+Every function takes stacks of matrices (leading batch dimensions broadcast, as in
+NumPy), promotes integers to float64 and keeps float32 as float32, is
+differentiable to any order (the rules live with the primitives in
+`fungrad/lax/linalg.py`), and on concrete inputs outside any trace simply
+computes and returns NumPy arrays.
+
+Conventions: `norm` has gradient zero (never NaN) at the zero vector or matrix
+("a zero cotangent wins"); max/min-based norms split ties evenly.
+"""
+from __future__ import annotations
+
+from typing import NamedTuple
+
+import numpy as np
+
+from .. import lax
+from ..errors import (ConcretizationError, FungradNotImplementedError, FungradTypeError,
+                      FungradValueError)
+from ..tracing import Tracer, aval_of
+
+__all__ = ["norm", "vector_norm", "matrix_norm", "det", "slogdet", "inv", "solve",
+           "cholesky", "eigh", "eigvalsh", "qr", "svd", "svdvals", "pinv", "cond", "matrix_rank",
+           "matrix_power", "multi_dot", "matmul", "outer", "tensordot", "trace", "diagonal",
+           "matrix_transpose", "lstsq", "cross", "vecdot", "LinAlgError"]
+
+LinAlgError = np.linalg.LinAlgError
+
+
+class SlogdetResult(NamedTuple):
+    sign: object
+    logabsdet: object
+
+
+class EighResult(NamedTuple):
+    eigenvalues: object
+    eigenvectors: object
+
+
+class QRResult(NamedTuple):
+    Q: object
+    R: object
+
+
+class SVDResult(NamedTuple):
+    U: object
+    S: object
+    Vh: object
+
+
+def _fnp():
+    from .. import numpy as fnp
+    return fnp
+
+
+def _float_array(x, where: str):
+    """x as an array (tracer or ndarray) of an inexact dtype (ints become float64)."""
+    fnp = _fnp()
+    x = fnp.asarray(x)
+    dtype = aval_of(x).dtype
+    if np.issubdtype(dtype, np.complexfloating):
+        raise FungradTypeError(f"linalg.{where}: complex inputs are not supported")
+    if not np.issubdtype(dtype, np.inexact):
+        x = fnp.asarray(x, dtype=np.float64)
+    return x
+
+
+def _square(x, where: str):
+    aval = aval_of(x)
+    if aval.ndim < 2:
+        raise LinAlgError(f"{aval.ndim}-dimensional array given. Array must be at least "
+                          f"two-dimensional (linalg.{where})")
+    if aval.shape[-1] != aval.shape[-2]:
+        raise LinAlgError(f"Last 2 dimensions of the array must be square (linalg.{where}, "
+                          f"got {aval})")
+    return x
+
+
+def _broadcast_batch(a, b, b_core: int):
+    """Broadcast the batch dims of a (..., n, n) and b (..., core dims)."""
+    fnp = _fnp()
+    a_shape, b_shape = aval_of(a).shape, aval_of(b).shape
+    try:
+        batch = np.broadcast_shapes(a_shape[:-2], b_shape[:len(b_shape) - b_core])
+    except ValueError:
+        raise FungradValueError(
+            f"linalg.solve: batch dimensions do not broadcast: {a_shape} and {b_shape}") from None
+    a = fnp.broadcast_to(a, batch + a_shape[-2:])
+    b = fnp.broadcast_to(b, batch + b_shape[len(b_shape) - b_core:])
+    return a, b
+
+
+def _promote_pair(a, b, where):
+    a, b = _float_array(a, where), _float_array(b, where)
+    dtype = np.result_type(aval_of(a).dtype, aval_of(b).dtype)
+    return lax.convert_element_type(a, dtype), lax.convert_element_type(b, dtype)
+
+
+def solve(a, b):
+    """The solution x of a @ x = b (NumPy 2 semantics: b is a vector only when 1-D).
+
+    a: (..., n, n); b: (n,) or (..., n, m); batch dims broadcast.
+    >>> solve(np.array([[3., 1.], [1., 2.]]), np.array([9., 8.]))   # array([2., 3.])
+    """
+    a, b = _promote_pair(a, b, "solve")
+    _square(a, "solve")
+    if aval_of(b).ndim == 1:
+        a, b = _broadcast_batch(a, lax.reshape(b, aval_of(b).shape + (1,)), 2)
+        x = lax.solve(a, b)
+        return lax.reshape(x, aval_of(x).shape[:-1])
+    a, b = _broadcast_batch(a, b, 2)
+    return lax.solve(a, b)
+
+
+def inv(a):
+    """The inverse of a square matrix (or of each in a stack); NaNs where singular.
+
+    >>> inv(np.array([[2., 0.], [0., 4.]]))   # [[0.5, 0.], [0., 0.25]]
+    """
+    a = _square(_float_array(a, "inv"), "inv")
+    return lax.inv(a)
+
+
+def det(a):
+    """The determinant of a square matrix (or of each in a stack).
+
+    >>> det(np.array([[1., 2.], [3., 4.]]))   # -2.0
+    """
+    a = _square(_float_array(a, "det"), "det")
+    return lax.det(a)
+
+
+def slogdet(a):
+    """(sign, log|det a|) as a named tuple, like NumPy 2; the log is differentiable.
+
+    >>> slogdet(np.array([[1., 2.], [3., 4.]]))   # SlogdetResult(sign=-1.0, logabsdet=0.693...)
+    """
+    a = _square(_float_array(a, "slogdet"), "slogdet")
+    sign, logabsdet = lax.slogdet(a)
+    return SlogdetResult(sign, logabsdet)
+
+
+def cholesky(a, /, *, upper: bool = False):
+    """Cholesky factor of a symmetric positive-definite matrix: L with a = L @ L.T
+    (or U = L.T with a = U.T @ U when `upper`).  The input is symmetrized,
+    (a + a.T) / 2, so its gradient is symmetric; NaNs if a is not positive definite.
+
+    >>> cholesky(np.array([[4., 2.], [2., 2.]]))   # [[2., 0.], [1., 1.]]
+    """
+    a = _square(_float_array(a, "cholesky"), "cholesky")
+    factor = lax.cholesky(a, symmetrize_input=True)
+    if upper:
+        nd = aval_of(factor).ndim
+        return lax.transpose(factor, tuple(range(nd - 2)) + (nd - 1, nd - 2))
+    return factor
+
+
+def eigh(a, UPLO: str = "L"):
+    """Eigenvalues (ascending) and eigenvectors (columns) of a symmetric matrix or stack,
+    as EighResult(eigenvalues, eigenvectors).  The input is symmetrized, (a + a.T) / 2
+    (so UPLO does not matter and the gradient is symmetric).  Eigenvector derivatives
+    are undefined at repeated eigenvalues.
+
+    >>> eigh(np.array([[2., 1.], [1., 2.]])).eigenvalues   # [1., 3.]
+    """
+    if UPLO not in ("L", "U"):
+        raise FungradValueError(f"linalg.eigh: UPLO must be 'L' or 'U', got {UPLO!r}")
+    a = _square(_float_array(a, "eigh"), "eigh")
+    w, v = lax.eigh(a, symmetrize_input=True)
+    return EighResult(w, v)
+
+
+def eigvalsh(a, UPLO: str = "L"):
+    """Eigenvalues (ascending) of a symmetric matrix or stack; always differentiable."""
+    return eigh(a, UPLO).eigenvalues
+
+
+def qr(a, mode: str = "reduced"):
+    """QR decomposition, as QRResult(Q, R) (mode 'reduced', or 'complete' for m <= n)
+    or R alone (mode 'r').  Derivatives need m >= n.
+
+    >>> qr(np.array([[3., 0.], [4., 5.]])).R   # [[-5., -4.], [0., 3.]]
+    """
+    a = _float_array(a, "qr")
+    if aval_of(a).ndim < 2:
+        raise LinAlgError("linalg.qr: needs at least a two-dimensional array")
+    m, n = aval_of(a).shape[-2:]
+    if mode not in ("reduced", "complete", "r"):
+        raise FungradValueError(f"linalg.qr: unsupported mode {mode!r}; use 'reduced', "
+                                "'complete' or 'r'")
+    if mode == "complete" and m > n:
+        raise FungradNotImplementedError(
+            "linalg.qr: mode='complete' of a tall matrix is not supported; use 'reduced'")
+    q, r = lax.qr(a)
+    return r if mode == "r" else QRResult(q, r)
+
+
+def svd(a, full_matrices: bool = True, compute_uv: bool = True, hermitian: bool = False):
+    """Singular value decomposition, as SVDResult(U, S, Vh) with S descending, or S alone
+    when not compute_uv.  Under a transform full_matrices=True needs a square matrix
+    (pass full_matrices=False); derivatives of U and Vh are undefined at repeated
+    singular values, those of S always exist.
+
+    >>> svd(np.array([[3., 0.], [0., -4.]])).S   # [4., 3.]
+    """
+    a = _float_array(a, "svd")
+    aval = aval_of(a)
+    if aval.ndim < 2:
+        raise LinAlgError("linalg.svd: needs at least a two-dimensional array")
+    m, n = aval.shape[-2:]
+    if compute_uv and full_matrices and m != n:
+        if not isinstance(a, Tracer):
+            return SVDResult(*np.linalg.svd(a, full_matrices=True))
+        raise FungradNotImplementedError(
+            f"linalg.svd: full_matrices=True of a non-square {aval} is not differentiable; "
+            "pass full_matrices=False")
+    u, s, vt = lax.svd(a)
+    return SVDResult(u, s, vt) if compute_uv else s
+
+
+def svdvals(x, /):
+    """Singular values (descending) of a matrix or stack."""
+    return svd(x, compute_uv=False)
+
+
+# --- norms ----------------------------------------------------------------------------
+
+def _safe_root(s, p: float):
+    """s ** (1/p) for s >= 0 with a zero derivative at s == 0 (not inf * 0 = NaN):
+    the root is taken of 1 where s is 0, and that branch is then discarded."""
+    dtype = aval_of(s).dtype
+    is_zero = lax.eq(s, dtype.type(0))
+    s_safe = lax.select(is_zero, dtype.type(1), s)
+    root = lax.sqrt(s_safe) if p == 2 else lax.pow(s_safe, dtype.type(1.0 / p))
+    return lax.select(is_zero, dtype.type(0), root)
+
+
+def _keep(out, shape, axes, keepdims):
+    if not keepdims:
+        return out
+    return lax.reshape(out, tuple(1 if i in axes else d for i, d in enumerate(shape)))
+
+
+def _normalize_axis_tuple(axis, nd, where):
+    axes = tuple(int(a) for a in ((axis,) if np.isscalar(axis) else axis))
+    for a in axes:
+        if not -nd <= a < nd:
+            raise np.exceptions.AxisError(f"linalg.{where}: axis {a} is out of bounds for "
+                                          f"array of dimension {nd}")
+    axes = tuple(a % nd for a in axes)
+    if len(set(axes)) != len(axes):
+        raise FungradValueError(f"linalg.{where}: duplicate axes {axis}")
+    return axes
+
+
+def _vector_norm(x, ord, axes):
+    dtype = aval_of(x).dtype
+    if ord is None or ord == 2:
+        return _safe_root(lax.reduce_sum(lax.mul(x, x), axes), 2)
+    absx = lax.abs(x)
+    if ord == np.inf:
+        return lax.reduce_max(absx, axes)
+    if ord == -np.inf:
+        return lax.reduce_min(absx, axes)
+    if ord == 0:
+        nonzero = lax.convert_element_type(lax.ne(x, dtype.type(0)), dtype)
+        return lax.stop_gradient(lax.reduce_sum(nonzero, axes))
+    if ord == 1:
+        return lax.reduce_sum(absx, axes)
+    if isinstance(ord, str):
+        raise FungradValueError(f"linalg.norm: invalid norm order {ord!r} for vectors")
+    p = float(ord)
+    return _safe_root(lax.reduce_sum(lax.pow(absx, dtype.type(p)), axes), p)
+
+
+def _matrix_norm(x, ord, row, col):
+    if ord in (None, "fro", "f"):
+        return _safe_root(lax.reduce_sum(lax.mul(x, x), (row, col)), 2)
+    absx = lax.abs(x)
+    if ord in (1, -1):
+        sums, other = lax.reduce_sum(absx, (row,)), col - (row < col)
+    elif ord in (np.inf, -np.inf):
+        sums, other = lax.reduce_sum(absx, (col,)), row - (col < row)
+    elif ord in (2, -2, "nuc"):
+        nd = aval_of(x).ndim
+        rest = tuple(i for i in range(nd) if i not in (row, col))
+        moved = lax.transpose(x, rest + (row, col))
+        # a zero matrix has no defined singular vectors: decompose ones there instead and
+        # return 0, so the gradient at zero is zero
+        dtype = aval_of(x).dtype
+        zero = lax.eq(lax.reduce_sum(lax.mul(moved, moved), (nd - 2, nd - 1)), dtype.type(0))
+        zero_b = lax.broadcast_in_dim(zero, aval_of(moved).shape, tuple(range(nd - 2)))
+        s = lax.svd(lax.select(zero_b, dtype.type(1), moved))[1]
+        k = aval_of(s).shape[-1]
+        if ord == "nuc":
+            out = lax.reduce_sum(s, (len(rest),))
+        elif k == 0:
+            raise FungradValueError(f"linalg.norm: ord={ord} of an empty matrix is undefined")
+        else:
+            pick = 0 if ord == 2 else k - 1
+            start, limit = [0] * aval_of(s).ndim, list(aval_of(s).shape)
+            start[-1], limit[-1] = pick, pick + 1
+            out = lax.reshape(lax.slice(s, start, limit), aval_of(s).shape[:-1])
+        return lax.select(zero, dtype.type(0), out)
+    else:
+        raise FungradValueError(f"linalg.norm: invalid norm order {ord!r} for matrices")
+    return lax.reduce_max(sums, (other,)) if ord in (1, np.inf) else lax.reduce_min(
+        sums, (other,))
+
+
+def norm(x, ord=None, axis=None, keepdims: bool = False):
+    """Vector or matrix norm, as numpy.linalg.norm.
+
+    ord: None (2-norm of the flattened array, or Frobenius for matrices), 'fro', 1, -1,
+    2 (vectors), inf, -inf, 0 (count of nonzeros, not differentiable) or any p for
+    vectors.  axis: None, an int (vector norms) or a pair (matrix norms).  The gradient
+    at zero is zero, never NaN.
+
+    >>> norm(np.array([3., 4.]))   # 5.0
+    """
+    x = _float_array(x, "norm")
+    shape = aval_of(x).shape
+    nd = len(shape)
+    if axis is None:
+        if ord is None:
+            axes = tuple(range(nd))
+            if not axes:
+                return _keep(lax.abs(x), shape, axes, keepdims)
+            return _keep(_vector_norm(x, None, axes), shape, axes, keepdims)
+        if nd == 1:
+            axes = (0,)
+        elif nd == 2:
+            axes = (0, 1)
+        else:
+            raise FungradValueError("linalg.norm: improper number of dimensions to norm "
+                                    f"({nd}); pass axis= for stacks")
+    else:
+        axes = _normalize_axis_tuple(axis, nd, "norm")
+    if len(axes) == 1:
+        out = _vector_norm(x, ord, axes)
+    elif len(axes) == 2:
+        out = _matrix_norm(x, ord, *axes)
+    else:
+        raise FungradValueError("linalg.norm: improper number of dimensions to norm "
+                                f"(axis={axis})")
+    return _keep(out, shape, axes, keepdims)
+
+
+def vector_norm(x, /, *, axis=None, keepdims: bool = False, ord=2):
+    """numpy.linalg.vector_norm: the vector p-norm over `axis` (all axes if None)."""
+    x = _float_array(x, "vector_norm")
+    shape = aval_of(x).shape
+    axes = tuple(range(len(shape))) if axis is None else _normalize_axis_tuple(
+        axis, len(shape), "vector_norm")
+    if not axes:
+        return lax.abs(x)
+    return _keep(_vector_norm(x, ord, axes), shape, axes, keepdims)
+
+
+def matrix_norm(x, /, *, keepdims: bool = False, ord="fro"):
+    """numpy.linalg.matrix_norm: the norm of each matrix in a (..., m, n) stack."""
+    x = _float_array(x, "matrix_norm")
+    shape = aval_of(x).shape
+    if len(shape) < 2:
+        raise FungradValueError("linalg.matrix_norm: needs at least 2 dimensions")
+    axes = (len(shape) - 2, len(shape) - 1)
+    return _keep(_matrix_norm(x, ord, *axes), shape, axes, keepdims)
+
+
+
+# --- composites ---------------------------------------------------------------------------
+
+def pinv(a, rcond=None, hermitian: bool = False, *, rtol=None):
+    """Moore-Penrose pseudo-inverse via the SVD: singular values at or below
+    rcond * max(s) (default max(m, n) * eps) are treated as zero.
+
+    >>> pinv(np.array([[1., 0.], [0., 0.]]))   # [[1., 0.], [0., 0.]]
+    """
+    a = _float_array(a, "pinv")
+    aval = aval_of(a)
+    m, n = aval.shape[-2:]
+    dtype = aval.dtype
+    cutoff_ratio = rtol if rtol is not None else rcond
+    if cutoff_ratio is None:
+        cutoff_ratio = max(m, n) * np.finfo(dtype).eps
+    u, s, vt = lax.svd(a)
+    if aval_of(s).shape[-1] == 0:
+        return lax.transpose(lax.mul(a, dtype.type(0)), tuple(range(aval.ndim - 2)) + (
+            aval.ndim - 1, aval.ndim - 2))
+    top = lax.reduce_max(s, (aval_of(s).ndim - 1,))
+    cutoff = lax.mul(lax.broadcast_in_dim(top, aval_of(s).shape, tuple(range(aval_of(s).ndim - 1))),
+                     dtype.type(cutoff_ratio))
+    keep = lax.gt(s, cutoff)
+    s_inv = lax.select(keep, lax.div(dtype.type(1), lax.select(keep, s, dtype.type(1))),
+                       dtype.type(0))
+    fnp = _fnp()
+    v = fnp.swapaxes(vt, -1, -2)
+    batch_dims = tuple(range(aval_of(s).ndim - 1))
+    v_scaled = lax.mul(v, lax.broadcast_in_dim(s_inv, aval_of(v).shape, batch_dims + (
+        aval.ndim - 1,)))
+    return fnp.matmul(v_scaled, fnp.swapaxes(u, -1, -2))
+
+
+def cond(x, p=None):
+    """Condition number: s_max / s_min for p None, 2 (-2: the inverse), else
+    norm(x, p) * norm(inv(x), p)."""
+    x = _float_array(x, "cond")
+    if p in (None, 2, -2):
+        s = svdvals(x)
+        last = aval_of(s).ndim - 1
+        ratio = lax.div(lax.reduce_max(s, (last,)), lax.reduce_min(s, (last,)))
+        return ratio if p != -2 else lax.div(aval_of(ratio).dtype.type(1), ratio)
+    x = _square(x, "cond")
+    axes = (aval_of(x).ndim - 2, aval_of(x).ndim - 1)
+    return lax.mul(norm(x, p, axis=axes), norm(inv(x), p, axis=axes))
+
+
+def matrix_rank(A, tol=None, hermitian: bool = False, *, rtol=None):
+    """Number of singular values above tol (default max(s) * max(m, n) * eps); an int,
+    not differentiable."""
+    A = _float_array(A, "matrix_rank")
+    aval = aval_of(A)
+    if aval.ndim < 2:
+        return lax.convert_element_type(lax.reduce_or(lax.ne(A, aval.dtype.type(0)),
+                                                      tuple(range(aval.ndim))), np.int64)
+    s = lax.stop_gradient(svdvals(A))
+    last = aval_of(s).ndim - 1
+    if tol is None:
+        ratio = rtol if rtol is not None else max(aval.shape[-2:]) * np.finfo(aval.dtype).eps
+        tol = lax.mul(lax.reduce_max(s, (last,)), aval.dtype.type(ratio))
+    tol = lax.convert_element_type(_fnp().asarray(tol), aval.dtype)
+    tol_b = lax.broadcast_in_dim(tol, aval_of(s).shape, tuple(range(aval_of(tol).ndim)))
+    return lax.reduce_sum(lax.convert_element_type(lax.gt(s, tol_b), np.int64), (last,))
+
+
+def matrix_power(a, n: int):
+    """a @ a @ ... (n times) by repeated squaring; n < 0 uses inv(a), n == 0 the identity."""
+    fnp = _fnp()
+    a = _square(fnp.asarray(a), "matrix_power")
+    n = int(n)
+    if n < 0:
+        a, n = inv(a), -n
+    aval = aval_of(a)
+    if n == 0:
+        return fnp.broadcast_to(fnp.eye(aval.shape[-1], dtype=aval.dtype), aval.shape)
+    result, base = None, a
+    while n:
+        if n & 1:
+            result = base if result is None else fnp.matmul(result, base)
+        n >>= 1
+        if n:
+            base = fnp.matmul(base, base)
+    return result
+
+
+def multi_dot(arrays):
+    """matmul of a sequence of arrays (the first may be 1-D, the last too), left to right."""
+    fnp = _fnp()
+    arrays = list(arrays)
+    if len(arrays) < 2:
+        raise FungradValueError("linalg.multi_dot: needs at least two arrays")
+    out = arrays[0]
+    for b in arrays[1:]:
+        out = fnp.matmul(out, b)
+    return out
+
+
+def matmul(x1, x2, /):
+    """The matrix product (numpy.linalg.matmul = numpy.matmul)."""
+    return _fnp().matmul(x1, x2)
+
+
+def outer(x1, x2, /):
+    """Outer product of two vectors."""
+    return _fnp().outer(x1, x2)
+
+
+def tensordot(x1, x2, /, *, axes=2):
+    """numpy.linalg.tensordot = numpy.tensordot."""
+    return _fnp().tensordot(x1, x2, axes)
+
+
+def trace(x, /, *, offset: int = 0, dtype=None):
+    """Trace of each matrix in a (..., m, n) stack (over the last two axes)."""
+    return _fnp().trace(x, offset=offset, axis1=-2, axis2=-1, dtype=dtype)
+
+
+def diagonal(x, /, *, offset: int = 0):
+    """Diagonal of each matrix in a (..., m, n) stack (over the last two axes)."""
+    return _fnp().diagonal(x, offset=offset, axis1=-2, axis2=-1)
+
+
+def matrix_transpose(x, /):
+    """Swap the last two axes."""
+    return _fnp().swapaxes(x, -1, -2)
+
+
+class LstsqResult(NamedTuple):
+    x: object
+    residuals: object
+    rank: object
+    s: object
+
+
+def lstsq(a, b, rcond=None):
+    """Least-squares solution of a @ x = b via the pseudo-inverse, as NumPy's
+    (x, residuals, rank, s); residuals are the squared residual norms when a has full
+    column rank and m > n (else empty; under `jit`, where the rank is not known, they
+    are always returned, as in JAX).  x and the residuals are differentiable.
+
+    >>> lstsq(np.array([[1., 0.], [0., 1.], [1., 1.]]), np.array([1., 2., 3.])).x  # [1., 2.]
+    """
+    fnp = _fnp()
+    a, b = _promote_pair(a, b, "lstsq")
+    m, n = aval_of(a).shape[-2:] if aval_of(a).ndim == 2 else (None, None)
+    if m is None:
+        raise LinAlgError("linalg.lstsq: a must be two-dimensional")
+    vector = aval_of(b).ndim == 1
+    if aval_of(b).shape[0] != m:
+        raise LinAlgError(f"linalg.lstsq: incompatible dimensions {aval_of(a)} and {aval_of(b)}")
+    ratio = np.finfo(aval_of(a).dtype).eps * max(m, n) if rcond is None else rcond
+    x = fnp.matmul(pinv(a, rcond=ratio), b)
+    s = svdvals(a)
+    rank = matrix_rank(a, tol=None if rcond is None else lax.mul(
+        lax.reduce_max(s, (0,)), aval_of(s).dtype.type(ratio))) if min(m, n) else np.int64(0)
+    residual = lax.sub(fnp.matmul(a, x), b)
+    squares = lax.reduce_sum(lax.mul(residual, residual), (0,))
+    squares = lax.reshape(squares, (1,)) if vector else squares
+    try:
+        full_rank = int(rank) == n
+    except ConcretizationError:   # under jit the rank is unknown: JAX's choice, keep them
+        full_rank = True
+    residuals = squares if full_rank and m > n else np.zeros((0,), aval_of(a).dtype)
+    return LstsqResult(x, residuals, rank, s)
+
+
+def cross(x1, x2, /, *, axis: int = -1):
+    """Cross product of 3-vectors along `axis` (numpy.linalg.cross)."""
+    fnp = _fnp()
+    a, b = fnp.broadcast_arrays(*_promote_pair(x1, x2, "cross"))
+    nd = aval_of(a).ndim
+    ax = axis % nd
+    if aval_of(a).shape[ax] != 3:
+        raise FungradValueError("linalg.cross: both inputs must have 3 elements along axis")
+
+    def part(v, i):
+        start, limit = [0] * nd, list(aval_of(v).shape)
+        start[ax], limit[ax] = i, i + 1
+        return lax.slice(v, start, limit)
+    a0, a1, a2 = (part(a, i) for i in range(3))
+    b0, b1, b2 = (part(b, i) for i in range(3))
+    return lax.concatenate([lax.sub(lax.mul(a1, b2), lax.mul(a2, b1)),
+                            lax.sub(lax.mul(a2, b0), lax.mul(a0, b2)),
+                            lax.sub(lax.mul(a0, b1), lax.mul(a1, b0))], ax)
+
+
+def vecdot(x1, x2, /, *, axis: int = -1):
+    """Dot product of vectors along `axis`, broadcasting the rest (numpy.linalg.vecdot)."""
+    fnp = _fnp()
+    a, b = fnp.broadcast_arrays(*_promote_pair(x1, x2, "vecdot"))
+    return lax.reduce_sum(lax.mul(a, b), (axis % aval_of(a).ndim,))
