@@ -1,0 +1,313 @@
+"""`fungrad.jit`: trace once per (pytree structure, avals, static values), compile
+the jaxpr into one numba kernel, and call the kernel from then on.
+
+    import fungrad as fg, fungrad.numpy as fnp
+    step = fg.jit(fg.grad(lambda w, x: fnp.sum(fnp.tanh(x @ w))))
+    step(w, x)          # traces and compiles; later calls run the kernel
+
+Like JAX, `f` is assumed pure: values it closes over are read once, when it is
+traced.  Inside another transform (`grad(jit(f))`, `vmap(jit(f))`) a jitted
+function is traced through, so its equations join the enclosing program.
+"""
+from __future__ import annotations
+
+import functools
+from typing import Any, Callable, Sequence
+
+import numpy as np
+
+from .config import config
+from .core import ClosedJaxpr, ShapedArray
+from .errors import FungradTypeError, FungradValueError, describe_function
+from .pytree import tree_flatten
+from .tracing import Tracer, current_trace, trace_to_jaxpr
+
+__all__ = ["jit", "JittedFunction", "Lowered"]
+
+_ARRAY = np.ndarray
+_SCALAR_AVALS = {float: ShapedArray((), np.float64), int: ShapedArray((), np.int64),
+                 bool: ShapedArray((), np.bool_), complex: ShapedArray((), np.complex128)}
+
+
+def _leaf_sig(x: Any):
+    """The part of a leaf that selects a trace: (shape, dtype) or the scalar type."""
+    if type(x) is _ARRAY:
+        return (x.shape, x.dtype)
+    t = type(x)
+    if t in _SCALAR_AVALS:
+        return t
+    if isinstance(x, np.generic):
+        return ((), x.dtype)
+    if isinstance(x, np.ndarray):
+        return (x.shape, x.dtype)
+    arr = np.asarray(x)
+    if arr.dtype == object:
+        raise FungradTypeError(
+            f"jit: an argument of type {type(x).__name__} is not an array; arguments must "
+            "be arrays, scalars, or pytrees (tuple, list, dict) of them")
+    return (arr.shape, arr.dtype)
+
+
+def _fast_sig(x: Any):
+    """`_leaf_sig` for the common leaves; None (never a cache key) for anything else."""
+    if type(x) is _ARRAY:
+        return (x.shape, x.dtype)
+    t = type(x)
+    return t if t in _SCALAR_AVALS else None
+
+
+def _aval(sig) -> ShapedArray:
+    if isinstance(sig, type):
+        return _SCALAR_AVALS[sig]
+    return ShapedArray(*sig)
+
+
+class _Compiled:
+    """One trace of the function: its jaxpr, constants, output tree and kernel."""
+    __slots__ = ("closed", "out_tree", "kernel", "consts", "unflatten")
+
+    def __init__(self, closed: ClosedJaxpr, out_tree, kernel):
+        self.closed, self.out_tree, self.kernel = closed, out_tree, kernel
+        self.consts = list(closed.consts)
+        self.unflatten = _fast_unflatten(out_tree)
+
+    def run(self, leaves: Sequence) -> Any:
+        kernel = self.kernel
+        if kernel.direct and not (config.disable_jit or config.debug_nans or config.debug_infs):
+            # compiled and checked, no 0-d arguments or results: call numba directly
+            try:
+                return self.unflatten(kernel.fn(*self.consts, *leaves))
+            except Exception:  # noqa: BLE001 - the general path below reports it
+                pass
+        if config.debug_nans or config.debug_infs:  # the checked interpreter
+            from .backend import execute
+            outs = execute(self.closed.jaxpr, self.consts, leaves)
+        elif config.disable_jit:
+            from .backend import finalize
+            from .interpreter import eval_jaxpr
+            outs = [finalize(x) for x in eval_jaxpr(self.closed.jaxpr, self.consts, *leaves)]
+        else:
+            outs = self.kernel(self.consts, leaves)
+        return self.unflatten(outs)
+
+
+def _fast_unflatten(out_tree) -> Callable:
+    """out_tree.unflatten, short-cut for a single array and a flat tuple of arrays."""
+    if out_tree.node_type is None and out_tree.children == () and out_tree.num_leaves == 1:
+        return lambda outs: outs[0]
+    if out_tree.node_type is tuple and all(
+            c.node_type is None and c.num_leaves == 1 for c in out_tree.children):
+        return tuple
+    return out_tree.unflatten
+
+
+class Lowered:
+    """A traced and lowered call: `as_text()` shows the jaxpr and the kernel source."""
+
+    def __init__(self, compiled: _Compiled):
+        self._compiled = compiled
+
+    @property
+    def jaxpr(self) -> ClosedJaxpr:
+        return self._compiled.closed
+
+    def as_text(self) -> str:
+        """The jaxpr, then the generated kernel source (or why there is none)."""
+        kernel = self._compiled.kernel
+        if kernel.source is None:
+            code = f"# no kernel: {kernel.fallback}; runs in the interpreter"
+        else:
+            code = kernel.source.source
+        return f"{self._compiled.closed.jaxpr}\n\n{code}"
+
+    def compile(self) -> Callable:
+        """A callable running the kernel on flat leaves of the same types."""
+        compiled = self._compiled
+        return lambda *args: compiled.run(tree_flatten(args)[0])
+
+
+def _normalize_static(fun, static_argnums, static_argnames) -> tuple[tuple, tuple]:
+    if static_argnums is None:
+        static_argnums = ()
+    if isinstance(static_argnums, int):
+        static_argnums = (static_argnums,)
+    if static_argnames is None:
+        static_argnames = ()
+    if isinstance(static_argnames, str):
+        static_argnames = (static_argnames,)
+    for a in static_argnums:
+        if not isinstance(a, (int, np.integer)):
+            raise FungradTypeError(f"jit({describe_function(fun)}): static_argnums must be "
+                                   f"ints, got {static_argnums!r}")
+    return tuple(int(a) for a in static_argnums), tuple(static_argnames)
+
+
+class JittedFunction:
+    """The result of `jit(f)`: callable like `f`; `.lower(*args)` exposes the program."""
+
+    def __init__(self, fun: Callable, static_argnums=(), static_argnames=(), donate_argnums=()):
+        if not callable(fun):
+            raise FungradTypeError(f"jit: expected a function, got {type(fun).__name__}")
+        # first: update_wrapper copies fun.__dict__ (custom_jvp objects have a `.fun`)
+        functools.update_wrapper(self, fun)
+        self.fun = fun
+        self.static_argnums, self.static_argnames = _normalize_static(
+            fun, static_argnums, static_argnames)
+        # donation is a hint in JAX too; kernels never write into their inputs
+        self.donate_argnums = (donate_argnums,) if isinstance(donate_argnums, int) else tuple(
+            donate_argnums or ())
+        self._plain = not self.static_argnums and not self.static_argnames
+        self._cache: dict = {}
+
+    # --- the hot path -------------------------------------------------------------
+
+    def __call__(self, *args, **kwargs):
+        if self._plain and not kwargs:
+            # fast path: every argument a leaf (array or scalar)
+            key = tuple([_fast_sig(a) for a in args])
+            hit = self._cache.get(key)
+            if hit is not None and current_trace() is None:
+                return hit.run(args)
+        if current_trace() is not None or _has_tracer(args, kwargs):
+            return self.fun(*args, **kwargs)   # inline into the enclosing trace
+        return self._slow_call(args, kwargs)
+
+    def _split(self, args: tuple, kwargs: dict):
+        n = len(args)
+        nums = set()
+        for a in self.static_argnums:
+            if not -n <= a < n:
+                raise FungradValueError(
+                    f"jit({describe_function(self.fun)}): static_argnums={self.static_argnums} "
+                    f"but the function was called with {n} positional argument(s)")
+            nums.add(a % n)
+        static = []
+        for i in sorted(nums):
+            static.append(("arg", i, self._hashable(args[i], f"argument {i}")))
+        for name in self.static_argnames:
+            if name in kwargs:
+                static.append(("kw", name, self._hashable(kwargs[name], f"argument {name!r}")))
+        dyn_args = [a for i, a in enumerate(args) if i not in nums]
+        dyn_kwargs = {k: v for k, v in kwargs.items() if k not in self.static_argnames}
+        return tuple(static), nums, dyn_args, dyn_kwargs
+
+    def _hashable(self, value, what):
+        try:
+            hash(value)
+        except TypeError:
+            raise FungradTypeError(
+                f"jit({describe_function(self.fun)}): static {what} has type "
+                f"{type(value).__name__}, which is not hashable.\n  Static arguments are "
+                "cache keys, hashed by value: pass a tuple instead of a list (or a frozen "
+                "object), or make the argument non-static.") from None
+        return value
+
+    def _lookup(self, args: tuple, kwargs: dict) -> tuple[_Compiled, list]:
+        static, nums, dyn_args, dyn_kwargs = self._split(args, kwargs)
+        leaves, tree = tree_flatten((dyn_args, dyn_kwargs))
+        sigs = tuple([_leaf_sig(x) for x in leaves])
+        key = (tree, sigs, static) if not self._plain or kwargs or tree != _flat_tree(
+            len(args)) else sigs
+        hit = self._cache.get(key)
+        if hit is None:
+            hit = self._cache[key] = self._trace(args, kwargs, static, nums, tree, sigs)
+        return hit, leaves
+
+    def _slow_call(self, args: tuple, kwargs: dict):
+        compiled, leaves = self._lookup(args, kwargs)
+        leaves = [x if type(x) is _ARRAY or type(x) in _SCALAR_AVALS or isinstance(x, np.generic)
+                  else np.asarray(x) for x in leaves]
+        return compiled.run(leaves)
+
+    def _trace(self, args, kwargs, static, nums, tree, sigs) -> _Compiled:
+        fun = self.fun
+        n_args = len(args)
+        out_tree_box = []
+
+        def flat_fun(*tracers):
+            dyn_args, dyn_kwargs = tree.unflatten(tracers)
+            it = iter(dyn_args)
+            full_args = [args[i] if i in nums else next(it) for i in range(n_args)]
+            full_kwargs = dict(dyn_kwargs)
+            for kind, name, value in static:
+                if kind == "kw":
+                    full_kwargs[name] = value
+            out = fun(*full_args, **full_kwargs)
+            out_leaves, out_tree = tree_flatten(out)
+            out_tree_box.append(out_tree)
+            return out_leaves
+
+        closed = trace_to_jaxpr(flat_fun, [_aval(s) for s in sigs])
+        from .transforms.simplify import simplify_jaxpr
+        jaxpr = simplify_jaxpr(closed.jaxpr)
+        closed = ClosedJaxpr(jaxpr, closed.consts)
+        from .backend import _use_interpreter, kernel_for
+        kernel = None if _use_interpreter() else kernel_for(closed.jaxpr)
+        if kernel is None:
+            from .backend.numba_jit import Kernel
+            kernel = Kernel(closed.jaxpr, None, fallback_reason="FUNGRAD_DISABLE_JIT")
+        return _Compiled(closed, out_tree_box[0], kernel)
+
+    # --- inspection ---------------------------------------------------------------------
+
+    def lower(self, *args, **kwargs) -> Lowered:
+        """Trace (or reuse the trace) for these arguments; `.as_text()` shows the
+        jaxpr and the generated kernel source."""
+        compiled, _ = self._lookup(args, kwargs)
+        if compiled.kernel.source is None and compiled.kernel.fallback == "FUNGRAD_DISABLE_JIT":
+            from .backend.numba_jit import compile_jaxpr
+            compiled = _Compiled(compiled.closed, compiled.out_tree,
+                                 compile_jaxpr(compiled.closed.jaxpr))
+        return Lowered(compiled)
+
+    def clear_cache(self) -> None:
+        self._cache.clear()
+
+    def __repr__(self) -> str:
+        return f"jit({describe_function(self.fun)})"
+
+    def __get__(self, obj, objtype=None):
+        if obj is None:
+            return self
+        return functools.partial(self, obj)
+
+
+@functools.lru_cache(maxsize=64)
+def _flat_tree(n: int):
+    return tree_flatten(([0] * n, {}))[1]
+
+
+def _has_tracer(args, kwargs) -> bool:
+    for a in args:
+        if isinstance(a, Tracer):
+            return True
+    leaves, _ = tree_flatten((args, kwargs))
+    return any(isinstance(x, Tracer) for x in leaves)
+
+
+def jit(fun: Callable | None = None, *, static_argnums: int | Sequence[int] = (),
+        static_argnames: str | Sequence[str] = (), donate_argnums: int | Sequence[int] = ()):
+    """Compile `fun`: trace it once per (pytree structure, shapes/dtypes, static
+    argument values) into a jaxpr, compile that into one numba kernel, cache it.
+
+    Args:
+      fun: a pure function of arrays (pytrees of arrays) returning arrays.
+      static_argnums / static_argnames: arguments passed as Python values and
+        hashed by value (each distinct value traces again), e.g. a shape or a flag.
+      donate_argnums: accepted for JAX compatibility (kernels never write inputs).
+
+    Returns:
+      a `JittedFunction`; `.lower(*args).as_text()` shows the jaxpr and kernel.
+
+    Under jit values are abstract: a Python `if` on a traced value raises
+    `TracerBoolConversionError` (use `fungrad.numpy.where`).  Composes with every
+    transform: `jit(grad(f))`, `grad(jit(f))`, `jit(vmap(f))`, `jit(jacrev(f))`.
+
+    >>> import fungrad as fg, numpy as np
+    >>> fg.jit(lambda x: x * 2.0)(np.ones(2))
+    array([2., 2.])
+    """
+    if fun is None:
+        return functools.partial(jit, static_argnums=static_argnums,
+                                 static_argnames=static_argnames, donate_argnums=donate_argnums)
+    return JittedFunction(fun, static_argnums, static_argnames, donate_argnums)
