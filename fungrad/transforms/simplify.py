@@ -1,20 +1,185 @@
 """Simplification passes: pure Jaxpr -> Jaxpr functions.
 
-Each pass preserves the meaning of the program on every input (the interpreter
-gives the same outputs); `FUNGRAD_PRINT_PASSES=1` prints the jaxpr after each.
+Every pass keeps the program's signature (constvars, invars, the avals of the
+outputs) and its meaning: the interpreter gives the same outputs on every input,
+up to the exceptions each docstring states (rounding of `reduce_sum` of a
+constant, IEEE special values multiplied by a *broadcast* zero, the sign of a
+zero, the last bit of a re-associated matrix product).  Every pass returns its argument unchanged (the same object) when it
+finds nothing to do, which is how `simplify_jaxpr` detects its fixed point.
+
+| pass (in pipeline order) | what it does                                          |
+| ---                      | ---                                                   |
+| `algebraic_jaxpr`        | x*1, x+0, select(True, a, b), zeros, identities, ...  |
+| `fold_constants_jaxpr`   | equations over literals -> a literal / broadcast one  |
+| `cse_jaxpr`              | same primitive, params and inputs -> reuse the output |
+| `dce_jaxpr`              | drop equations whose outputs are unused               |
+| `subjaxprs_jaxpr`        | the same pipeline inside cond / loop / call bodies    |
+
+`FUNGRAD_PRINT_PASSES=1` prints the jaxpr after each pass (or that it was unchanged).
+`subjaxprs_jaxpr` runs the whole pipeline on the sub-programs held in params
+(cond branches, loop bodies, checkpoint and custom-rule jaxprs).
+
+Constants captured from closures (constvars) are per-call values: they are
+never folded, so a rewrite stays valid for every value of them.
 """
 from __future__ import annotations
 
 import os
+from typing import Any, Callable
 
-from ..core import Jaxpr, Var
+import numpy as np
 
-__all__ = ["dce_jaxpr", "simplify_jaxpr"]
+from ..core import ClosedJaxpr, Eqn, Jaxpr, Literal, Primitive, ShapedArray, Var, _param_key
 
+__all__ = ["dce_jaxpr", "cse_jaxpr", "fold_constants_jaxpr", "algebraic_jaxpr",
+           "subjaxprs_jaxpr", "simplify_jaxpr", "PASSES"]
+
+
+# ---------------------------------------------------------------------------
+# shared machinery
+# ---------------------------------------------------------------------------
+
+_FOLD_MAX_SIZE = 4096       # materialise constants of at most this many elements
+
+
+def _lax():
+    from .. import lax
+    return lax
+
+
+_ELEMENTWISE: set | None = None
+
+
+def _elementwise_prims() -> set:
+    """Every primitive declared in lax/elementwise.py: these act elementwise, and a
+    0-d operand of a binary one applies to every element."""
+    global _ELEMENTWISE
+    if _ELEMENTWISE is None:
+        from ..lax import elementwise
+        _ELEMENTWISE = {v for v in vars(elementwise).values() if isinstance(v, Primitive)}
+    return _ELEMENTWISE
+
+
+_BY_NAME: dict[str, Primitive] = {}
+
+
+def _prim(name: str) -> Primitive:
+    """The lax primitive called `name` (looked up once)."""
+    prim = _BY_NAME.get(name)
+    if prim is None:
+        for p in _lax().ALL_PRIMITIVES:
+            _BY_NAME.setdefault(p.name, p)
+        prim = _BY_NAME[name]
+    return prim
+
+
+class _Rewriter:
+    """One forward walk over a jaxpr that builds a new one.
+
+    `subst` maps an old var to the atom that replaces it; `defs` maps every var
+    of the new program to its defining equation; `changed` says whether any
+    equation was rewritten."""
+
+    def __init__(self, jaxpr: Jaxpr):
+        self.jaxpr = jaxpr
+        self.subst: dict[Var, Any] = {}
+        self.defs: dict[Var, Eqn] = {}
+        self.eqns: list[Eqn] = []
+        self.changed = False
+        self.source_info = None
+
+    def read(self, atom):
+        while type(atom) is Var and atom in self.subst:
+            atom = self.subst[atom]
+        return atom
+
+    def keep(self, eqn: Eqn, inputs) -> None:
+        """Emit `eqn` with (possibly substituted) inputs."""
+        if inputs is not eqn.inputs and any(
+                a is not b for a, b in zip(inputs, eqn.inputs, strict=True)):
+            eqn = Eqn(eqn.prim, inputs, eqn.outputs, eqn.params, eqn.source_info)
+        self.eqns.append(eqn)
+        for v in eqn.outputs:
+            self.defs[v] = eqn
+
+    def emit(self, prim: Primitive, inputs, params: dict) -> Var:
+        """A new equation; its output type comes from the primitive's shape rule."""
+        aval = prim.shape_rule(*[a.aval for a in inputs], **params)
+        out = Var(aval)
+        eqn = Eqn(prim, inputs, (out,), params, self.source_info)
+        self.eqns.append(eqn)
+        self.defs[out] = eqn
+        self.changed = True
+        return out
+
+    def replace(self, old: Var, atom) -> None:
+        """Every later use of `old` reads `atom` (same aval, or a 0-d atom that is
+        broadcast to old's shape)."""
+        if atom.aval != old.aval:
+            assert atom.aval.shape == () and atom.aval.dtype == old.aval.dtype, (old, atom)
+            atom = self.emit(_prim("broadcast_in_dim"), (atom,),
+                             {"shape": old.aval.shape, "broadcast_dimensions": ()})
+        self.subst[old] = atom
+        self.changed = True
+
+    def fits(self, old: Var, atom) -> bool:
+        """Can `atom` stand for `old` (possibly through a broadcast)?"""
+        return atom.aval == old.aval or (atom.aval.shape == ()
+                                         and atom.aval.dtype == old.aval.dtype)
+
+    def uniform(self, atom):
+        """The scalar value of every element of `atom`, when it is a literal or a
+        broadcast of one; else None."""
+        while True:
+            if type(atom) is Literal:
+                return atom.val
+            eqn = self.defs.get(atom)
+            if eqn is None or eqn.prim is not _prim("broadcast_in_dim"):
+                return None
+            atom = eqn.inputs[0]
+
+    def constant(self, value, aval: ShapedArray):
+        """A literal (0-d) or a broadcast literal holding `value` everywhere."""
+        lit = Literal(value, ShapedArray((), aval.dtype))
+        if aval.shape == ():
+            return lit
+        return self.emit(_prim("broadcast_in_dim"), (lit,),
+                         {"shape": aval.shape, "broadcast_dimensions": ()})
+
+    def run(self, rewrite: Callable[["_Rewriter", Eqn, tuple], bool]) -> Jaxpr:
+        subst, read = self.subst, self.read
+        for eqn in self.jaxpr.eqns:
+            inputs = tuple(read(a) for a in eqn.inputs) if subst else eqn.inputs
+            self.source_info = eqn.source_info
+            if not rewrite(self, eqn, inputs):
+                self.keep(eqn, inputs)
+        outvars = [self.read(v) for v in self.jaxpr.outvars]
+        if not self.changed:
+            return self.jaxpr
+        return Jaxpr(self.jaxpr.constvars, self.jaxpr.invars, self.eqns, outvars)
+
+
+def _use_counts(jaxpr: Jaxpr) -> dict:
+    uses: dict = {}
+    for eqn in jaxpr.eqns:
+        for a in eqn.inputs:
+            if type(a) is Var:
+                uses[a] = uses.get(a, 0) + 1
+    for a in jaxpr.outvars:
+        if type(a) is Var:
+            uses[a] = uses.get(a, 0) + 1
+    return uses
+
+
+# ---------------------------------------------------------------------------
+# dead-code elimination
+# ---------------------------------------------------------------------------
 
 def dce_jaxpr(jaxpr: Jaxpr) -> Jaxpr:
     """Dead-code elimination: drop equations none of whose outputs is used.
-    Keeps every input (the signature does not change)."""
+
+    Preserves: the signature (every input is kept, used or not) and every output
+    value; primitives are pure, so an unused equation has no effect."""
     live: set = {v for v in jaxpr.outvars if isinstance(v, Var)}
     kept = []
     for eqn in reversed(jaxpr.eqns):
@@ -27,14 +192,418 @@ def dce_jaxpr(jaxpr: Jaxpr) -> Jaxpr:
     return Jaxpr(jaxpr.constvars, jaxpr.invars, kept, jaxpr.outvars)
 
 
-PASSES = [("dce", dce_jaxpr)]
+# ---------------------------------------------------------------------------
+# common-subexpression elimination
+# ---------------------------------------------------------------------------
+
+def _atom_key(atom):
+    if type(atom) is Literal:
+        # bytes, not values: 0.0 and -0.0 (and NaN payloads) stay distinct
+        return ("lit", atom.aval.dtype, atom.val.tobytes())
+    return atom
+
+
+_COMMUTATIVE = frozenset({"add", "mul", "max", "min", "eq", "ne", "and", "or", "xor"})
+
+
+def _order(key) -> tuple:
+    return (1, key[2]) if type(key) is tuple else (0, id(key))
+
+
+def cse_jaxpr(jaxpr: Jaxpr) -> Jaxpr:
+    """Common-subexpression elimination: an equation with the same primitive, the
+    same params and the same inputs as an earlier one reuses its outputs (operands
+    of commutative primitives -- add, mul, max, min, eq, ne, and, or, xor -- in any
+    order).
+
+    Preserves: every value exactly (primitives are pure functions of their inputs
+    and params).  Primitives marked `effectful = True` are never merged."""
+    seen: dict = {}
+
+    def rewrite(rw: _Rewriter, eqn: Eqn, inputs) -> bool:
+        if getattr(eqn.prim, "effectful", False):
+            return False
+        try:
+            params = tuple((k, _param_key(v)) for k, v in eqn.params.items()) \
+                if eqn.params else ()
+            keys = tuple(_atom_key(a) for a in inputs)
+            if eqn.prim.name in _COMMUTATIVE:
+                # mul a b and mul b a are one value: order operands canonically
+                keys = tuple(sorted(keys, key=_order))
+            key = (eqn.prim, keys, params)
+            hash(key)
+        except TypeError:          # an unhashable param: leave the equation alone
+            return False
+        prev = seen.get(key)
+        if prev is None:
+            seen[key] = eqn.outputs
+            return False
+        for old, new in zip(eqn.outputs, prev, strict=True):
+            rw.replace(old, new)
+        return True
+
+    return _Rewriter(jaxpr).run(rewrite)
+
+
+# ---------------------------------------------------------------------------
+# constant folding
+# ---------------------------------------------------------------------------
+
+# primitives whose output is uniform with the input's value when the input is
+_VALUE_PRESERVING = ("broadcast_in_dim", "reshape", "transpose", "squeeze", "rev", "slice",
+                     "stop_gradient")
+
+
+def _uniform_of(value: np.ndarray):
+    """The scalar if every element of `value` has the same bits, else None."""
+    value = np.asarray(value)
+    if value.size == 0:
+        return None
+    first = value.reshape(-1)[0]
+    if np.full(value.shape, first, value.dtype).tobytes() != np.ascontiguousarray(value).tobytes():
+        return None
+    return first
+
+
+def _fold(eqn: Eqn, values: list):
+    """The uniform value of `eqn`'s output given uniform input values, or None."""
+    prim = eqn.prim
+    out_aval = eqn.outputs[0].aval
+    name = prim.name
+    if name in _VALUE_PRESERVING:
+        return values[0]
+    if name == "reduce_sum":
+        n = eqn.inputs[0].aval.size // max(out_aval.size, 1)
+        if eqn.inputs[0].aval.size > _FOLD_MAX_SIZE:
+            # value * n: the exact sum; np.sum of n copies may round differently
+            return np.asarray(np.multiply(values[0], out_aval.dtype.type(n)),
+                              dtype=out_aval.dtype)[()]
+    with np.errstate(all="ignore"):
+        if prim in _elementwise_prims():
+            out = prim.impl(*[np.asarray(v) for v in values], **eqn.params)
+            out = np.asarray(out)
+            if out.dtype != out_aval.dtype:
+                return None
+            return out.reshape(-1)[0] if out.size == 1 else None
+        if any(a.aval.size > _FOLD_MAX_SIZE for a in eqn.inputs) or \
+                out_aval.size > _FOLD_MAX_SIZE:
+            return None
+        arrays = [np.full(a.aval.shape, v, a.aval.dtype) for a, v in zip(eqn.inputs, values)]
+        out = np.asarray(prim.impl(*arrays, **eqn.params))
+    if out.dtype != out_aval.dtype or out.shape != out_aval.shape:
+        return None
+    return _uniform_of(out)
+
+
+def fold_constants_jaxpr(jaxpr: Jaxpr) -> Jaxpr:
+    """Constant folding: an equation whose inputs are all literals or broadcasts of
+    literals is evaluated now; a 0-d result becomes a literal that replaces the
+    variable, a uniform array result a `broadcast_in_dim` of a literal.
+
+    Preserves: every value exactly, except that `reduce_sum` of a constant array
+    larger than 4096 elements folds to value * n (the exact sum, where NumPy's
+    pairwise sum may differ in the last bit).  Constvars are never folded (they
+    are per-call values); results that are not uniform, of a non-numeric dtype,
+    or of primitives holding sub-programs (loops are not run at rewrite time) are
+    left alone, and equations without inputs (iota) are folded only when small."""
+
+    def rewrite(rw: _Rewriter, eqn: Eqn, inputs) -> bool:
+        prim = eqn.prim
+        if prim.multiple_results or prim.impl is None or getattr(prim, "effectful", False):
+            return False
+        if eqn.outputs[0].aval.dtype.kind not in "biufc" or any(
+                isinstance(v, (Jaxpr, ClosedJaxpr)) for v in eqn.params.values()):
+            return False              # opaque values (tapes); loops are not run at rewrite
+        if not inputs and eqn.outputs[0].aval.size > _FOLD_MAX_SIZE:
+            return False              # (iota: folded only when small and uniform)
+        values = [rw.uniform(a) for a in inputs]
+        if any(v is None for v in values):
+            return False
+        out = eqn.outputs[0]
+        if prim is _prim("broadcast_in_dim") and type(inputs[0]) is Literal and \
+                out.aval.shape != ():
+            return False                     # already the canonical form
+        try:
+            value = _fold(eqn, values)
+        except Exception:  # noqa: BLE001 - an impl that rejects a constant: keep it
+            return False
+        if value is None:
+            return False
+        rw.replace(out, rw.constant(value, out.aval))
+        return True
+
+    return _Rewriter(jaxpr).run(rewrite)
+
+
+# ---------------------------------------------------------------------------
+# algebraic cleanup and zero propagation
+# ---------------------------------------------------------------------------
+
+def _is(value, target) -> bool:
+    return value is not None and bool(value == target)
+
+
+def _swapped_dot(rw: _Rewriter, eqn: Eqn, inputs, uses) -> bool:
+    """transpose(dot_general(a, b)) that swaps the free blocks -> dot_general(b, a)."""
+    (x,) = inputs
+    dot = rw.defs.get(x)
+    if dot is None or dot.prim is not _prim("dot_general") or uses.get(x, 0) != 1:
+        return False
+    (cx, cy), (bx, by) = dot.params["dimension_numbers"]
+    if bx or by:
+        return False
+    a, b = dot.inputs
+    n_a = a.aval.ndim - len(cx)
+    n_b = b.aval.ndim - len(cy)
+    swap = tuple(range(n_a, n_a + n_b)) + tuple(range(n_a))
+    if eqn.params["permutation"] != swap:
+        return False
+    out = rw.emit(dot.prim, (b, a), {**dot.params, "dimension_numbers": ((cy, cx), ((), ()))})
+    rw.replace(eqn.outputs[0], out)
+    return True
+
+
+# the non-elementwise primitives algebraic_jaxpr has rules for
+_STRUCTURAL = frozenset({"reshape", "broadcast_in_dim", "squeeze", "reduce_sum", "slice",
+                         "pad", "transpose", "rev", "dot_general"})
+
+
+def algebraic_jaxpr(jaxpr: Jaxpr) -> Jaxpr:
+    """Algebraic cleanup and zero propagation.
+
+    Rewrites (c is a literal or a broadcast literal; "zeros" a broadcast 0):
+      x*1, 1*x, x+0, 0+x, x-0, x/1 -> x;  0-x -> neg x;  neg(neg x) -> x
+      x * zeros, dot_general with a zeros operand -> zeros
+      select(c, a, b) -> a or b;  select(p, a, a) -> a;  select(p, 1, 0) -> float(p)
+      a broadcast literal operand of an elementwise primitive -> the literal itself
+        (binary elementwise primitives take 0-d operands)
+      x**2 -> x*x;  x**1 -> x;  x**0 -> ones
+      convert_element_type to the same dtype, reshape/broadcast to the same shape,
+      identity transpose / squeeze / rev / reduce_sum / slice / pad -> x
+      transpose(transpose(x)) -> one transpose;  reshape(reshape(x)) -> one reshape
+      transpose(dot_general(a, b)) swapping the free blocks -> dot_general(b, a)
+
+    Preserves: the signature, the avals of the outputs (a 0-d replacement is
+    broadcast back to the output's shape) and every value, up to the rounding of
+    a matrix product computed as dot_general(b, a) instead of a transpose of
+    dot_general(a, b), with two deliberate exceptions.  (1) x * zeros is zeros even where x is inf or nan, as with JAX's
+    symbolic zeros; only a zero that is a *broadcast* (the form derivative
+    programs instantiate, 0-d included) triggers it, while a literal 0 written in
+    the user's code (`x * 0.0`) keeps IEEE semantics.  (2) The sign of a zero may
+    change (x + 0 -> x turns -0.0 + 0.0 = 0.0 into -0.0)."""
+    uses = _use_counts(jaxpr)
+    elementwise = _elementwise_prims()
+    names = {p: p.name for p in elementwise}
+
+    def alias(rw: _Rewriter, eqn: Eqn, atom) -> bool:
+        out = eqn.outputs[0]
+        if not rw.fits(out, atom):
+            return False
+        rw.replace(out, atom)
+        return True
+
+    def zeros(rw: _Rewriter, eqn: Eqn) -> bool:
+        out = eqn.outputs[0]
+        rw.replace(out, rw.constant(out.aval.dtype.type(0), out.aval))
+        return True
+
+    def is_zero_array(rw: _Rewriter, atom) -> bool:
+        return type(atom) is Var and _is(rw.uniform(atom), 0)
+
+    def rewrite(rw: _Rewriter, eqn: Eqn, inputs) -> bool:
+        prim = eqn.prim
+        if prim.multiple_results:
+            return False
+        name = prim.name
+        out = eqn.outputs[0]
+        params = eqn.params
+        if prim in elementwise:
+            name = names[prim]
+            u = [rw.uniform(a) for a in inputs]
+            if name == "add":
+                x, y = inputs
+                if _is(u[1], 0) and alias(rw, eqn, x):
+                    return True
+                if _is(u[0], 0) and alias(rw, eqn, y):
+                    return True
+            elif name == "sub":
+                x, y = inputs
+                if _is(u[1], 0) and alias(rw, eqn, x):
+                    return True
+                if _is(u[0], 0) and y.aval == out.aval:
+                    rw.replace(out, rw.emit(_prim("neg"), (y,), {}))
+                    return True
+            elif name == "mul":
+                x, y = inputs
+                if _is(u[1], 1) and alias(rw, eqn, x):
+                    return True
+                if _is(u[0], 1) and alias(rw, eqn, y):
+                    return True
+                if is_zero_array(rw, x) or is_zero_array(rw, y):
+                    return zeros(rw, eqn)
+            elif name == "div":
+                if _is(u[1], 1) and alias(rw, eqn, inputs[0]):
+                    return True
+            elif name == "neg":
+                inner = rw.defs.get(inputs[0])
+                if inner is not None and inner.prim is _prim("neg") and \
+                        alias(rw, eqn, inner.inputs[0]):
+                    return True
+            elif name == "select":
+                p, a, b = inputs
+                if u[0] is not None and alias(rw, eqn, a if bool(u[0]) else b):
+                    return True
+                same = a is b or (u[1] is not None and u[2] is not None and a.aval == b.aval
+                                  and u[1].tobytes() == u[2].tobytes())
+                if same and alias(rw, eqn, a):
+                    return True
+                if _is(u[1], 1) and _is(u[2], 0) and p.aval.shape == out.aval.shape and \
+                        np.issubdtype(out.aval.dtype, np.inexact):
+                    rw.replace(out, rw.emit(_prim("convert_element_type"), (p,),
+                                            {"new_dtype": out.aval.dtype}))
+                    return True
+            elif name == "integer_pow":
+                # x**2 -> x*x (the impl and the kernel compute exactly that; CSE can
+                # then share it with the x*x a tanh or square rule writes); x**1 -> x;
+                # x**0 -> ones (NumPy: inf**0 == nan**0 == 1)
+                y = params["y"]
+                if y == 1 and alias(rw, eqn, inputs[0]):
+                    return True
+                if y == 0:
+                    rw.replace(out, rw.constant(out.aval.dtype.type(1), out.aval))
+                    return True
+                if y == 2:
+                    rw.replace(out, rw.emit(_prim("mul"), (inputs[0], inputs[0]), {}))
+                    return True
+            elif name == "convert_element_type":
+                if inputs[0].aval == out.aval and alias(rw, eqn, inputs[0]):
+                    return True
+            # a broadcast literal operand -> the 0-d literal, one operand at a time
+            # while another operand still gives the output its shape
+            if len(inputs) >= 2:
+                new = list(inputs)
+                for i, (a, v) in enumerate(zip(inputs, u, strict=True)):
+                    if type(a) is not Var or v is None:
+                        continue
+                    trial = new[:i] + [Literal(v, ShapedArray((), a.aval.dtype))] + new[i + 1:]
+                    try:
+                        ok = prim.shape_rule(*[t.aval for t in trial], **params) == out.aval
+                    except Exception:  # noqa: BLE001 - the primitive wants full operands
+                        ok = False
+                    if ok:
+                        new = trial
+                if any(a is not b for a, b in zip(new, inputs)):
+                    rw.keep(eqn, tuple(new))
+                    rw.changed = True
+                    return True
+            return False
+
+        if name not in _STRUCTURAL:
+            return False
+        x = inputs[0] if inputs else None
+        inner = rw.defs.get(x) if type(x) is Var else None
+        identity = (
+            name in ("reshape", "broadcast_in_dim", "squeeze", "reduce_sum", "slice", "pad")
+            and x.aval == out.aval
+            and (name != "slice" or all(s == 1 for s in params.get("strides") or ()))
+            and (name != "pad" or all(tuple(c) == (0, 0, 0) for c in params["padding_config"]))
+            or name == "transpose" and params["permutation"] == tuple(range(out.aval.ndim))
+            or name == "rev" and not params["dimensions"])
+        # (a 0-d broadcast of a literal stays until folding: `x * it` is still zeros)
+        if identity and type(x) is Var:
+            return alias(rw, eqn, x)
+        if name == "reshape" and inner is not None and inner.prim is _prim("reshape"):
+            rw.replace(out, rw.emit(_prim("reshape"), (inner.inputs[0],), params))
+            return True
+        if name == "transpose" and inner is not None and inner.prim is _prim("transpose"):
+            p1, p2 = inner.params["permutation"], params["permutation"]
+            composed = tuple(p1[i] for i in p2)
+            source = inner.inputs[0]
+            if composed == tuple(range(len(composed))):
+                return alias(rw, eqn, source)
+            rw.replace(out, rw.emit(_prim("transpose"), (source,), {"permutation": composed}))
+            return True
+        if name == "transpose" and _swapped_dot(rw, eqn, inputs, uses):
+            return True
+        if name == "dot_general" and any(is_zero_array(rw, a) for a in inputs):
+            return zeros(rw, eqn)
+        return False
+
+    return _Rewriter(jaxpr).run(rewrite)
+
+
+# ---------------------------------------------------------------------------
+# sub-programs
+# ---------------------------------------------------------------------------
+
+def _simplified_param(value):
+    """`value` with every Jaxpr / ClosedJaxpr in it simplified (same object if none
+    changed)."""
+    if isinstance(value, Jaxpr):
+        return simplify_jaxpr(value)
+    if isinstance(value, ClosedJaxpr):
+        inner = simplify_jaxpr(value.jaxpr)
+        return value if inner is value.jaxpr else ClosedJaxpr(inner, value.consts)
+    if isinstance(value, tuple) and any(isinstance(v, (Jaxpr, ClosedJaxpr, tuple))
+                                        for v in value):
+        new = tuple(_simplified_param(v) for v in value)
+        return value if all(a is b for a, b in zip(new, value)) else new
+    return value
+
+
+def subjaxprs_jaxpr(jaxpr: Jaxpr) -> Jaxpr:
+    """Simplify the sub-programs held in params (cond branches, loop bodies,
+    checkpoint and custom-rule jaxprs) with `simplify_jaxpr`.
+
+    Preserves: each sub-program's signature and outputs (what simplify_jaxpr
+    preserves), hence every equation's meaning and output types."""
+    def rewrite(rw: _Rewriter, eqn: Eqn, inputs) -> bool:
+        if not eqn.params:
+            return False
+        params = {k: _simplified_param(v) for k, v in eqn.params.items()}
+        if all(params[k] is v for k, v in eqn.params.items()):
+            return False
+        rw.keep(Eqn(eqn.prim, inputs, eqn.outputs, params, eqn.source_info), inputs)
+        rw.changed = True
+        return True
+
+    return _Rewriter(jaxpr).run(rewrite)
+
+
+# ---------------------------------------------------------------------------
+# the pipeline
+# ---------------------------------------------------------------------------
+
+# algebraic runs before fold: a 0-d zero that a derivative instantiated is still a
+# broadcast (`x * zeros` -> zeros) until folding turns it into a literal 0
+PASSES: list[tuple[str, Callable[[Jaxpr], Jaxpr]]] = [
+    ("algebraic", algebraic_jaxpr),
+    ("fold", fold_constants_jaxpr),
+    ("cse", cse_jaxpr),
+    ("dce", dce_jaxpr),
+    ("subjaxprs", subjaxprs_jaxpr),
+]
+
+_MAX_ROUNDS = 6
 
 
 def simplify_jaxpr(jaxpr: Jaxpr) -> Jaxpr:
-    """Run every pass in PASSES in order."""
+    """Run every pass in PASSES, round after round, until none changes the program
+    (at most a few rounds; each pass is one linear walk).
+
+    Preserves what each pass preserves: the signature, the output avals and the
+    outputs' values.
+    >>> simplify_jaxpr(make_jaxpr(lambda x: x * 1.0 + 0.0)(2.0).jaxpr)  # no equations
+    """
     show = os.environ.get("FUNGRAD_PRINT_PASSES") == "1"
-    for name, fn in PASSES:
-        jaxpr = fn(jaxpr)
-        if show:
-            print(f"--- after {name} ({len(jaxpr.eqns)} equations)\n{jaxpr}")
+    for _ in range(_MAX_ROUNDS):
+        start = jaxpr
+        for name, fn in PASSES:
+            before = jaxpr
+            jaxpr = fn(jaxpr)
+            if show:
+                print(f"--- after {name}: unchanged" if jaxpr is before else
+                      f"--- after {name} ({len(jaxpr.eqns)} equations)\n{jaxpr}")
+        if jaxpr is start:
+            break
     return jaxpr
