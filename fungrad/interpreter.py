@@ -10,7 +10,7 @@ from typing import Any, Sequence
 from .core import ClosedJaxpr, Jaxpr, Literal
 from .tracing import current_trace
 
-__all__ = ["eval_jaxpr", "eval_closed"]
+__all__ = ["eval_jaxpr", "eval_closed", "eval_jaxpr_checked", "check_outputs"]
 
 
 def eval_jaxpr(jaxpr: Jaxpr, consts: Sequence[Any], *args: Any) -> list[Any]:
@@ -58,3 +58,73 @@ def _eval_impl(jaxpr, env, read):
 
 def eval_closed(closed: ClosedJaxpr, *args: Any) -> list[Any]:
     return eval_jaxpr(closed.jaxpr, closed.consts, *args)
+
+
+def _bad_values(values, nans: bool, infs: bool) -> str | None:
+    """'NaN' or 'inf' if a floating-point value holds one (checked in that order)."""
+    import numpy as np
+    for v in values:
+        a = np.asarray(v)
+        if not np.issubdtype(a.dtype, np.inexact):
+            continue
+        if nans and np.isnan(a).any():
+            return "NaN"
+        if infs and np.isinf(a).any():
+            return "inf"
+    return None
+
+
+def check_outputs(prim, ins: Sequence, outs: Any, source_info, nans: bool, infs: bool,
+                  equation: str | None = None) -> None:
+    """Raise `FungradFloatingPointError` if `outs` (one primitive application's
+    result) holds a NaN (`nans`) or an inf (`infs`), naming the primitive and the
+    user's file:line.  Also used for eager operations outside any transform."""
+    from .errors import FungradFloatingPointError, format_location
+    out_list = outs if prim.multiple_results else (outs,)
+    bad = _bad_values(out_list, nans, infs)
+    if bad is None:
+        return
+    had = _bad_values(ins, nans, infs)
+    option = "debug_nans" if bad == "NaN" else "debug_infs"
+    raise FungradFloatingPointError(
+        f"{option}: primitive '{prim.name}' produced {bad} at {format_location(source_info)}\n"
+        + (f"  equation: {equation}\n" if equation else "")
+        + (f"  (its inputs already contained {had}: look at where they come from)\n"
+           if had else "")
+        + f"  Turn the check off with fungrad.config.update({option!r}, False).")
+
+
+def eval_jaxpr_checked(jaxpr: Jaxpr, consts: Sequence[Any], args: Sequence[Any],
+                       nans: bool = True, infs: bool = False) -> list[Any]:
+    """`eval_jaxpr` on concrete arrays that raises `FungradFloatingPointError` (a
+    `FloatingPointError`) at the first equation producing a NaN (`nans`) or an inf
+    (`infs`), naming the primitive and the user's file:line the equation comes from
+    (derivative equations carry the line of the primal operation they differentiate).
+    Used by the backend when `config.debug_nans` / `config.debug_infs` is on."""
+    import numpy as np
+    from .core import pp_eqn, var_names
+    env: dict = {}
+
+    def read(atom):
+        return atom.val if type(atom) is Literal else env[atom]
+
+    for var, val in zip(jaxpr.constvars, consts, strict=True):
+        env[var] = val
+    for var, val in zip(jaxpr.invars, args, strict=True):
+        env[var] = val
+    for eqn in jaxpr.eqns:
+        prim = eqn.prim
+        ins = [read(x) for x in eqn.inputs]
+        with np.errstate(all="ignore"):  # reported below, with the user's line
+            outs = prim.impl(*ins, **eqn.params)
+        out_list = outs if prim.multiple_results else (outs,)
+        if _bad_values(out_list, nans, infs) is not None:
+            sub = getattr(prim, "call_jaxpr_param", None)
+            if sub is not None:  # a call (custom rule, checkpoint): blame the inner equation
+                eval_jaxpr_checked(eqn.params[sub], (), ins, nans, infs)
+            names = var_names(jaxpr)
+            text = pp_eqn(eqn, lambda x: str(x) if type(x) is Literal else names.get(id(x), "?"))
+            check_outputs(prim, ins, outs, eqn.source_info, nans, infs, text)
+        for var, val in zip(eqn.outputs, out_list, strict=True):
+            env[var] = val
+    return [read(v) for v in jaxpr.outvars]

@@ -1,0 +1,121 @@
+"""The error taxonomy: each class raised by a short user program, deriving from
+FungradError and the matching builtin, its message naming the user's function,
+file and line, and the fix."""
+import numpy as np
+import pytest
+
+import fungrad as fg
+import fungrad.numpy as fnp
+
+
+def line_of(marker: str) -> int:
+    with open(__file__) as f:
+        for i, line in enumerate(f, 1):
+            if marker in line and "line_of(" not in line:
+                return i
+    raise AssertionError(marker)
+
+
+def where(marker: str, fun: str) -> str:
+    return f"test_errors.py:{line_of(marker)} (in {fun})"
+
+
+def check(info, cls, builtin, marker, fun, fix):
+    err = info.value
+    assert type(err) is cls, type(err)
+    assert isinstance(err, fg.FungradError) and isinstance(err, builtin)
+    msg = str(err)
+    assert where(marker, fun) in msg, msg
+    assert fix in msg, msg
+
+
+def branchy(x):
+    if x > 0:  # MARK-bool
+        return x
+    return -x
+
+
+def test_tracer_bool_conversion_error():
+    for transform in (fg.jit, fg.make_jaxpr, fg.vmap):
+        with pytest.raises(fg.TracerBoolConversionError) as info:
+            transform(branchy)(np.array([1.0]) if transform is fg.vmap else 1.0)
+        check(info, fg.TracerBoolConversionError, TypeError, "MARK-bool", "branchy",
+              "fungrad.numpy.where")
+    assert issubclass(fg.TracerBoolConversionError, fg.ConcretizationError)
+    assert fg.grad(branchy)(2.0) == 1.0        # eager transforms know the value
+
+
+def floaty(x):
+    return x * float(x)  # MARK-float
+
+
+def test_concretization_error():
+    with pytest.raises(fg.ConcretizationError) as info:
+        fg.jit(floaty)(2.0)
+    check(info, fg.ConcretizationError, TypeError, "MARK-float", "floaty",
+          "compute the float outside the transformed function")
+    assert fg.grad(floaty)(3.0) == 6.0 - 3.0    # float(x) is a constant: d/dx x*c = c
+
+
+def loopy(x, n):
+    total = x
+    for _ in range(n):  # MARK-int
+        total = total * x
+    return total
+
+
+def test_tracer_integer_conversion_error():
+    with pytest.raises(fg.TracerIntegerConversionError) as info:
+        fg.jit(loopy)(2.0, 3)
+    check(info, fg.TracerIntegerConversionError, TypeError, "MARK-int", "loopy",
+          "static_argnums")
+    assert fg.jit(loopy, static_argnums=1)(2.0, 3) == 16.0
+
+
+def numpy_inside(x):
+    return np.sin(np.asarray(x)).sum()  # MARK-array
+
+
+def test_tracer_array_conversion_error():
+    with pytest.raises(fg.TracerArrayConversionError) as info:
+        fg.grad(numpy_inside)(np.ones(2))
+    check(info, fg.TracerArrayConversionError, TypeError, "MARK-array", "numpy_inside",
+          "use the function of the same name in fungrad.numpy")
+
+
+_saved = []
+
+
+def leaky(x):
+    _saved.append(fnp.sin(x))  # MARK-leak-made
+    return fnp.sum(x * 2.0)
+
+
+def use_later():
+    return _saved[0] + 1.0  # MARK-leak-used
+
+
+def test_unexpected_tracer_error():
+    _saved.clear()
+    fg.grad(leaky)(np.ones(3))
+    with pytest.raises(fg.UnexpectedTracerError) as info:
+        use_later()
+    check(info, fg.UnexpectedTracerError, RuntimeError, "MARK-leak-used", "use_later",
+          "return it from the function instead of storing it")
+    made = str(info.value).split("created at ", 1)[1]
+    assert made.startswith(__file__) and where("MARK-leak-made", "leaky") in made
+    # used inside another transform later: the same error
+    with pytest.raises(fg.UnexpectedTracerError):
+        fg.grad(lambda y: fnp.sum(y * _saved[0]))(np.ones(3))
+
+
+def test_error_classes_are_exported_with_their_builtins():
+    assert issubclass(fg.ConcretizationError, TypeError)
+    assert issubclass(fg.TracerIntegerConversionError, fg.ConcretizationError)
+    assert issubclass(fg.TracerArrayConversionError, TypeError)
+    assert issubclass(fg.UnexpectedTracerError, RuntimeError)
+    assert issubclass(fg.FungradFloatingPointError, FloatingPointError)
+    for name in ("FungradError", "TracerBoolConversionError", "ConcretizationError",
+                 "TracerArrayConversionError", "TracerIntegerConversionError",
+                 "UnexpectedTracerError", "FungradFloatingPointError"):
+        assert name in fg.__all__ and issubclass(getattr(fg, name), fg.FungradError)
