@@ -17,7 +17,19 @@ from .tracing import make_jaxpr  # noqa: F401
 from .transforms.ad import (grad, hessian, jacfwd, jacobian, jacrev, jvp, linearize,  # noqa: F401
                             value_and_grad, vjp)
 from .transforms.vmap import vmap  # noqa: F401
+from . import nn, viz  # noqa: F401,E402  (activations/losses; graph pictures)
+from .jit import jit  # noqa: F401
+from .config import config  # noqa: F401,E402  (fungrad.config.update("debug_nans", True))
+from .custom_derivatives import custom_jvp, custom_vjp  # noqa: F401,E402
+from .checkpoint import checkpoint, checkpoint_policies, linear_transpose, remat  # noqa: F401,E402
+from .errors import FungradFloatingPointError  # noqa: F401,E402
+from . import extend  # noqa: F401,E402  (Primitive and helpers for user-defined primitives)
+from . import testing  # noqa: F401,E402  (check_grads, numerical_jvp; strategies import hypothesis lazily)
 
 __all__ = ["grad", "value_and_grad", "vjp", "jvp", "linearize", "jacfwd", "jacrev", "jacobian",
-           "hessian", "vmap", "make_jaxpr", "stop_gradient", "lax", "numpy", "tree_util",
-           "ShapedArray", "Jaxpr", "ClosedJaxpr", "FungradError"]
+           "hessian", "vmap", "jit", "make_jaxpr", "stop_gradient", "lax", "numpy", "tree_util",
+           "ShapedArray", "Jaxpr", "ClosedJaxpr", "FungradError", "config", "custom_jvp",
+           "custom_vjp", "checkpoint", "remat", "checkpoint_policies", "linear_transpose",
+           "extend", "TracerBoolConversionError", "ConcretizationError",
+           "TracerArrayConversionError", "TracerIntegerConversionError",
+           "UnexpectedTracerError", "FungradFloatingPointError"]

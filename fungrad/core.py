@@ -48,9 +48,11 @@ class ShapedArray:
     __slots__ = ("shape", "dtype", "_hash")
 
     def __init__(self, shape: Sequence[int], dtype: Any):
-        self.shape = tuple(int(d) for d in shape)
-        self.dtype = np.dtype(dtype)
-        self._hash = hash((self.shape, self.dtype))
+        if type(shape) is not tuple or not all(type(d) is int for d in shape):
+            shape = tuple(int(d) for d in shape)
+        self.shape = shape
+        self.dtype = dtype if isinstance(dtype, np.dtype) else np.dtype(dtype)
+        self._hash = hash((shape, self.dtype))
 
     @property
     def ndim(self) -> int:
@@ -373,7 +375,7 @@ def _fmt_param(v: Any) -> str:
     if isinstance(v, type) and issubclass(v, np.generic):
         return dtype_name(np.dtype(v))
     if isinstance(v, Jaxpr):
-        return "{ " + " ".join(str(v).split()) + " }"
+        return " ".join(str(v).split())
     if isinstance(v, ClosedJaxpr):
         return _fmt_param(v.jaxpr)
     if isinstance(v, tuple):
@@ -445,9 +447,11 @@ def _params_key(params: dict) -> tuple:
     return tuple(out)
 
 
-def jaxpr_key(jaxpr: Jaxpr) -> tuple:
+def jaxpr_key(jaxpr: Jaxpr, with_source: bool = False) -> tuple:
     """A hashable key equal for two jaxprs iff they are the same program up to
-    variable names (the text the printer shows, without building the text)."""
+    variable names (the text the printer shows, without building the text).
+    `with_source=True` also distinguishes the equations' user file:line (for
+    caches whose results carry source locations into error messages)."""
     index: dict = {}
     n = 0
     for v in jaxpr.constvars:
@@ -469,7 +473,7 @@ def jaxpr_key(jaxpr: Jaxpr) -> tuple:
             n += 1
             outs.append(o.aval)
         append((eqn.prim, tuple(ins), _params_key(eqn.params) if eqn.params else (),
-                tuple(outs)))
+                tuple(outs), eqn.source_info if with_source else None))
     outs = []
     for x in jaxpr.outvars:
         i = index.get(x)

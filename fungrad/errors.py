@@ -14,6 +14,7 @@ __all__ = [
     "FungradError", "FungradTypeError", "FungradValueError", "FungradIndexError",
     "FungradNotImplementedError", "TracerBoolConversionError", "ConcretizationError",
     "TracerArrayConversionError", "TracerIntegerConversionError", "UnexpectedTracerError",
+    "FungradFloatingPointError",
     "user_frame", "user_location", "describe_function",
 ]
 
@@ -56,6 +57,10 @@ class TracerArrayConversionError(FungradTypeError):
 
 class UnexpectedTracerError(FungradError, RuntimeError):
     """A traced value escaped the transform that created it and was used later."""
+
+
+class FungradFloatingPointError(FungradError, FloatingPointError):
+    """`debug_nans` / `debug_infs`: an equation produced a NaN or an inf."""
 
 
 _PKG_DIR = os.path.dirname(os.path.abspath(__file__)) + os.sep

@@ -27,6 +27,7 @@ from .core import ClosedJaxpr, Eqn, Jaxpr, Literal, ShapedArray, Var
 from .errors import (ConcretizationError, FungradTypeError, TracerArrayConversionError,
                      TracerBoolConversionError, TracerIntegerConversionError,
                      UnexpectedTracerError, format_location, user_location)
+from .config import config as _config
 from .pytree import tree_flatten
 
 __all__ = ["Trace", "Tracer", "bind", "trace_to_jaxpr", "make_jaxpr", "current_trace",
@@ -78,10 +79,10 @@ class Trace:
         """The jaxpr atom for a bind argument: own var, lifted constant, or literal."""
         if isinstance(x, Tracer):
             if x._trace is self:
-                return x.var
+                return x._var
             if x._trace.done:
                 raise _leaked_tracer_error(x)
-            return self._lift(x, id(x.var))
+            return self._lift(x, id(x._var))
         if isinstance(x, (float, int, bool, complex, np.generic)):
             return Literal(x, ShapedArray.of(x))
         if isinstance(x, np.ndarray):
@@ -153,10 +154,13 @@ class Trace:
 
 
 def _leaked_tracer_error(x: "Tracer") -> UnexpectedTracerError:
+    made = next((e.source_info for e in x._trace.eqns if x._var in e.outputs), None)
+    origin = (f" (it was created at {format_location(made)})" if made is not None else
+              " (it was an argument of the transformed function)")
     return UnexpectedTracerError(
         f"a traced {x.aval} value escaped the transform that created it and was used "
-        f"later, at {format_location(user_location(3))}.\n  Traced values exist only while "
-        "their function is being transformed; return it from the function instead of "
+        f"later, at {format_location(user_location(3))}{origin}.\n  Traced values exist only "
+        "while their function is being transformed; return it from the function instead of "
         "storing it in a global or an outer variable.")
 
 
@@ -165,32 +169,33 @@ class Tracer:
 
     Array operators and methods (`+`, `@`, `x[1:]`, `.sum()`, ...) are installed
     by `fungrad.numpy`, which implements them."""
-    __slots__ = ("_trace", "var", "__weakref__")
+    # `_view` (unset unless needed) is fungrad.numpy's aliasing record for item assignment
+    __slots__ = ("_trace", "_var", "_view", "__weakref__")
     __array_priority__ = 1000
 
     def __init__(self, trace: Trace, var: Var):
         self._trace = trace
-        self.var = var
+        self._var = var
 
     @property
     def aval(self) -> ShapedArray:
-        return self.var.aval
+        return self._var.aval
 
     @property
     def shape(self) -> tuple:
-        return self.var.aval.shape
+        return self._var.aval.shape
 
     @property
     def dtype(self) -> np.dtype:
-        return self.var.aval.dtype
+        return self._var.aval.dtype
 
     @property
     def ndim(self) -> int:
-        return len(self.var.aval.shape)
+        return len(self._var.aval.shape)
 
     @property
     def size(self) -> int:
-        return self.var.aval.size
+        return self._var.aval.size
 
     def __len__(self) -> int:
         if not self.shape:
@@ -207,7 +212,7 @@ class Tracer:
         """The value, when the trace started from concrete inputs; else _NO_VALUE."""
         if self._trace.done:
             raise _leaked_tracer_error(self)
-        return self._trace.value_of(self.var)
+        return self._trace.value_of(self._var)
 
     def _concrete(self, what: str, error: type, fix: str) -> Any:
         v = self.concrete_value()
@@ -326,7 +331,7 @@ def _lift_to(x: "Tracer", root: Trace) -> "Tracer | None":
     if trace is root:
         return x
     # the equations of `trace` that x depends on, in order
-    needed = {x.var}
+    needed = {x._var}
     slice_ = []
     for eqn in reversed(trace.eqns):
         if any(o in needed for o in eqn.outputs):
@@ -356,7 +361,7 @@ def _lift_to(x: "Tracer", root: Trace) -> "Tracer | None":
                 env[v] = o
     finally:
         _current_trace.reset(token)
-    out = env[x.var]
+    out = env[x._var]
     return out if isinstance(out, Tracer) else None
 
 
@@ -366,7 +371,7 @@ def is_tracer(x: Any) -> bool:
 
 def aval_of(x: Any) -> ShapedArray:
     if isinstance(x, Tracer):
-        return x.var.aval
+        return x._var.aval
     return ShapedArray.of(x)
 
 
@@ -381,11 +386,15 @@ def bind(prim: core.Primitive, args: tuple, params: dict) -> Any:
         for a in args:
             if isinstance(a, Tracer):
                 raise _leaked_tracer_error(a)
+        # the same typing rules as under tracing (a strict primitive never promotes)
+        prim.shape_rule(*[ShapedArray.of(a) for a in args], **params)
+        if _config.debug_nans or _config.debug_infs:  # eager op under fungrad.config checks
+            return _checked_impl(prim, args, params)
         return prim.impl(*args, **params)
     atoms = []
     for a in args:
         if type(a) is Tracer and a._trace is trace:
-            atoms.append(a.var)
+            atoms.append(a._var)
         else:
             atoms.append(trace.to_atom(a))
     out_aval = prim.shape_rule(*[a.aval for a in atoms], **params)
@@ -400,6 +409,14 @@ def bind(prim: core.Primitive, args: tuple, params: dict) -> Any:
 
 
 core._bind = bind
+
+
+def _checked_impl(prim: core.Primitive, args: tuple, params: dict) -> Any:
+    from .interpreter import check_outputs
+    with np.errstate(all="ignore"):
+        out = prim.impl(*args, **params)
+    check_outputs(prim, args, out, user_location(3), _config.debug_nans, _config.debug_infs)
+    return out
 
 
 class new_trace:
@@ -441,7 +458,7 @@ def trace_to_jaxpr(fun: Callable[..., Sequence[Any]], in_avals: Sequence[ShapedA
 
 def _leaf_aval(x: Any, where: str) -> ShapedArray:
     if isinstance(x, Tracer):
-        return x.var.aval
+        return x._var.aval
     try:
         aval = ShapedArray.of(x)
     except Exception:  # noqa: BLE001

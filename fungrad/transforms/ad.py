@@ -23,7 +23,7 @@ __all__ = ["vjp_eval", "vjp_jaxpr", "grad_jaxpr", "partial_eval_jaxpr", "grad",
 
 
 def _is_float(aval: ShapedArray) -> bool:
-    return np.issubdtype(aval.dtype, np.inexact)
+    return aval.dtype.kind in "fc"
 
 
 # ---------------------------------------------------------------------------
@@ -91,7 +91,11 @@ def vjp_eval(jaxpr: Jaxpr, consts: Sequence, primals: Sequence, wrt: Sequence[bo
             if getattr(rule, "nondiff", False):
                 continue
             xs = [read_atom(primal, a) for a in eqn.inputs]
-            cts_in = rule(ct, *xs, out=out, **eqn.params)
+            if getattr(rule, "wants_active", False):  # call primitives skip inactive inputs
+                active_in = tuple(type(a) is Var and a in active for a in eqn.inputs)
+                cts_in = rule(ct, *xs, out=out, active=active_in, **eqn.params)
+            else:
+                cts_in = rule(ct, *xs, out=out, **eqn.params)
             if cts_in is None:
                 continue
             for a, c in zip(eqn.inputs, cts_in, strict=True):
@@ -191,14 +195,30 @@ def partial_eval_jaxpr(jaxpr: Jaxpr, unknowns: Sequence[bool],
 # ---------------------------------------------------------------------------
 
 def _check_float_inputs(where: str, fun: Callable, leaves: Sequence, wrt: Sequence[bool],
-                        allow_int: bool) -> None:
-    for x, w in zip(leaves, wrt):
+                        allow_int: bool, call: Any = None) -> None:
+    for i, (x, w) in enumerate(zip(leaves, wrt)):
         if w and not _is_float(aval_of(x)) and not allow_int:
             raise FungradTypeError(
-                f"{where}({describe_function(fun)}): differentiating with respect to an "
-                f"input of dtype {aval_of(x).dtype} ({aval_of(x)}); only floating-point "
-                "inputs can be differentiated.\n  Pass a float array (e.g. 2.0 instead of 2), "
-                "or leave the argument out of argnums.")
+                f"{where}({describe_function(fun)}): differentiating with respect to "
+                f"{_argument_name(fun, call, i)}, an input of dtype {aval_of(x).dtype} "
+                f"({aval_of(x)}); only floating-point inputs can be differentiated.\n  Pass a "
+                "float array (e.g. 2.0 instead of 2), or leave the argument out of argnums.")
+
+
+def _argument_name(fun: Callable, call: Any, leaf_index: int) -> str:
+    """`argument 1 ('n')` for the positional argument holding a flat leaf."""
+    if call is None:
+        return "an argument"
+    for pos, (lo, hi) in enumerate(call.arg_slices):
+        if lo <= leaf_index < hi:
+            import inspect
+            try:
+                params = list(inspect.signature(fun).parameters)
+                name = f" ({params[pos]!r})" if pos < len(params) else ""
+            except (TypeError, ValueError):
+                name = ""
+            return f"argument {pos}{name}"
+    return "an argument"
 
 
 def value_and_grad(fun: Callable, argnums: int | Sequence[int] = 0, has_aux: bool = False,
@@ -216,7 +236,7 @@ def _value_and_grad(fun, argnums, has_aux, allow_int, keep_value):
 
     def value_and_grad_f(*args, **kwargs):
         call = api_util.prepare_call(name, fun, args, kwargs, argnums)
-        _check_float_inputs(name, fun, call.leaves, call.wrt, allow_int)
+        _check_float_inputs(name, fun, call.leaves, call.wrt, allow_int, call)
         closed, out_tree = call.trace()
         api_util.check_scalar_output(name, fun, closed, out_tree, has_aux)
         derived = api_util.cached_rewrite(
@@ -299,7 +319,7 @@ def vjp(fun: Callable, *primals: Any, has_aux: bool = False):
     >>> pullback(np.ones((2, 2)))
     """
     call = api_util.prepare_call("vjp", fun, primals, {}, tuple(range(len(primals))))
-    _check_float_inputs("vjp", fun, call.leaves, call.wrt, False)
+    _check_float_inputs("vjp", fun, call.leaves, call.wrt, False, call)
     closed, out_tree = call.trace()
     main_tree, n_main = out_tree, len(closed.out_avals)
     if has_aux:
@@ -384,7 +404,7 @@ def linearize(fun: Callable, *primals: Any):
     """`(fun(*primals), f_jvp)` where `f_jvp(*tangents)` evaluates the jvp at the
     primals without recomputing the forward pass."""
     call = api_util.prepare_call("linearize", fun, primals, {}, tuple(range(len(primals))))
-    _check_float_inputs("linearize", fun, call.leaves, call.wrt, False)
+    _check_float_inputs("linearize", fun, call.leaves, call.wrt, False, call)
     closed, out_tree = call.trace()
     n_in, n_out = len(call.leaves), len(closed.out_avals)
 
@@ -437,7 +457,7 @@ def _staged(where: str, fun: Callable, argnums, body: Callable) -> Callable:
     an enclosing trace the body simply runs (and is inlined)."""
     def staged(*args, **kwargs):
         call = api_util.prepare_call(where, fun, args, kwargs, argnums)
-        _check_float_inputs(where, fun, call.leaves, call.wrt, False)
+        _check_float_inputs(where, fun, call.leaves, call.wrt, False, call)
         if any(isinstance(x, Tracer) for x in call.leaves) or current_trace() is not None:
             return body(call)
         out_tree_box = []

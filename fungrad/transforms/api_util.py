@@ -174,7 +174,7 @@ _rewrites: OrderedDict = OrderedDict()
 def cached_rewrite(kind: tuple, closed: ClosedJaxpr, build: Callable) -> Any:
     """`build(jaxpr)`, cached by (kind, the program's structure).  Constants are
     not part of the key: they stay inputs of the rewritten program."""
-    key = (kind, jaxpr_key(closed.jaxpr))
+    key = (kind, jaxpr_key(closed.jaxpr, with_source=True))
     hit = _rewrites.get(key)
     if hit is not None:
         _rewrites.move_to_end(key)

@@ -12,7 +12,7 @@ __all__ = ["jvp_jaxpr", "jvp_eval"]
 
 
 def _is_float(aval) -> bool:
-    return np.issubdtype(aval.dtype, np.inexact)
+    return aval.dtype.kind in "fc"
 
 
 def jvp_eval(jaxpr: Jaxpr, consts: Sequence, primals: Sequence, tangents: Sequence,
@@ -49,7 +49,9 @@ def jvp_eval(jaxpr: Jaxpr, consts: Sequence, primals: Sequence, tangents: Sequen
             jvp = prim.rule("jvp")
             if getattr(jvp, "nondiff", False):
                 continue
-            t_out = jvp(*[instantiate(t) for t in ts], *xs, out=outs, **eqn.params)
+            # a rule marked symbolic_zeros (call primitives) receives Zero tangents as is
+            t_in = ts if getattr(jvp, "symbolic_zeros", False) else [instantiate(t) for t in ts]
+            t_out = jvp(*t_in, *xs, out=outs, **eqn.params)
             if prim.multiple_results:
                 for v, t in zip(eqn.outputs, t_out, strict=True):
                     if t is not None and not isinstance(t, Zero):
