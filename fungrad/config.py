@@ -96,6 +96,9 @@ config.define("disable_jit", False, env="FUNGRAD_DISABLE_JIT",
               doc="run every program in the NumPy interpreter (no numba, jit included)")
 config.define("jit_threshold", 3, env="FUNGRAD_JIT_THRESHOLD", parse=int,
               doc="eager calls of one program structure before it is compiled with numba")
+config.define("jit_max_paths", 8, env="FUNGRAD_JIT_MAX_PATHS", parse=int,
+              doc="how many paths (outcomes of Python `if`/`while` on traced values) one "
+                  "jit signature may specialise before it raises")
 config.define("cache_dir", os.path.join(os.environ.get("XDG_CACHE_HOME") or os.path.join(
     os.path.expanduser("~"), ".cache"), "fungrad"), env="FUNGRAD_CACHE_DIR", parse=str,
               doc="folder of the on-disk kernel cache ('' disables it)")

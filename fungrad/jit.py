@@ -79,6 +79,10 @@ class _Compiled:
                 return self.unflatten(kernel.fn(*self.consts, *leaves))
             except Exception:  # noqa: BLE001 - the general path below reports it
                 pass
+        return self.unflatten(self.run_flat(leaves))
+
+    def run_flat(self, leaves: Sequence) -> list:
+        """All outputs of the program as a list (guard predicates included)."""
         if config.debug_nans or config.debug_infs:  # the checked interpreter
             from .backend import execute
             outs = execute(self.closed.jaxpr, self.consts, leaves)
@@ -88,7 +92,63 @@ class _Compiled:
             outs = [finalize(x) for x in eval_jaxpr(self.closed.jaxpr, self.consts, *leaves)]
         else:
             outs = self.kernel(self.consts, leaves)
-        return self.unflatten(outs)
+        return outs
+
+
+class _Guarded:
+    """The traced paths of a function whose Python control flow depends on traced
+    values.  Each path is a program specialised to the decisions taken when it was
+    traced; it also computes those decisions (its guards), which are checked after
+    every call.  A call whose decisions match no path traces a new one."""
+    __slots__ = ("jitted", "template", "paths")
+
+    def __init__(self, jitted: "JittedFunction", template: tuple, first: "_Path"):
+        self.jitted, self.template, self.paths = jitted, template, [first]
+
+    def run(self, leaves: Sequence) -> Any:
+        for i, path in enumerate(self.paths):
+            outs = path.try_run(leaves)
+            if outs is not None:
+                if i:
+                    self.paths.insert(0, self.paths.pop(i))  # most recent path first
+                return path.compiled.unflatten(outs)
+        limit = config.jit_max_paths
+        if len(self.paths) >= limit:
+            from .errors import FungradTypeError
+            raise FungradTypeError(
+                f"jit({describe_function(self.jitted.fun)}): Python control flow on traced "
+                f"values has produced {len(self.paths)} different paths (the limit is "
+                f"{limit}, fungrad.config 'jit_max_paths').\n  Each `if`/`while` on a traced "
+                "value specialises the compiled program; write data-dependent branches with "
+                "fungrad.lax.cond / fungrad.lax.while_loop or fungrad.numpy.where instead.")
+        concrete = [x if isinstance(x, np.ndarray) else np.asarray(x) for x in leaves]
+        path = self.jitted._trace(*self.template, leaves=concrete)
+        assert isinstance(path, _Path)
+        self.paths.insert(0, path)
+        outs = path.try_run(leaves)
+        if outs is None:
+            raise AssertionError("jit: a freshly traced path does not match its own guards")
+        return path.compiled.unflatten(outs)
+
+
+class _Path:
+    """One specialised program: outputs, then one output per guard."""
+    __slots__ = ("compiled", "n_out", "expected")
+
+    def __init__(self, compiled: _Compiled, n_out: int, expected: list):
+        self.compiled, self.n_out, self.expected = compiled, n_out, expected
+
+    def try_run(self, leaves: Sequence) -> list | None:
+        """The outputs when every guard holds for these inputs, else None."""
+        try:
+            with np.errstate(all="ignore"):
+                outs = self.compiled.run_flat(leaves)
+        except Exception:  # noqa: BLE001 - another path may be the right one
+            return None
+        for value, expected in zip(outs[self.n_out:], self.expected, strict=True):
+            if not np.array_equal(value, expected):
+                return None
+        return outs[:self.n_out]
 
 
 def _fast_unflatten(out_tree) -> Callable:
@@ -210,7 +270,13 @@ class JittedFunction:
             len(args)) else sigs
         hit = self._cache.get(key)
         if hit is None:
-            hit = self._cache[key] = self._trace(args, kwargs, static, nums, tree, sigs)
+            template = (args, kwargs, static, nums, tree, sigs)
+            concrete = [x if type(x) is _ARRAY or type(x) in _SCALAR_AVALS or isinstance(
+                x, np.generic) else np.asarray(x) for x in leaves]
+            hit = self._trace(*template, leaves=concrete)
+            if isinstance(hit, _Path):
+                hit = _Guarded(self, template, hit)
+            self._cache[key] = hit
         return hit, leaves
 
     def _slow_call(self, args: tuple, kwargs: dict):
@@ -219,10 +285,13 @@ class JittedFunction:
                   else np.asarray(x) for x in leaves]
         return compiled.run(leaves)
 
-    def _trace(self, args, kwargs, static, nums, tree, sigs) -> _Compiled:
+    def _trace(self, args, kwargs, static, nums, tree, sigs, leaves=None):
+        """Trace for these avals.  With concrete `leaves`, Python decisions on traced
+        values are allowed and recorded as guards: the result is then a `_Path`."""
         fun = self.fun
         n_args = len(args)
         out_tree_box = []
+        guards: list = []
 
         def flat_fun(*tracers):
             dyn_args, dyn_kwargs = tree.unflatten(tracers)
@@ -234,10 +303,11 @@ class JittedFunction:
                     full_kwargs[name] = value
             out = fun(*full_args, **full_kwargs)
             out_leaves, out_tree = tree_flatten(out)
-            out_tree_box.append(out_tree)
-            return out_leaves
+            out_tree_box.append((out_tree, len(out_leaves)))
+            return list(out_leaves) + [predicate for predicate, _ in guards]
 
-        closed = trace_to_jaxpr(flat_fun, [_aval(s) for s in sigs])
+        closed = trace_to_jaxpr(flat_fun, [_aval(s) for s in sigs], sources=leaves,
+                                guards=guards if leaves is not None else None)
         from .transforms.simplify import simplify_jaxpr
         jaxpr = simplify_jaxpr(closed.jaxpr)
         closed = ClosedJaxpr(jaxpr, closed.consts)
@@ -246,7 +316,11 @@ class JittedFunction:
         if kernel is None:
             from .backend.numba_jit import Kernel
             kernel = Kernel(closed.jaxpr, None, fallback_reason="FUNGRAD_DISABLE_JIT")
-        return _Compiled(closed, out_tree_box[0], kernel)
+        out_tree, n_out = out_tree_box[0]
+        compiled = _Compiled(closed, out_tree, kernel)
+        if guards:
+            return _Path(compiled, n_out, [expected for _, expected in guards])
+        return compiled
 
     # --- inspection ---------------------------------------------------------------------
 
@@ -254,6 +328,8 @@ class JittedFunction:
         """Trace (or reuse the trace) for these arguments; `.as_text()` shows the
         jaxpr and the generated kernel source."""
         compiled, _ = self._lookup(args, kwargs)
+        if isinstance(compiled, _Guarded):
+            compiled = compiled.paths[0].compiled
         if compiled.kernel.source is None and compiled.kernel.fallback == "FUNGRAD_DISABLE_JIT":
             from .backend.numba_jit import compile_jaxpr
             compiled = _Compiled(compiled.closed, compiled.out_tree,

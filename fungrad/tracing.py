@@ -436,12 +436,17 @@ class new_trace:
 
 
 def trace_to_jaxpr(fun: Callable[..., Sequence[Any]], in_avals: Sequence[ShapedArray],
-                   sources: Sequence[Any] | None = None) -> ClosedJaxpr:
+                   sources: Sequence[Any] | None = None,
+                   guards: list | None = None) -> ClosedJaxpr:
     """Trace `fun(*tracers) -> flat list of outputs` into a ClosedJaxpr.
 
     `sources` gives each input a concrete value (array or outer tracer) that
-    can be read on demand; without it the trace is abstract."""
+    can be read on demand; without it the trace is abstract.  `guards`: a list
+    that receives the (predicate tracer, expected value) of every Python decision
+    taken on a traced value (see `jit`); `fun` may append the predicates to its
+    outputs."""
     trace = Trace(concrete=sources is not None)
+    trace.guards = guards
     with new_trace(trace):
         if sources is None:
             args = [trace.new_arg(a) for a in in_avals]
