@@ -14,7 +14,6 @@ from ..tracing import Tracer, aval_of, current_trace, trace_to_jaxpr
 from . import api_util
 from .jvp import jvp_eval, jvp_jaxpr
 from .simplify import dce_jaxpr, simplify_jaxpr
-from .structure import diagonal_jaxpr
 from .util import Zero, build_jaxpr, instantiate, read_atom, rebinding
 
 __all__ = ["vjp_eval", "vjp_jaxpr", "grad_jaxpr", "partial_eval_jaxpr", "grad",
@@ -472,7 +471,7 @@ def _staged(where: str, fun: Callable, argnums, body: Callable) -> Callable:
                                 sources=call.leaves)
         derived = api_util.cached_rewrite(
             (where, tuple(call.wrt)), closed,
-            lambda j: simplify_jaxpr(diagonal_jaxpr(simplify_jaxpr(j))))
+            simplify_jaxpr)
         outs = api_util.execute(derived, closed.consts, call.leaves)
         return out_tree_box[0].unflatten(outs)
     staged.__name__ = f"{where}({getattr(fun, '__name__', 'fun')})"

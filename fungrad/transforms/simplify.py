@@ -576,11 +576,18 @@ def subjaxprs_jaxpr(jaxpr: Jaxpr) -> Jaxpr:
 
 # algebraic runs before fold: a 0-d zero that a derivative instantiated is still a
 # broadcast (`x * zeros` -> zeros) until folding turns it into a literal 0
+def diagonal_pass(jaxpr: Jaxpr) -> Jaxpr:
+    """Products with identity-derived diagonals become scalings (structure.py)."""
+    from .structure import diagonal_jaxpr
+    return diagonal_jaxpr(jaxpr)
+
+
 PASSES: list[tuple[str, Callable[[Jaxpr], Jaxpr]]] = [
     ("algebraic", algebraic_jaxpr),
     ("fold", fold_constants_jaxpr),
     ("cse", cse_jaxpr),
     ("dce", dce_jaxpr),
+    ("diagonal", diagonal_pass),
     ("subjaxprs", subjaxprs_jaxpr),
 ]
 

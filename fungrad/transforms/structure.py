@@ -50,7 +50,7 @@ def diagonal_jaxpr(jaxpr: Jaxpr) -> Jaxpr:
             return eqn.params["dimension"]
         return None
 
-    k = len(jaxpr.constvars)
+    changed = []
 
     def run(*args):
         env: dict = {}
@@ -120,6 +120,8 @@ def diagonal_jaxpr(jaxpr: Jaxpr) -> Jaxpr:
                             x_val, lax.broadcast_in_dim(diag[y], xshape, cx))
                         perm = tuple(i for i in range(len(xshape)) if i != cx[0]) + (cx[0],)
                         new = lax.transpose(scaled, perm)
+                if new is not None:
+                    changed.append(eqn)
                 if new is None:
                     outs = eqn.prim.bind(*[read_atom(env, a) for a in ins], **eqn.params)
                     if eqn.prim.multiple_results:
@@ -132,4 +134,6 @@ def diagonal_jaxpr(jaxpr: Jaxpr) -> Jaxpr:
 
     rewritten = build_jaxpr(run, [v.aval for v in jaxpr.constvars],
                             [v.aval for v in jaxpr.invars])
+    if not changed:
+        return jaxpr     # nothing to gain: keep the program (and the fixed point) as it was
     return dce_jaxpr(rewritten)
