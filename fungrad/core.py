@@ -85,7 +85,13 @@ class ShapedArray:
     def of(value: Any) -> "ShapedArray":
         """The type of a concrete value (array, NumPy scalar, Python scalar)."""
         if isinstance(value, np.ndarray):
-            return ShapedArray(value.shape, value.dtype)
+            key = (value.shape, value.dtype)
+            aval = _AVALS.get(key)
+            if aval is None:
+                if len(_AVALS) > 4096:
+                    _AVALS.clear()
+                aval = _AVALS[key] = ShapedArray(value.shape, value.dtype)
+            return aval
         if isinstance(value, np.generic):
             return ShapedArray((), value.dtype)
         if isinstance(value, bool):
@@ -101,6 +107,9 @@ class ShapedArray:
             return aval
         arr = np.asarray(value)
         return ShapedArray(arr.shape, arr.dtype)
+
+
+_AVALS: dict = {}   # interned avals of concrete arrays (ShapedArray is immutable)
 
 
 class Var:

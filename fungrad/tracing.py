@@ -18,12 +18,14 @@ autograd and PyTorch.  Under `jit` and `make_jaxpr` values are abstract.
 from __future__ import annotations
 
 import contextvars
+import sys
 from typing import Any, Callable, Sequence
 
 import numpy as np
 
 from . import core
 from .core import ClosedJaxpr, Eqn, Jaxpr, Literal, ShapedArray, Var
+from .errors import _internal_code, _is_internal  # noqa: E402  (the frame walk in bind)
 from .errors import (ConcretizationError, FungradTypeError, TracerArrayConversionError,
                      TracerBoolConversionError, TracerIntegerConversionError,
                      UnexpectedTracerError, format_location, user_location)
@@ -398,7 +400,20 @@ def bind(prim: core.Primitive, args: tuple, params: dict) -> Any:
         else:
             atoms.append(trace.to_atom(a))
     out_aval = prim.shape_rule(*[a.aval for a in atoms], **params)
-    src = trace.source_info or user_location(3)
+    src = trace.source_info
+    if src is None:
+        # the user's frame: the innermost one that is not fungrad's (inlined user_location)
+        frame = sys._getframe(2)
+        internal = _internal_code
+        while frame is not None:
+            code = frame.f_code
+            flag = internal.get(code)
+            if flag is None:
+                flag = _is_internal(code)
+            if not flag:
+                src = (code.co_filename, frame.f_lineno, code.co_name)
+                break
+            frame = frame.f_back
     if prim.multiple_results:
         outvars = [Var(a) for a in out_aval]
         trace.eqns.append(Eqn(prim, atoms, outvars, params, src))

@@ -87,7 +87,11 @@ def execute(jaxpr: Jaxpr, consts: Sequence, args: Sequence) -> list:
         entry.count += 1
         if entry.count > config.jit_threshold:
             return list(kernel_for(jaxpr)(consts, args))
-    return [finalize(x) for x in eval_jaxpr(jaxpr, consts, *args)]
+    # Derivative programs compute inf/nan on purpose and then select them away
+    # ("a zero cotangent wins"); compiled kernels never warn, nor does the interpreter.
+    with np.errstate(all="ignore"):
+        outs = eval_jaxpr(jaxpr, consts, *args)
+    return [finalize(x) for x in outs]
 
 
 def clear_caches() -> None:

@@ -111,8 +111,42 @@ def _broadcast(*args, allow_scalars=True):
     return res
 
 
+def _same_typed(a: ShapedArray, b) -> bool:
+    """Can a strict binary primitive take a and b (an aval or ndarray) as they are?"""
+    return a.dtype == b.dtype and (a.shape == b.shape or not b.shape or not a.shape)
+
+
 def _binary(fn, to_inexact=False):
+    prim = getattr(lax.elementwise, fn.__name__ + "_p", None)
+    _F64 = np.dtype(np.float64)
+    _I64 = np.dtype(np.int64)
+
     def op(x, y):
+        # fast paths (the common cases while tracing): no promotion or broadcast needed
+        tx, ty = type(x), type(y)
+        if tx is Tracer and prim is not None:
+            ax = x._var.aval
+            if to_inexact and ax.dtype.kind not in "fc":
+                pass
+            elif ty is Tracer:
+                if _same_typed(ax, y._var.aval):
+                    return prim.bind(x, y)
+            elif ty is np.ndarray:
+                if _same_typed(ax, y):
+                    return prim.bind(x, y)
+            elif (ty is float and ax.dtype.kind in "fc") or (ty is int and (
+                    ax.dtype.kind in "fc" or ax.dtype == _I64)):
+                return prim.bind(x, ax.dtype.type(y))
+        elif ty is Tracer and prim is not None:
+            ay = y._var.aval
+            if to_inexact and ay.dtype.kind not in "fc":
+                pass
+            elif tx is np.ndarray:
+                if _same_typed(ay, x):
+                    return prim.bind(x, y)
+            elif (tx is float and ay.dtype.kind in "fc") or (tx is int and (
+                    ay.dtype.kind in "fc" or ay.dtype == _I64)):
+                return prim.bind(ay.dtype.type(x), y)
         x, y = _promote(x, y, to_inexact=to_inexact)
         x, y = _broadcast(x, y)
         return fn(x, y)
@@ -123,6 +157,8 @@ def _unary_float(fn):
     """An elementwise function on inexact values (ints are promoted to float64)."""
     @functools.wraps(fn)
     def op(x):
+        if type(x) is Tracer and x._var.aval.dtype.kind in "fc":
+            return fn(x)
         x = _as_operand(x)
         dt = result_type(x)
         if not np.issubdtype(dt, np.inexact):
