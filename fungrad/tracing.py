@@ -216,14 +216,19 @@ class Tracer:
             raise _leaked_tracer_error(self)
         return self._trace.value_of(self._var)
 
-    def _concrete(self, what: str, error: type, fix: str) -> Any:
-        v = self.concrete_value()
+    def _concrete(self, what: str, error: type, fix: str, guard: bool = False) -> Any:
+        """The concrete value, for a Python conversion.  Under jit only control-flow
+        conversions (`guard=True`: bool, int, index) have a value, recorded as a guard;
+        others raise like under make_jaxpr."""
+        root = _guard_root(self._trace)
+        v = _NO_VALUE if root is not None and not guard else self.concrete_value()
         if v is _NO_VALUE:
             raise error(
                 f"a traced {self.aval} value was used as {what} at "
                 f"{format_location(user_location(3))}.\n  Under jit and make_jaxpr values are "
                 f"abstract (only shapes and dtypes are known). {fix}")
-        _record_guard(self, v)
+        if root is not None:
+            _record_guard(self, v)
         return v
 
     def __bool__(self) -> bool:
@@ -234,7 +239,7 @@ class Tracer:
         return bool(self._concrete(
             "a Python bool (`if`, `while`, `and`, `or`)", TracerBoolConversionError,
             "Use fungrad.numpy.where or fungrad.lax.cond, or make the argument static "
-            "(jit(f, static_argnums=...))."))
+            "(jit(f, static_argnums=...)).", guard=True))
 
     def __float__(self) -> float:
         return float(self._concrete(
@@ -244,7 +249,8 @@ class Tracer:
     def __int__(self) -> int:
         return int(self._concrete(
             "a Python int (int(x))", TracerIntegerConversionError,
-            "Keep it an array, or make the argument static (jit(f, static_argnums=...))."))
+            "Keep it an array, or make the argument static (jit(f, static_argnums=...)).",
+            guard=True))
 
     def __complex__(self) -> complex:
         return complex(self._concrete("a Python complex", ConcretizationError,
@@ -257,7 +263,7 @@ class Tracer:
             "a Python index (range(x), a list index, a shape)",
             TracerIntegerConversionError,
             "Use fungrad.lax.fori_loop for loops of traced length, or make the argument "
-            "static (jit(f, static_argnums=...))."))
+            "static (jit(f, static_argnums=...)).", guard=True))
 
     def item(self):
         return self._concrete("a Python scalar (x.item())", ConcretizationError,

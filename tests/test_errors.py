@@ -36,13 +36,14 @@ def branchy(x):
 
 
 def test_tracer_bool_conversion_error():
-    for transform in (fg.jit, fg.make_jaxpr, fg.vmap):
+    for transform in (fg.make_jaxpr, fg.vmap):
         with pytest.raises(fg.TracerBoolConversionError) as info:
             transform(branchy)(np.array([1.0]) if transform is fg.vmap else 1.0)
         check(info, fg.TracerBoolConversionError, TypeError, "MARK-bool", "branchy",
               "fungrad.numpy.where")
     assert issubclass(fg.TracerBoolConversionError, fg.ConcretizationError)
     assert fg.grad(branchy)(2.0) == 1.0        # eager transforms know the value
+    assert fg.jit(fg.grad(branchy))(2.0) == 1.0   # jit specialises and guards the branch
 
 
 def floaty(x):
@@ -66,10 +67,11 @@ def loopy(x, n):
 
 def test_tracer_integer_conversion_error():
     with pytest.raises(fg.TracerIntegerConversionError) as info:
-        fg.jit(loopy)(2.0, 3)
+        fg.make_jaxpr(loopy)(2.0, 3)
     check(info, fg.TracerIntegerConversionError, TypeError, "MARK-int", "loopy",
           "static_argnums")
     assert fg.jit(loopy, static_argnums=1)(2.0, 3) == 16.0
+    assert fg.jit(loopy)(2.0, 3) == 16.0 and fg.jit(loopy)(2.0, 1) == 4.0   # guarded
 
 
 def numpy_inside(x):
