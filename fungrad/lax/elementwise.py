@@ -25,7 +25,7 @@ __all__ = [
     "logistic", "erf", "erfc", "erf_inv", "lgamma", "digamma", "polygamma", "floor", "ceil", "round",
     "is_finite", "eq", "ne", "lt", "le", "gt", "ge", "bitwise_and", "bitwise_or",
     "bitwise_not", "bitwise_xor", "select", "convert_element_type", "square",
-    "zeros_like_aval", "safe_mul", "nextafter",
+    "zeros_like_aval", "safe_mul", "nextafter", "bce_with_logits",
 ]
 
 # NOTE: `max`, `min`, `abs`, `pow`, `round` shadow builtins inside this module on
@@ -757,3 +757,44 @@ def stop_gradient(x):
             return stop_gradient_p.bind(leaf)
         return leaf
     return tree_map(one, x)
+
+
+# --- binary cross-entropy on logits -------------------------------------------------------
+# A primitive for speed and stability: one fused equation instead of ~18, exact at
+# z = +-inf with y in {0, 1} (where softplus(z) - z*y is inf - inf), and a derivative
+# that is literally sigmoid(z) - y.  Value: softplus(z) - z y, computed as
+# (1-y) max(z,0) - y min(z,0) + log1p(exp(-|z|)) with 0 * inf taken as 0.
+
+def _bce_logits_impl(z, y):
+    with np.errstate(invalid="ignore", over="ignore"):
+        w = 1 - y
+        pos = np.where(w == 0, 0, w * np.maximum(z, 0))
+        neg = np.where(y == 0, 0, y * np.minimum(z, 0))
+        out = pos - neg + np.log1p(np.exp(-np.abs(z)))
+    dtype = np.result_type(z)
+    return out.astype(dtype) if isinstance(out, np.ndarray) else dtype.type(out)
+
+
+def _bce_logits_emit(z, y):
+    return (f"((0.0 if (1.0 - {y}) == 0.0 else (1.0 - {y}) * max({z}, 0.0)) - "
+            f"(0.0 if {y} == 0.0 else {y} * min({z}, 0.0)) + np.log1p(np.exp(-abs({z}))))")
+
+
+bce_with_logits_p = Primitive("bce_with_logits")
+bce_with_logits_p.elementwise = True
+bce_with_logits_p.def_impl(_bce_logits_impl)
+bce_with_logits_p.def_shape(binary_shape("bce_with_logits"))
+bce_with_logits_p.def_vmap(elementwise_vmap(bce_with_logits_p))
+bce_with_logits_p.def_emit(_bce_logits_emit)
+# d/dz = sigmoid(z) - y;  d/dy = -z (infinite at z = +-inf: a zero tangent wins)
+bce_with_logits_p.def_jvp(lambda tz, ty, z, y, *, out: add(
+    mul(tz, sub(logistic(z), y)), safe_mul(ty, neg(z))))
+bce_with_logits_p.def_vjp(lambda ct, z, y, *, out: (
+    _sum_to(mul(ct, sub(logistic(z), y)), _aval(z)),
+    _sum_to(safe_mul(ct, neg(z)), _aval(y))))
+
+
+def bce_with_logits(z, y):
+    """Elementwise binary cross-entropy of logits z against targets y:
+    softplus(z) - z * y, stable for every z (primitive `bce_with_logits`)."""
+    return bce_with_logits_p.bind(*coerce_scalars(z, y))
