@@ -39,6 +39,7 @@ _current_trace: contextvars.ContextVar["Trace | None"] = contextvars.ContextVar(
     "fungrad_trace", default=None)
 
 _NO_VALUE = object()
+_STORE_SUBSCR = __import__("dis").opmap["STORE_SUBSCR"]
 
 
 def current_trace() -> "Trace | None":
@@ -241,18 +242,34 @@ class Tracer:
             "Use fungrad.numpy.where or fungrad.lax.cond, or make the argument static "
             "(jit(f, static_argnums=...)).", guard=True))
 
+    def _refuse_implicit_store(self) -> None:
+        """`numpy_array[i] = tracer` converts the tracer with float()/int() from C,
+        which would silently drop its derivative: refuse it, naming the line."""
+        frame = sys._getframe(2)
+        code = frame.f_code.co_code
+        if 0 <= frame.f_lasti < len(code) and code[frame.f_lasti] == _STORE_SUBSCR:
+            raise FungradValueError(
+                f"a traced {self.aval} value was stored into a NumPy array at "
+                f"{format_location((frame.f_code.co_filename, frame.f_lineno, frame.f_code.co_name))}"
+                ".\n  NumPy would keep only its number and drop its derivative. Create the "
+                "array with fungrad.numpy (e.g. fnp.zeros) so the assignment is traced, or use "
+                "x.at[i].set(value).")
+
     def __float__(self) -> float:
+        self._refuse_implicit_store()
         return float(self._concrete(
             "a Python float (float(x))", ConcretizationError,
             "Keep it an array, or compute the float outside the transformed function."))
 
     def __int__(self) -> int:
+        self._refuse_implicit_store()
         return int(self._concrete(
             "a Python int (int(x))", TracerIntegerConversionError,
             "Keep it an array, or make the argument static (jit(f, static_argnums=...)).",
             guard=True))
 
     def __complex__(self) -> complex:
+        self._refuse_implicit_store()
         return complex(self._concrete("a Python complex", ConcretizationError,
                                       "Keep it an array."))
 

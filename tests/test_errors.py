@@ -121,3 +121,22 @@ def test_error_classes_are_exported_with_their_builtins():
                  "TracerArrayConversionError", "TracerIntegerConversionError",
                  "UnexpectedTracerError", "FungradFloatingPointError"):
         assert name in fg.__all__ and issubclass(getattr(fg, name), fg.FungradError)
+
+
+def test_storing_a_traced_value_into_a_numpy_array_is_refused_not_silently_wrong():
+    def h(x):
+        a = np.zeros(2)
+        a[0] = x * 2  # MARK-store
+        return fnp.sum(a * x)
+    with pytest.raises(ValueError) as info:
+        fg.grad(h)(3.0)
+    cause = info.value.__cause__ if not isinstance(info.value, fg.FungradError) else info.value
+    assert isinstance(cause, fg.FungradError)
+    assert "test_errors.py" in str(cause) and "fnp.zeros" in str(cause)
+
+    def traced(x):
+        a = fnp.zeros(2)
+        a[0] = x * 2
+        return fnp.sum(a * x)
+    assert fg.grad(traced)(3.0) == 12.0
+    assert fg.grad(lambda x: x * float(x))(3.0) == 3.0   # explicit float() is a constant
