@@ -231,6 +231,7 @@ SPECS["max"] = Spec(elementwise(2), dtypes=NUMERIC, elements="distinct")
 SPECS["min"] = Spec(elementwise(2), dtypes=NUMERIC, elements="distinct")
 SPECS["atan2"] = Spec(elementwise(2), elements="nonzero")
 SPECS["nextafter"] = Spec(elementwise(2), differentiable=False)
+SPECS["softplus"] = Spec(elementwise(1), domain=(-5, 5), second_order=True)
 SPECS["bce_with_logits"] = Spec(elementwise(2), domain=[(-5, 5), (0, 1)], second_order=True)
 
 

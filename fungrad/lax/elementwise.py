@@ -25,7 +25,7 @@ __all__ = [
     "logistic", "erf", "erfc", "erf_inv", "lgamma", "digamma", "polygamma", "floor", "ceil", "round",
     "is_finite", "eq", "ne", "lt", "le", "gt", "ge", "bitwise_and", "bitwise_or",
     "bitwise_not", "bitwise_xor", "select", "convert_element_type", "square",
-    "zeros_like_aval", "safe_mul", "nextafter", "bce_with_logits",
+    "zeros_like_aval", "safe_mul", "nextafter", "bce_with_logits", "softplus",
 ]
 
 # NOTE: `max`, `min`, `abs`, `pow`, `round` shadow builtins inside this module on
@@ -798,3 +798,24 @@ def bce_with_logits(z, y):
     """Elementwise binary cross-entropy of logits z against targets y:
     softplus(z) - z * y, stable for every z (primitive `bce_with_logits`)."""
     return bce_with_logits_p.bind(*coerce_scalars(z, y))
+
+
+# --- softplus --------------------------------------------------------------------------------
+# A primitive for stability and smoothness: log(1 + exp(x)) as max(x, 0) + log1p(exp(-|x|))
+# has kinks whose second derivatives vanish (softplus''(0) would be 0, not 1/4); as one
+# primitive its derivative is logistic(x), smooth at every order.
+
+def _softplus_impl(x):
+    x = np.asarray(x) if not isinstance(x, (np.ndarray, np.generic)) else x
+    return np.logaddexp(x.dtype.type(0), x)
+
+
+softplus_p = _unary("softplus", _softplus_impl,
+                    "(max({0}, 0.0) + np.log1p(np.exp(-abs({0}))))",
+                    jvp=lambda t, x, out: mul(t, logistic(x)))
+softplus_p.elementwise = True
+
+
+def softplus(x):
+    """log(1 + exp(x)), elementwise and stable (primitive `softplus`)."""
+    return softplus_p.bind(x)
