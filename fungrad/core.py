@@ -14,6 +14,7 @@ Nothing here imports from the rest of fungrad.
 from __future__ import annotations
 
 import itertools
+import math
 from typing import Any, Callable, Sequence
 
 import numpy as np
@@ -60,7 +61,7 @@ class ShapedArray:
 
     @property
     def size(self) -> int:
-        return int(np.prod(self.shape, dtype=np.int64))
+        return math.prod(self.shape)
 
     def __eq__(self, other: object) -> bool:
         return (isinstance(other, ShapedArray) and self.shape == other.shape
@@ -93,15 +94,18 @@ class ShapedArray:
                 aval = _AVALS[key] = ShapedArray(value.shape, value.dtype)
             return aval
         if isinstance(value, np.generic):
-            return ShapedArray((), value.dtype)
+            aval = _SCALAR_AVALS.get(value.dtype)
+            if aval is None:
+                aval = _SCALAR_AVALS[value.dtype] = ShapedArray((), value.dtype)
+            return aval
         if isinstance(value, bool):
-            return ShapedArray((), np.bool_)
+            return _PY_SCALAR_AVALS[bool]
         if isinstance(value, int):
-            return ShapedArray((), np.int64)
+            return _PY_SCALAR_AVALS[int]
         if isinstance(value, float):
-            return ShapedArray((), np.float64)
+            return _PY_SCALAR_AVALS[float]
         if isinstance(value, complex):
-            return ShapedArray((), np.complex128)
+            return _PY_SCALAR_AVALS[complex]
         aval = getattr(value, "aval", None)
         if isinstance(aval, ShapedArray):
             return aval
@@ -110,6 +114,11 @@ class ShapedArray:
 
 
 _AVALS: dict = {}   # interned avals of concrete arrays (ShapedArray is immutable)
+
+
+_SCALAR_AVALS: dict = {}
+_PY_SCALAR_AVALS = {bool: ShapedArray((), np.bool_), int: ShapedArray((), np.int64),
+                    float: ShapedArray((), np.float64), complex: ShapedArray((), np.complex128)}
 
 
 class Var:
@@ -446,11 +455,22 @@ def _param_key(v: Any) -> Any:
 _SIMPLE = (int, str, bool, float, np.dtype, type(None))
 
 
+_PLAIN: dict = {}   # nested tuples of plain values already checked (their own key)
+
+
 def _params_key(params: dict) -> tuple:
     out = []
     for k, v in params.items():
-        if type(v) in _SIMPLE or (type(v) is tuple and all(type(x) in _SIMPLE for x in v)):
+        tv = type(v)
+        if tv in _SIMPLE:
             out.append((k, v))
+        elif tv is tuple:
+            plain = _PLAIN.get(v)
+            if plain is None:
+                plain = _param_key(v)
+                if plain == v and len(_PLAIN) < 65536:
+                    _PLAIN[v] = v
+            out.append((k, plain))
         else:
             out.append((k, _param_key(v)))
     return tuple(out)

@@ -105,6 +105,47 @@ def user_location(depth: int = 1) -> tuple | None:
     return (code.co_filename, frame.f_lineno, code.co_name)
 
 
+class SourceInfo:
+    """Where an equation came from: the user's code object and instruction offset.
+
+    Unpacks like (filename, lineno, function name); the line number is decoded
+    from the code's line table only when it is shown (reading a frame's f_lineno
+    costs more than recording an equation)."""
+    __slots__ = ("code", "lasti", "_hash")
+
+    def __init__(self, code, lasti: int):
+        self.code, self.lasti = code, lasti
+        self._hash = hash((code, lasti))
+
+    @property
+    def filename(self) -> str:
+        return self.code.co_filename
+
+    @property
+    def function(self) -> str:
+        return self.code.co_name
+
+    @property
+    def lineno(self) -> int | None:
+        for start, end, line in self.code.co_lines():
+            if start <= self.lasti < end:
+                return line
+        return self.code.co_firstlineno
+
+    def __iter__(self):
+        return iter((self.filename, self.lineno, self.function))
+
+    def __eq__(self, other) -> bool:
+        return (isinstance(other, SourceInfo) and self.code is other.code
+                and self.lasti == other.lasti)
+
+    def __hash__(self) -> int:
+        return self._hash
+
+    def __repr__(self) -> str:
+        return f"SourceInfo({format_location(self)})"
+
+
 def format_location(loc) -> str:
     if loc is None:
         return "<unknown location>"

@@ -32,7 +32,7 @@ import numpy as np
 from . import lax
 from . import numpy as fnp
 from .errors import FungradTypeError, FungradValueError
-from .tracing import aval_of
+from .tracing import Tracer, aval_of
 
 __all__ = [
     "sigmoid", "log_sigmoid", "softplus", "logsumexp", "log_softmax", "softmax",
@@ -56,6 +56,10 @@ def _float(x: Any):
 
 def _promote_float(*xs):
     """Arrays of one floating dtype (Python scalars are weak: f32 array and 0.5 -> f32)."""
+    avals = [aval_of(x) if isinstance(x, (Tracer, np.ndarray)) else None for x in xs]
+    if None not in avals and avals[0].dtype.kind == "f" and all(
+            a.dtype == avals[0].dtype for a in avals):
+        return list(xs)              # already arrays of one float dtype
     dtype = fnp.result_type(*xs)
     xs = [fnp.asarray(x) for x in xs]
     if not np.issubdtype(dtype, np.inexact):
@@ -360,7 +364,8 @@ def binary_cross_entropy_with_logits(logits, targets, reduction: str = "mean"):
     0.6931471805599453
     """
     z, y = _promote_float(logits, targets)
-    z, y = fnp.broadcast_arrays(z, y)
+    if aval_of(z).shape != aval_of(y).shape:
+        z, y = fnp.broadcast_arrays(z, y)
     loss = lax.bce_with_logits(z, y)
     return _reduce(loss, reduction, "binary_cross_entropy_with_logits")
 

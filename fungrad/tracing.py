@@ -25,7 +25,7 @@ import numpy as np
 
 from . import core
 from .core import ClosedJaxpr, Eqn, Jaxpr, Literal, ShapedArray, Var
-from .errors import _internal_code, _is_internal  # noqa: E402  (the frame walk in bind)
+from .errors import SourceInfo, _internal_code, _is_internal  # noqa: E402 (frame walk in bind)
 from .errors import (ConcretizationError, FungradTypeError, TracerArrayConversionError,
                      TracerBoolConversionError, TracerIntegerConversionError,
                      UnexpectedTracerError, format_location, user_location)
@@ -434,7 +434,7 @@ def bind(prim: core.Primitive, args: tuple, params: dict) -> Any:
             if flag is None:
                 flag = _is_internal(code)
             if not flag:
-                src = (code.co_filename, frame.f_lineno, code.co_name)
+                src = SourceInfo(code, frame.f_lasti)
                 break
             frame = frame.f_back
     if prim.multiple_results:

@@ -941,6 +941,12 @@ def mean(a, axis=None, dtype=None, out=None, keepdims=False, *, where=None):
     2.5
     """
     _no_out("mean", out)
+    if (type(a) is Tracer and axis is None and dtype is None and where is None
+            and not keepdims and a._var.aval.dtype.kind in "fc" and a._var.aval.size):
+        # fast path: the mean of every element of a float traced array
+        aval = a._var.aval
+        total = lax.reduce_sum(a, tuple(range(aval.ndim)))
+        return lax.div(total, aval.dtype.type(aval.size))
     x = _as_array(a)
     dt = np.dtype(dtype) if dtype is not None else result_type(x)
     if not np.issubdtype(dt, np.inexact):
@@ -1768,6 +1774,17 @@ def meshgrid(*xi, indexing="xy", sparse=False, copy=True):
 
 def matmul(a, b):
     """NumPy matmul: vectors are promoted, leading dimensions broadcast."""
+    ta, tb = type(a), type(b)
+    if (ta is Tracer or tb is Tracer) and (ta is Tracer or ta is np.ndarray) and (
+            tb is Tracer or tb is np.ndarray):
+        # fast path: 1-d/2-d operands of one dtype (the common case while tracing)
+        sa = a._var.aval if ta is Tracer else a
+        sb = b._var.aval if tb is Tracer else b
+        na, nb = len(sa.shape), len(sb.shape)
+        if sa.dtype == sb.dtype and 1 <= na <= 2 and 1 <= nb <= 2 and \
+                sa.shape[-1] == sb.shape[0 if nb == 1 else -2]:
+            return lax.dot_general_p.bind(a, b, dimension_numbers=(
+                ((na - 1,), (0 if nb == 1 else nb - 2,)), ((), ())))
     a, b = _promote(_as_array(a), _as_array(b))
     na, nb = aval_of(a).ndim, aval_of(b).ndim
     if na == 0 or nb == 0:
