@@ -23,7 +23,17 @@ products) are loop members that read their operand at mapped positions, so the
 operand is an array first.  A value of a nest is written to an array only when
 something outside the nest reads it.  `dot_general` calls BLAS through
 `np.dot`; any other primitive is one whole-array statement from its `emit`
-rule.  (Loops rather than numba's array methods: transposes, reshapes and
+rule.
+
+Control flow lowers to real loops and branches (nothing is unrolled): `scan` is a
+`for` loop (carries are local variables, each step reads row `t` of its xs and
+writes row `t` of preallocated ys; `reverse=True` counts down), `while` is a
+`while True:` loop that evaluates the cond sub-jaxpr and breaks, `cond` is
+`if/elif/else` on the clamped index.  Sub-jaxprs are generated inline by a nested
+generator whose names carry a unique prefix (`_s3_a`).  `while_tape` and
+`while_tape_vjp` (reverse mode of while_loop) keep an opaque Python tape: they
+have no emit rule, so their kernels fall back to the interpreter.
+(Loops rather than numba's array methods: transposes, reshapes and
 slice assignments of arbitrary layouts take numba seconds to compile.)
 """
 from __future__ import annotations
@@ -39,7 +49,7 @@ from ..lax import elementwise as _elementwise
 
 __all__ = ["KernelSource", "generate", "CodegenError", "HELPERS", "CODEGEN_VERSION"]
 
-CODEGEN_VERSION = "1"
+CODEGEN_VERSION = "2"
 
 
 class CodegenError(Exception):
@@ -185,6 +195,9 @@ def _scalar_emit(eqn, ins: list[str]) -> str:
 _GATHERS = ("broadcast_in_dim", "iota", "transpose", "slice", "rev", "reshape", "squeeze",
             "expand_dims", "concatenate", "pad", "gather")
 _SCATTERS = {"scatter": "=", "scatter_add": "+=", "scatter_mul": "*="}
+# control flow lowered to loops/branches of the kernel (while_tape/while_tape_vjp keep
+# an opaque Python tape: they have no emit rule and fall back to the interpreter)
+_CONTROL = {"scan": "lower_scan", "while": "lower_while", "cond": "lower_cond"}
 
 
 def _is_outer(eqn) -> bool:
@@ -340,9 +353,11 @@ class _Group:
 
 
 class _Gen:
-    def __init__(self, jaxpr: Jaxpr):
+    def __init__(self, jaxpr: Jaxpr, prefix: str = "", counter: list | None = None):
         self.jaxpr = jaxpr
-        self.names = var_names(jaxpr)
+        # sub-jaxprs (loop bodies, branches) are generated inline with prefixed names
+        self.names = {k: prefix + v for k, v in var_names(jaxpr).items()}
+        self.counter = [0] if counter is None else counter
         self.lines: list[str] = []
         self.groups: dict[tuple, _Group] = {}
         self.home: dict[Var, _Group] = {}     # open-group member or pending reduction -> group
@@ -361,6 +376,9 @@ class _Gen:
 
     def comment(self, eqn, indent: str) -> str:
         text = pp_eqn(eqn, lambda a: str(a) if isinstance(a, Literal) else self.names[id(a)])
+        text = " ".join(text.split())
+        if len(text) > 300:
+            text = text[:297] + "..."
         return f"{indent}# {text}"
 
     # --- flushing -----------------------------------------------------------------
@@ -573,6 +591,9 @@ class _Gen:
                 text = _scalar_emit(eqn, ins)
             self.lines.append(f"    {self.name(eqn.outputs[0])} = {text}")
             return
+        if name in _CONTROL:
+            getattr(self, _CONTROL[name])(eqn)
+            return
         text, fresh = self.whole_array(eqn)
         outs = ", ".join(self.name(o) for o in eqn.outputs)
         if eqn.prim.multiple_results:
@@ -674,12 +695,133 @@ class _Gen:
             x_idx[d] = p_idx[q]
         self._loops(shape3, f"{dst}[{', '.join(idx)}] = {self.name(x)}[{', '.join(x_idx)}]")
 
-    def generate(self) -> tuple[list[str], dict]:
+    # --- control flow: real loops and branches, sub-jaxprs generated inline -----------
+
+    def uid(self) -> int:
+        self.counter[0] += 1
+        return self.counter[0]
+
+    def sub(self, closed, in_exprs: list[str]) -> tuple[list[str], list[str], list[bool]]:
+        """Inline code of a sub-jaxpr (a loop body, a branch) reading `in_exprs`:
+        (lines at the kernel's base indent, output expressions, whether each output is
+        an array the sub-code allocated)."""
+        from ..transforms.inline import inline_calls_jaxpr
+        jaxpr = inline_calls_jaxpr(closed.jaxpr)
+        if jaxpr.constvars or getattr(closed, "consts", ()):
+            raise CodegenError("a control-flow sub-jaxpr with constants is not compiled",
+                               "control flow")
+        g = _Gen(jaxpr, prefix=f"_s{self.uid()}_", counter=self.counter)
+        for v, expr in zip(jaxpr.invars, in_exprs, strict=True):
+            g.lines.append(f"    {g.name(v)} = {expr}")
+        g.run()
+        outs = [g.name(v) for v in jaxpr.outvars]
+        fresh = [isinstance(v, Var) and v in g.fresh for v in jaxpr.outvars]
+        return g.lines, outs, fresh
+
+    def emit_sub(self, lines: list[str], depth: int) -> None:
+        pad = "    " * depth
+        self.lines.extend(pad + line for line in lines)
+
+    @staticmethod
+    def own(expr: str, aval, fresh: bool) -> str:
+        """An array value the loop may keep: a C-contiguous array (one numba type)."""
+        if aval.shape == () or fresh:
+            return expr
+        return f"{expr}.copy()"
+
+    def store_rows(self, dst: str, row: str, y: str, aval, indent: str) -> None:
+        """dst[row] = y (element by element: slice assignment compiles slowly)."""
+        if aval.shape == ():
+            self.lines.append(f"{indent}{dst}[{row}] = {y}")
+            return
+        u = self.uid()
+        idx = [f"_j{u}_{q}" for q in range(aval.ndim)]
+        for q, n in enumerate(aval.shape):
+            self.lines.append(f"{indent}for {idx[q]} in range({n}):")
+            indent += "    "
+        self.lines.append(f"{indent}{dst}[{row}, {', '.join(idx)}] = {y}[{', '.join(idx)}]")
+
+    def lower_scan(self, eqn) -> None:
+        p = eqn.params
+        nc, nk, length = p["num_consts"], p["num_carry"], p["length"]
+        consts, carry, xs = (eqn.inputs[:nc], eqn.inputs[nc:nc + nk], eqn.inputs[nc + nk:])
+        u = self.uid()
+        L = self.lines
+        cvars = [f"_k{u}_{k}" for k in range(nk)]
+        for c, x in zip(cvars, carry, strict=True):
+            L.append(f"    {c} = {self.own(self.name(x), x.aval, False)}")
+        y_avals = [v.aval for v in p["jaxpr"].jaxpr.outvars[nk:]]
+        yvars = [self.name(o) for o in eqn.outputs[nk:]]
+        for y, a in zip(yvars, y_avals, strict=True):
+            L.append(f"    {y} = np.empty({(length,) + tuple(a.shape)!r}, {np_dtype(a.dtype)})")
+        t = f"_t{u}"
+        steps = f"range({length - 1}, -1, -1)" if p["reverse"] else f"range({length})"
+        ins = [self.name(x) for x in consts] + cvars + [f"{self.name(x)}[{t}]" for x in xs]
+        lines, outs, fresh = self.sub(p["jaxpr"], ins)
+        L.append(f"    for {t} in {steps}:")
+        self.emit_sub(lines, 1)
+        for y, o, a in zip(yvars, outs[nk:], y_avals, strict=True):
+            self.store_rows(y, t, o, a, "        ")
+        for c, o, x, f in zip(cvars, outs[:nk], carry, fresh[:nk], strict=True):
+            L.append(f"        {c} = {self.own(o, x.aval, f)}")
+        for c, o in zip(cvars, eqn.outputs[:nk], strict=True):
+            L.append(f"    {self.name(o)} = {c}")
+        self.fresh.update(o for o in eqn.outputs if o.aval.shape != ())
+
+    def lower_while(self, eqn) -> None:
+        p = eqn.params
+        ncc, nbc = p["cond_nconsts"], p["body_nconsts"]
+        cc, bc = eqn.inputs[:ncc], eqn.inputs[ncc:ncc + nbc]
+        carry = eqn.inputs[ncc + nbc:]
+        u = self.uid()
+        L = self.lines
+        cvars = [f"_k{u}_{k}" for k in range(len(carry))]
+        for c, x in zip(cvars, carry, strict=True):
+            L.append(f"    {c} = {self.own(self.name(x), x.aval, False)}")
+        c_lines, (pred,), _ = self.sub(p["cond_jaxpr"], [self.name(x) for x in cc] + cvars)
+        b_lines, outs, fresh = self.sub(p["body_jaxpr"], [self.name(x) for x in bc] + cvars)
+        L.append("    while True:")
+        self.emit_sub(c_lines, 1)
+        L.append(f"        if not {pred}:")
+        L.append("            break")
+        self.emit_sub(b_lines, 1)
+        for c, o, x, f in zip(cvars, outs, carry, fresh, strict=True):
+            L.append(f"        {c} = {self.own(o, x.aval, f)}")
+        for c, o in zip(cvars, eqn.outputs, strict=True):
+            L.append(f"    {self.name(o)} = {c}")
+        self.fresh.update(o for o in eqn.outputs if o.aval.shape != ())
+
+    def lower_cond(self, eqn) -> None:
+        branches = eqn.params["branches"]
+        index, operands = eqn.inputs[0], eqn.inputs[1:]
+        ins = [self.name(x) for x in operands]
+        i = self.name(index)
+        L = self.lines
+        n = len(branches)
+        for k, b in enumerate(branches):
+            lines, outs, fresh = self.sub(b, ins)
+            if n == 1:
+                L.append("    if True:")
+            elif k == 0:
+                L.append(f"    if {i} <= 0:")     # the index is clamped, like lax.switch
+            elif k < n - 1:
+                L.append(f"    elif {i} == {k}:")
+            else:
+                L.append("    else:")
+            self.emit_sub(lines, 1)
+            for o, expr, f in zip(eqn.outputs, outs, fresh, strict=True):
+                L.append(f"        {self.name(o)} = {self.own(expr, o.aval, f)}")
+        self.fresh.update(o for o in eqn.outputs if o.aval.shape != ())
+
+    def run(self) -> None:
         self._pos = {id(e): i for i, e in enumerate(self.jaxpr.eqns)}
         for eqn in self.jaxpr.eqns:
             self.add(eqn)
         for g in list(self.groups.values()):
             self.flush(g)
+
+    def generate(self) -> tuple[list[str], dict]:
+        self.run()
         rets, literal_outs, seen = [], {}, set()
         for i, v in enumerate(self.jaxpr.outvars):
             if isinstance(v, Literal):
