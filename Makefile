@@ -20,9 +20,11 @@ demo: $(STAMP)
 test: $(STAMP)
 	$(PY) -m pytest
 
-bench: $(STAMP)
-	$(PY) -m pip install -q -e '.[bench]'
-	$(PY) bench/run.py
+# the comparison systems (jax, torch, autograd) go into their own venv, not .venv
+bench:
+	test -x .venv-bench/bin/python || $(PYTHON) -m venv .venv-bench
+	.venv-bench/bin/python -m pip install -q -e '.[bench]'
+	.venv-bench/bin/python bench/run.py
 
 docs: $(STAMP)
 	$(PY) -m pip install -q -e '.[docs]'

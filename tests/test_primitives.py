@@ -29,6 +29,8 @@ import importlib
 import pkgutil
 from typing import Any, Callable
 
+import functools
+
 import numpy as np
 import pytest
 from hypothesis import given, settings
@@ -159,13 +161,15 @@ def fill(data, aval: ShapedArray, lo=-3.0, hi=3.0, elements=None, label="x"):
                            label=f"{label} jitter")
         values = lo + (hi - lo) * (order + jitter) / max(n, 1)
         return values.reshape(shape).astype(dtype)
+    # no subnormals: finite differences with steps ~1e-6 cannot see them, and products
+    # of them underflow (a known limit of scatter_mul's exclusive products, see its rule)
+    real = functools.partial(st.floats, allow_subnormal=False)
     if elements == "nonzero":
-        floats = st.floats(0.25, hi) | st.floats(lo, -0.25) if lo < -0.25 else st.floats(
-            max(lo, 0.25), hi)
+        floats = real(0.25, hi) | real(lo, -0.25) if lo < -0.25 else real(max(lo, 0.25), hi)
     elif elements == "with_zeros":
-        floats = st.sampled_from([0.0, 0.0, 1.0, -1.5, 2.0]) | st.floats(lo, hi)
+        floats = st.sampled_from([0.0, 0.0, 1.0, -1.5, 2.0]) | real(lo, hi)
     else:
-        floats = st.floats(lo, hi)
+        floats = real(lo, hi)
     return data.draw(hnp.arrays(F64, shape, elements=floats), label=label).astype(dtype)
 
 
