@@ -7,6 +7,8 @@ from __future__ import annotations
 
 __version__ = "0.1.0"
 
+import numpy as _np
+
 from . import lax, numpy, tree_util  # noqa: F401  (numpy installs the Tracer operators)
 from .core import ClosedJaxpr, Jaxpr, ShapedArray  # noqa: F401
 from .errors import (ConcretizationError, FungradError, TracerArrayConversionError,  # noqa: F401
@@ -26,10 +28,26 @@ from .errors import FungradFloatingPointError  # noqa: F401,E402
 from . import extend  # noqa: F401,E402  (Primitive and helpers for user-defined primitives)
 from . import testing  # noqa: F401,E402  (check_grads, numerical_jvp; strategies import hypothesis lazily)
 
+# JAX names for where values live: fungrad computes on the CPU with NumPy arrays,
+# so a value is always "on the device" and always ready.
+Array = _np.ndarray
+
+
+def device_put(x, device=None):
+    """JAX's device_put: the pytree `x` with every leaf as a NumPy array."""
+    return tree_util.tree_map(_np.asarray, x)
+
+
+def block_until_ready(x):
+    """JAX's block_until_ready: fungrad computes synchronously, so this returns `x`."""
+    return x
+
+
 __all__ = ["grad", "value_and_grad", "vjp", "jvp", "linearize", "jacfwd", "jacrev", "jacobian",
            "hessian", "vmap", "jit", "make_jaxpr", "stop_gradient", "lax", "numpy", "tree_util",
            "ShapedArray", "Jaxpr", "ClosedJaxpr", "FungradError", "config", "custom_jvp",
            "custom_vjp", "checkpoint", "remat", "checkpoint_policies", "linear_transpose",
            "extend", "TracerBoolConversionError", "ConcretizationError",
            "TracerArrayConversionError", "TracerIntegerConversionError",
-           "UnexpectedTracerError", "FungradFloatingPointError"]
+           "UnexpectedTracerError", "FungradFloatingPointError", "Array", "device_put",
+           "block_until_ready"]
