@@ -291,13 +291,13 @@ def _vjp_parts(fun, primals):
     """(forward ClosedJaxpr, backward Jaxpr, n_residuals, n_outputs, n_wrt), built
     exactly as `fungrad.vjp` builds them."""
     from .tracing import make_jaxpr
-    from .transforms.ad import _vjp_with_aux_jaxpr, partial_eval_jaxpr
+    from .transforms.ad import partial_eval_jaxpr, vjp_jaxpr
     from .transforms.simplify import simplify_jaxpr
     closed = make_jaxpr(fun)(*primals)
     j = closed.jaxpr
     n_in, n_out = len(j.invars), len(j.outvars)
     wrt = [np.issubdtype(v.aval.dtype, np.inexact) for v in j.invars]
-    joint = simplify_jaxpr(_vjp_with_aux_jaxpr(j, wrt, n_out))
+    joint = simplify_jaxpr(vjp_jaxpr(j, wrt, n_out))
     fwd, bwd, n_res = partial_eval_jaxpr(joint, [False] * n_in + [True] * n_out,
                                          [False] * n_out + [True] * sum(wrt))
     return ClosedJaxpr(fwd, closed.consts), bwd, n_res, n_out, sum(wrt)

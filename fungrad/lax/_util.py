@@ -8,7 +8,7 @@ from ..errors import FungradTypeError
 from ..tracing import Tracer, aval_of
 
 __all__ = ["same_shape", "binary_shape", "elementwise_vmap", "coerce_scalars",
-           "nondifferentiable", "Zeroish", "is_float", "move_axis_to_front", "bdim_to_front"]
+           "nondifferentiable", "is_float", "move_axis_to_front", "bdim_to_front"]
 
 
 def is_float(dtype) -> bool:
@@ -60,9 +60,6 @@ def nondifferentiable(*args, **params):
 
 nondifferentiable.nondiff = True
 
-
-class Zeroish:
-    pass
 
 
 def move_axis_to_front(x, axis: int):

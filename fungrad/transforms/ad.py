@@ -106,17 +106,22 @@ def vjp_eval(jaxpr: Jaxpr, consts: Sequence, primals: Sequence, wrt: Sequence[bo
     return ys, cts_in
 
 
-def vjp_jaxpr(jaxpr: Jaxpr, wrt: Sequence[bool]) -> Jaxpr:
-    """The joint program (consts; xs, cts_out) -> (ys, cts_in[wrt])."""
+def vjp_jaxpr(jaxpr: Jaxpr, wrt: Sequence[bool], n_main: int | None = None) -> Jaxpr:
+    """The joint program (consts; xs, cts_out[:n_main]) -> (ys, cts_in[wrt]).
+
+    Outputs past `n_main` (aux outputs; default: none) get no cotangent input."""
     n, k = len(jaxpr.invars), len(jaxpr.constvars)
+    out_avals = [v.aval for v in jaxpr.outvars]
+    n_main = len(out_avals) if n_main is None else n_main
 
     def run(*args):
-        consts, xs, cts = args[:k], args[k:k + n], args[k + n:]
+        consts, xs, cts = args[:k], args[k:k + n], list(args[k + n:])
+        cts = cts + [Zero(a) for a in out_avals[n_main:]]
         ys, cts_in = vjp_eval(jaxpr, consts, xs, wrt, cts)
         return list(ys) + [instantiate(c) for c in cts_in]
 
     return build_jaxpr(run, [v.aval for v in jaxpr.constvars],
-                       [v.aval for v in jaxpr.invars] + [v.aval for v in jaxpr.outvars])
+                       [v.aval for v in jaxpr.invars] + out_avals[:n_main])
 
 
 def grad_jaxpr(jaxpr: Jaxpr, wrt: Sequence[bool], keep_value: bool = True) -> Jaxpr:
@@ -329,7 +334,7 @@ def vjp(fun: Callable, *primals: Any, has_aux: bool = False):
 
     def build(jaxpr):
         main = Jaxpr(jaxpr.constvars, jaxpr.invars, jaxpr.eqns, jaxpr.outvars)
-        joint = simplify_jaxpr(_vjp_with_aux_jaxpr(main, call.wrt, n_main))
+        joint = simplify_jaxpr(vjp_jaxpr(main, call.wrt, n_main))
         unknowns = [False] * n_in + [True] * n_main
         out_unknowns = [False] * n_out + [True] * sum(call.wrt)
         return partial_eval_jaxpr(joint, unknowns, out_unknowns)
@@ -343,21 +348,6 @@ def vjp(fun: Callable, *primals: Any, has_aux: bool = False):
     if has_aux:
         return out[0], pullback, out[1]
     return out, pullback
-
-
-def _vjp_with_aux_jaxpr(jaxpr: Jaxpr, wrt, n_main: int) -> Jaxpr:
-    """(consts; xs, cts[:n_main]) -> (ys, cts_in): aux outputs get no cotangent."""
-    n, k = len(jaxpr.invars), len(jaxpr.constvars)
-    out_avals = [v.aval for v in jaxpr.outvars]
-
-    def run(*args):
-        consts, xs, cts = args[:k], args[k:k + n], list(args[k + n:])
-        cts = cts + [Zero(a) for a in out_avals[n_main:]]
-        ys, cts_in = vjp_eval(jaxpr, consts, xs, wrt, cts)
-        return list(ys) + [instantiate(c) for c in cts_in]
-
-    return build_jaxpr(run, [v.aval for v in jaxpr.constvars],
-                       [v.aval for v in jaxpr.invars] + out_avals[:n_main])
 
 
 def jvp(fun: Callable, primals: Sequence, tangents: Sequence, has_aux: bool = False):
