@@ -9,21 +9,28 @@ A `Jaxpr` is a straight-line program in single-assignment form:
 
 `constvars` (before the `;`) receive values captured from the traced function's
 closure, `invars` its arguments.  `ShapedArray` is a type, never a value.
-Nothing here imports from the rest of fungrad.
+The current trace (a `ContextVar`) lives here too, so that `Primitive.bind` can
+dispatch without knowing how a trace records: outside any trace a primitive
+runs its NumPy `impl`; inside one, the trace's `process_primitive` records it
+(`tracing.Trace`).  Only `errors` and `config` are imported from fungrad.
 """
 from __future__ import annotations
 
+import contextvars
 import itertools
 import math
 from typing import Any, Callable, Sequence
 
 import numpy as np
 
-from .errors import FungradNotImplementedError, FungradTypeError, format_location
+from .config import config
+from .errors import (FungradFloatingPointError, FungradNotImplementedError, FungradTypeError,
+                     format_location, user_location)
 
 __all__ = [
     "ShapedArray", "Var", "Literal", "Atom", "Eqn", "Jaxpr", "ClosedJaxpr", "Primitive",
-    "typecheck", "dtype_name", "jaxpr_key", "JaxprTypeError",
+    "typecheck", "dtype_name", "jaxpr_key", "JaxprTypeError", "AbstractTracer",
+    "current_trace", "trace_context", "outside_trace", "check_outputs", "register_svg_renderer",
 ]
 
 
@@ -228,8 +235,63 @@ class ClosedJaxpr:
     __repr__ = __str__
 
     def _repr_svg_(self):
-        from . import viz  # optional module; only imported by notebooks
-        return viz.to_svg(self.jaxpr)
+        """Jupyter's picture of the program, drawn by the renderer `fungrad.viz` registers."""
+        if _svg_renderer is None:
+            return None
+        return _svg_renderer(self.jaxpr)
+
+
+_svg_renderer: Callable[[Jaxpr], str] | None = None
+
+
+def register_svg_renderer(render: Callable[[Jaxpr], str]) -> None:
+    """Let notebooks show a `ClosedJaxpr` as a picture (`fungrad.viz` registers one)."""
+    global _svg_renderer
+    _svg_renderer = render
+
+
+# ---------------------------------------------------------------------------
+# the current trace
+# ---------------------------------------------------------------------------
+
+_current_trace: contextvars.ContextVar[Any] = contextvars.ContextVar(
+    "fungrad_trace", default=None)
+
+
+def current_trace() -> Any:
+    """The trace recording primitive applications now (`tracing.Trace`), or None."""
+    return _current_trace.get()
+
+
+class trace_context:
+    """Context manager: make `trace` the current trace for the block (None: evaluate
+    eagerly).  A class, not a generator: transforms enter one per call."""
+    __slots__ = ("trace", "_token")
+
+    def __init__(self, trace: Any):
+        self.trace = trace
+
+    def __enter__(self) -> Any:
+        self._token = _current_trace.set(self.trace)
+        return self.trace
+
+    def __exit__(self, *exc: Any) -> None:
+        _current_trace.reset(self._token)
+
+
+def outside_trace():
+    """Evaluate the block on concrete values whatever trace is current: primitives
+    run their NumPy `impl` (a rule that needs a sub-program's value, or a tracer's
+    value read on demand, computes it here)."""
+    return trace_context(None)
+
+
+class AbstractTracer:
+    """The base of `tracing.Tracer`: what `Primitive.bind` needs to know of it."""
+    __slots__ = ()
+
+    def leaked_error(self) -> Exception:  # pragma: no cover - Tracer implements it
+        raise NotImplementedError
 
 
 # ---------------------------------------------------------------------------
@@ -267,7 +329,22 @@ class Primitive:
         return f"Primitive({self.name})"
 
     def bind(self, *args: Any, **params: Any) -> Any:
-        return _bind(self, args, params)
+        """Apply the primitive: record it in the current trace, or compute it."""
+        trace = _current_trace.get()
+        if trace is not None:
+            return trace.process_primitive(self, args, params)
+        for a in args:
+            if isinstance(a, AbstractTracer):
+                raise a.leaked_error()
+        # the same typing rules as under tracing (a strict primitive never promotes)
+        self.shape_rule(*[ShapedArray.of(a) for a in args], **params)
+        if config.debug_nans or config.debug_infs:  # eager op under fungrad.config checks
+            with np.errstate(all="ignore"):
+                out = self.impl(*args, **params)
+            check_outputs(self, args, out, user_location(2), config.debug_nans,
+                          config.debug_infs)
+            return out
+        return self.impl(*args, **params)
 
     def _def(self, kind: str, fn: Callable) -> Callable:
         self.rules[kind] = fn
@@ -309,8 +386,36 @@ class Primitive:
         return fn
 
 
-def _bind(prim: Primitive, args: tuple, params: dict) -> Any:  # replaced by tracing.py
-    raise RuntimeError("fungrad.tracing was not imported")
+def _bad_values(values: Sequence, nans: bool, infs: bool) -> str | None:
+    """'NaN' or 'inf' if a floating-point value holds one (checked in that order)."""
+    for v in values:
+        a = np.asarray(v)
+        if not np.issubdtype(a.dtype, np.inexact):
+            continue
+        if nans and np.isnan(a).any():
+            return "NaN"
+        if infs and np.isinf(a).any():
+            return "inf"
+    return None
+
+
+def check_outputs(prim: Primitive, ins: Sequence, outs: Any, source_info, nans: bool,
+                  infs: bool, equation: str | None = None) -> None:
+    """Raise `FungradFloatingPointError` if `outs` (one primitive application's
+    result) holds a NaN (`nans`) or an inf (`infs`), naming the primitive and the
+    user's file:line.  Used by eager operations and by the checked interpreter."""
+    out_list = outs if prim.multiple_results else (outs,)
+    bad = _bad_values(out_list, nans, infs)
+    if bad is None:
+        return
+    had = _bad_values(ins, nans, infs)
+    option = "debug_nans" if bad == "NaN" else "debug_infs"
+    raise FungradFloatingPointError(
+        f"{option}: primitive '{prim.name}' produced {bad} at {format_location(source_info)}\n"
+        + (f"  equation: {equation}\n" if equation else "")
+        + (f"  (its inputs already contained {had}: look at where they come from)\n"
+           if had else "")
+        + f"  Turn the check off with fungrad.config.update({option!r}, False).")
 
 
 # ---------------------------------------------------------------------------

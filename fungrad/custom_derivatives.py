@@ -45,6 +45,7 @@ from .core import ClosedJaxpr, Jaxpr, Primitive, ShapedArray, Var
 from .errors import FungradNotImplementedError, FungradTypeError, describe_function
 from .pytree import tree_flatten, tree_map
 from . import tracing
+from .interpreter import eval_concrete
 from .tracing import Trace, Tracer, aval_of, new_trace
 
 __all__ = ["custom_jvp", "custom_vjp", "custom_jvp_call_p", "custom_vjp_call_p",
@@ -61,15 +62,6 @@ def _is_float(aval: ShapedArray) -> bool:
     return np.issubdtype(aval.dtype, np.inexact)
 
 
-def eval_concrete(jaxpr: Jaxpr, args: Sequence) -> list:
-    """Evaluate `jaxpr` on NumPy values whatever trace is current (impl rules also
-    run inside traces, when a tracer's concrete value is read on demand)."""
-    from .interpreter import eval_jaxpr
-    token = tracing._current_trace.set(None)
-    try:
-        return eval_jaxpr(jaxpr, (), *args)
-    finally:
-        tracing._current_trace.reset(token)
 
 
 def _inline(jaxpr: Jaxpr, args: Sequence, consts: Sequence = ()) -> list:

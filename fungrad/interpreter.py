@@ -7,10 +7,13 @@ from __future__ import annotations
 
 from typing import Any, Sequence
 
-from .core import ClosedJaxpr, Jaxpr, Literal
-from .tracing import current_trace
+import numpy as np
 
-__all__ = ["eval_jaxpr", "eval_closed", "eval_jaxpr_checked", "check_outputs"]
+from .core import (ClosedJaxpr, Jaxpr, Literal, _bad_values, check_outputs, current_trace,
+                   outside_trace, pp_eqn, var_names)
+
+__all__ = ["eval_jaxpr", "eval_closed", "eval_concrete", "eval_jaxpr_checked", "check_outputs",
+           "owned_array"]
 
 
 def eval_jaxpr(jaxpr: Jaxpr, consts: Sequence[Any], *args: Any) -> list[Any]:
@@ -60,38 +63,19 @@ def eval_closed(closed: ClosedJaxpr, *args: Any) -> list[Any]:
     return eval_jaxpr(closed.jaxpr, closed.consts, *args)
 
 
-def _bad_values(values, nans: bool, infs: bool) -> str | None:
-    """'NaN' or 'inf' if a floating-point value holds one (checked in that order)."""
-    import numpy as np
-    for v in values:
-        a = np.asarray(v)
-        if not np.issubdtype(a.dtype, np.inexact):
-            continue
-        if nans and np.isnan(a).any():
-            return "NaN"
-        if infs and np.isinf(a).any():
-            return "inf"
-    return None
+def eval_concrete(jaxpr: Jaxpr, args: Sequence[Any], consts: Sequence[Any] = ()) -> list[Any]:
+    """Evaluate `jaxpr` on NumPy values whatever trace is current (a rule that needs a
+    sub-program's value, or a tracer's value read on demand, runs here)."""
+    with outside_trace():
+        return eval_jaxpr(jaxpr, consts, *args)
 
 
-def check_outputs(prim, ins: Sequence, outs: Any, source_info, nans: bool, infs: bool,
-                  equation: str | None = None) -> None:
-    """Raise `FungradFloatingPointError` if `outs` (one primitive application's
-    result) holds a NaN (`nans`) or an inf (`infs`), naming the primitive and the
-    user's file:line.  Also used for eager operations outside any transform."""
-    from .errors import FungradFloatingPointError, format_location
-    out_list = outs if prim.multiple_results else (outs,)
-    bad = _bad_values(out_list, nans, infs)
-    if bad is None:
-        return
-    had = _bad_values(ins, nans, infs)
-    option = "debug_nans" if bad == "NaN" else "debug_infs"
-    raise FungradFloatingPointError(
-        f"{option}: primitive '{prim.name}' produced {bad} at {format_location(source_info)}\n"
-        + (f"  equation: {equation}\n" if equation else "")
-        + (f"  (its inputs already contained {had}: look at where they come from)\n"
-           if had else "")
-        + f"  Turn the check off with fungrad.config.update({option!r}, False).")
+def owned_array(x: Any) -> np.ndarray:
+    """A result handed to the user: an ndarray that owns its (writeable) memory."""
+    a = np.asarray(x)
+    if a.base is not None or not a.flags.writeable:
+        a = a.copy()
+    return a
 
 
 def eval_jaxpr_checked(jaxpr: Jaxpr, consts: Sequence[Any], args: Sequence[Any],
@@ -101,8 +85,6 @@ def eval_jaxpr_checked(jaxpr: Jaxpr, consts: Sequence[Any], args: Sequence[Any],
     (`infs`), naming the primitive and the user's file:line the equation comes from
     (derivative equations carry the line of the primal operation they differentiate).
     Used by the backend when `config.debug_nans` / `config.debug_infs` is on."""
-    import numpy as np
-    from .core import pp_eqn, var_names
     env: dict = {}
 
     def read(atom):

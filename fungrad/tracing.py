@@ -1,8 +1,9 @@
 """Tracing: run a Python function on `Tracer`s and record a `Jaxpr`.
 
-`bind(prim, args, params)` is the one place where operations meet tracing:
-outside any trace it runs the primitive's NumPy `impl`; inside one it appends an
-equation to the current `Trace` (held in a `ContextVar`) and returns a `Tracer`.
+`Primitive.bind` (core.py) is the one place where operations meet tracing:
+outside any trace it runs the primitive's NumPy `impl`; inside one it calls
+`Trace.process_primitive`, which appends an equation to the current `Trace`
+(held in core's `ContextVar`) and returns a `Tracer`.
 
 Nesting needs no tracer levels (see DESIGN.md): a transform called inside a
 trace traces its function into a fresh inner jaxpr, in which tracers of the
@@ -17,33 +18,28 @@ autograd and PyTorch.  Under `jit` and `make_jaxpr` values are abstract.
 """
 from __future__ import annotations
 
-import contextvars
 import sys
+import types
 from typing import Any, Callable, Sequence
 
 import numpy as np
 
 from . import core
-from .core import ClosedJaxpr, Eqn, Jaxpr, Literal, ShapedArray, Var
-from .errors import SourceInfo, _internal_code, _is_internal  # noqa: E402 (frame walk in bind)
-from .errors import (ConcretizationError, FungradTypeError, TracerArrayConversionError,
-                     TracerBoolConversionError, TracerIntegerConversionError,
-                     UnexpectedTracerError, format_location, user_location)
+from .core import (AbstractTracer, ClosedJaxpr, Eqn, Jaxpr, Literal, ShapedArray, Var,
+                   current_trace, trace_context)
+from .errors import SourceInfo, _internal_code, _is_internal  # the frame walk in process_primitive
+from .errors import (ConcretizationError, FungradTypeError, FungradValueError,
+                     TracerArrayConversionError, TracerBoolConversionError,
+                     TracerIntegerConversionError, UnexpectedTracerError, format_location,
+                     user_location)
 from .config import config as _config
 from .pytree import tree_flatten
 
-__all__ = ["Trace", "Tracer", "bind", "trace_to_jaxpr", "make_jaxpr", "current_trace",
+__all__ = ["Trace", "Tracer", "trace_to_jaxpr", "make_jaxpr", "current_trace",
            "is_tracer", "aval_of", "new_trace"]
-
-_current_trace: contextvars.ContextVar["Trace | None"] = contextvars.ContextVar(
-    "fungrad_trace", default=None)
 
 _NO_VALUE = object()
 _STORE_SUBSCR = __import__("dis").opmap["STORE_SUBSCR"]
-
-
-def current_trace() -> "Trace | None":
-    return _current_trace.get()
 
 
 class Trace:
@@ -68,7 +64,40 @@ class Trace:
         # traced value) taken while tracing, as (predicate tracer of this trace,
         # expected value); None = this trace records no guards.
         self.guards: list | None = None
-        self.parent: "Trace | None" = _current_trace.get()
+        self.parent: "Trace | None" = current_trace()
+
+    # -- recording ------------------------------------------------------------
+    def process_primitive(self, prim: core.Primitive, args: tuple, params: dict) -> Any:
+        """`prim.bind(*args, **params)` inside this trace: append the equation, with
+        the user's source line, and return tracers for its outputs."""
+        atoms = []
+        for a in args:
+            if type(a) is Tracer and a._trace is self:
+                atoms.append(a._var)
+            else:
+                atoms.append(self.to_atom(a))
+        out_aval = prim.shape_rule(*[a.aval for a in atoms], **params)
+        src = self.source_info
+        if src is None:
+            # the user's frame: the innermost one that is not fungrad's (inlined user_location)
+            frame = sys._getframe(2)
+            internal = _internal_code
+            while frame is not None:
+                code = frame.f_code
+                flag = internal.get(code)
+                if flag is None:
+                    flag = _is_internal(code)
+                if not flag:
+                    src = SourceInfo(code, frame.f_lasti)
+                    break
+                frame = frame.f_back
+        if prim.multiple_results:
+            outvars = [Var(a) for a in out_aval]
+            self.eqns.append(Eqn(prim, atoms, outvars, params, src))
+            return tuple(Tracer(self, v) for v in outvars)
+        outvar = Var(out_aval)
+        self.eqns.append(Eqn(prim, atoms, (outvar,), params, src))
+        return Tracer(self, outvar)
 
     # -- inputs ---------------------------------------------------------------
     def new_arg(self, aval: ShapedArray, source: Any = _NO_VALUE) -> "Tracer":
@@ -167,7 +196,7 @@ def _leaked_tracer_error(x: "Tracer") -> UnexpectedTracerError:
         "storing it in a global or an outer variable.")
 
 
-class Tracer:
+class Tracer(AbstractTracer):
     """A value during tracing: an aval, the jaxpr var that holds it, its trace.
 
     Array operators and methods (`+`, `@`, `x[1:]`, `.sum()`, ...) are installed
@@ -179,6 +208,9 @@ class Tracer:
     def __init__(self, trace: Trace, var: Var):
         self._trace = trace
         self._var = var
+
+    def leaked_error(self) -> UnexpectedTracerError:
+        return _leaked_tracer_error(self)
 
     @property
     def aval(self) -> ShapedArray:
@@ -326,9 +358,6 @@ class Tracer:
         raise FungradTypeError("traced arrays cannot be pickled")
 
 
-from .errors import FungradValueError  # noqa: E402  (kept near its one use above)
-
-
 def _guard_root(trace: Trace) -> Trace | None:
     while trace is not None:
         if trace.guards is not None:
@@ -376,16 +405,13 @@ def _lift_to(x: "Tracer", root: Trace) -> "Tracer | None":
                 env[var] = src
         elif not any(var in e.outputs for e in slice_):
             return None                     # an input without a known source
-    token = _current_trace.set(root)
-    try:
+    with trace_context(root):
         for eqn in slice_:
             ins = [a.val if isinstance(a, Literal) else env[a] for a in eqn.inputs]
             outs = eqn.prim.bind(*ins, **eqn.params)
             outs = outs if eqn.prim.multiple_results else (outs,)
             for v, o in zip(eqn.outputs, outs, strict=True):
                 env[v] = o
-    finally:
-        _current_trace.reset(token)
     out = env[x._var]
     return out if isinstance(out, Tracer) else None
 
@@ -400,76 +426,13 @@ def aval_of(x: Any) -> ShapedArray:
     return ShapedArray.of(x)
 
 
-# ---------------------------------------------------------------------------
-# bind
-# ---------------------------------------------------------------------------
-
-def bind(prim: core.Primitive, args: tuple, params: dict) -> Any:
-    """Apply a primitive: compute it, or record it in the current trace."""
-    trace = _current_trace.get()
-    if trace is None:
-        for a in args:
-            if isinstance(a, Tracer):
-                raise _leaked_tracer_error(a)
-        # the same typing rules as under tracing (a strict primitive never promotes)
-        prim.shape_rule(*[ShapedArray.of(a) for a in args], **params)
-        if _config.debug_nans or _config.debug_infs:  # eager op under fungrad.config checks
-            return _checked_impl(prim, args, params)
-        return prim.impl(*args, **params)
-    atoms = []
-    for a in args:
-        if type(a) is Tracer and a._trace is trace:
-            atoms.append(a._var)
-        else:
-            atoms.append(trace.to_atom(a))
-    out_aval = prim.shape_rule(*[a.aval for a in atoms], **params)
-    src = trace.source_info
-    if src is None:
-        # the user's frame: the innermost one that is not fungrad's (inlined user_location)
-        frame = sys._getframe(2)
-        internal = _internal_code
-        while frame is not None:
-            code = frame.f_code
-            flag = internal.get(code)
-            if flag is None:
-                flag = _is_internal(code)
-            if not flag:
-                src = SourceInfo(code, frame.f_lasti)
-                break
-            frame = frame.f_back
-    if prim.multiple_results:
-        outvars = [Var(a) for a in out_aval]
-        trace.eqns.append(Eqn(prim, atoms, outvars, params, src))
-        return tuple(Tracer(trace, v) for v in outvars)
-    outvar = Var(out_aval)
-    trace.eqns.append(Eqn(prim, atoms, (outvar,), params, src))
-    return Tracer(trace, outvar)
-
-
-core._bind = bind
-
-
-def _checked_impl(prim: core.Primitive, args: tuple, params: dict) -> Any:
-    from .interpreter import check_outputs
-    with np.errstate(all="ignore"):
-        out = prim.impl(*args, **params)
-    check_outputs(prim, args, out, user_location(3), _config.debug_nans, _config.debug_infs)
-    return out
-
-
-class new_trace:
-    """Context manager: make `trace` the recording trace for the block."""
-    __slots__ = ("trace", "_token")
-
-    def __init__(self, trace: Trace):
-        self.trace = trace
-
-    def __enter__(self) -> Trace:
-        self._token = _current_trace.set(self.trace)
-        return self.trace
+class new_trace(trace_context):
+    """Context manager: make `trace` the recording trace for the block; the trace is
+    done (its tracers may no longer be used) when the block ends."""
+    __slots__ = ()
 
     def __exit__(self, *exc) -> None:
-        _current_trace.reset(self._token)
+        super().__exit__(*exc)
         self.trace.done = True
 
 
@@ -548,7 +511,6 @@ def make_jaxpr(fun: Callable, static_argnums: int | Sequence[int] = (),
         closed = trace_to_jaxpr(flat_fun, avals)
         if return_shape:
             out_tree, _ = out_tree_box[0]
-            import types
             shapes = out_tree.unflatten([types.SimpleNamespace(shape=a.shape, dtype=a.dtype)
                                          for a in closed.out_avals])
             return closed, shapes

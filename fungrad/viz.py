@@ -25,7 +25,7 @@ from typing import Any, Callable, Iterable, Sequence
 
 import numpy as np
 
-from .core import ClosedJaxpr, Jaxpr, Literal, Var, _fmt_param, var_names
+from .core import ClosedJaxpr, Jaxpr, Literal, Var, _fmt_param, register_svg_renderer, var_names
 from .errors import FungradTypeError, FungradValueError
 
 __all__ = ["to_dot", "to_svg", "draw", "vjp_to_dot", "draw_vjp", "have_graphviz"]
@@ -353,3 +353,5 @@ def draw_vjp(fun: Callable, *primals: Any, path: str | os.PathLike, quiet: bool 
     `fun`'s derivative in one picture.  Returns the path written."""
     return draw(vjp_to_dot(fun, *primals, title=title), path, quiet=quiet)
 
+
+register_svg_renderer(to_svg)  # notebooks show a ClosedJaxpr as this picture

@@ -23,6 +23,7 @@ from typing import Any, Callable, Sequence
 
 import numpy as np
 
+from .._version import __version__
 from ..config import config
 from ..interpreter import eval_jaxpr
 from .codegen import CODEGEN_VERSION, HELPERS, CodegenError, KernelSource, generate
@@ -42,7 +43,6 @@ _PRELUDE = "import math\nimport numpy as np\nimport numba\n"
 
 def _versions() -> str:
     import numba
-    from .. import __version__
     # the LLVM optimization level too: kernels compiled at NUMBA_OPT=0 (tests) must
     # never be loaded by a process that expects optimized code
     return f"fungrad {__version__} numba {numba.__version__} numpy {np.__version__} " \

@@ -41,6 +41,7 @@ from ..core import ClosedJaxpr, Jaxpr, Primitive, ShapedArray, Var
 from ..errors import FungradTypeError, FungradValueError, describe_function, format_location, \
     user_location
 from ..pytree import PyTreeDef, tree_flatten
+from ..interpreter import eval_concrete
 from ..tracing import Tracer, aval_of, trace_to_jaxpr
 from ._util import bdim_to_front, is_float, move_axis_to_front
 
@@ -110,15 +111,6 @@ def _types(avals: Sequence[ShapedArray]) -> str:
     return "(" + ", ".join(str(a) for a in avals) + ")"
 
 
-def _eval_concrete(jaxpr: Jaxpr, args: Sequence) -> list:
-    """Evaluate a sub-jaxpr on NumPy values, whatever trace is current (impl rules run
-    inside traces when a concrete value is read on demand)."""
-    from ..interpreter import eval_jaxpr
-    token = tracing._current_trace.set(None)
-    try:
-        return eval_jaxpr(jaxpr, (), *args)
-    finally:
-        tracing._current_trace.reset(token)
 
 
 def _inline(jaxpr: Jaxpr, args: Sequence) -> list:
@@ -158,7 +150,7 @@ cond_p = Primitive("cond", multiple_results=True)
 
 def _cond_impl(index, *operands, branches):
     i = builtins.min(builtins.max(int(index), 0), len(branches) - 1)
-    return tuple(_eval_concrete(branches[i].jaxpr, operands))
+    return tuple(eval_concrete(branches[i].jaxpr, operands))
 
 
 def _cond_shape(index, *operands, branches):
@@ -361,8 +353,8 @@ while_p = Primitive("while", multiple_results=True)
 
 def _while_impl(*args, cond_jaxpr, body_jaxpr, cond_nconsts, body_nconsts):
     cond_consts, body_consts, carry = _split(args, cond_nconsts, body_nconsts)
-    while bool(_eval_concrete(cond_jaxpr.jaxpr, cond_consts + carry)[0]):
-        carry = _eval_concrete(body_jaxpr.jaxpr, body_consts + carry)
+    while bool(eval_concrete(cond_jaxpr.jaxpr, cond_consts + carry)[0]):
+        carry = eval_concrete(body_jaxpr.jaxpr, body_consts + carry)
     return tuple(carry)
 
 
@@ -616,9 +608,9 @@ while_tape_p = Primitive("while_tape")
 def _while_tape_impl(*args, cond_jaxpr, body_jaxpr, cond_nconsts, body_nconsts):
     cond_consts, body_consts, carry = _split(args, cond_nconsts, body_nconsts)
     steps = []
-    while bool(_eval_concrete(cond_jaxpr.jaxpr, cond_consts + carry)[0]):
+    while bool(eval_concrete(cond_jaxpr.jaxpr, cond_consts + carry)[0]):
         steps.append(carry)
-        carry = _eval_concrete(body_jaxpr.jaxpr, body_consts + carry)
+        carry = eval_concrete(body_jaxpr.jaxpr, body_consts + carry)
     tape = np.empty((), dtype=object)
     tape[()] = steps
     return tape
@@ -691,7 +683,7 @@ def _while_tape_vjp_impl(*args, cond_jaxpr, body_jaxpr, cond_nconsts, body_ncons
         it = iter(ct_carry)
         cts_out = [next(it) if f else np.zeros(np.shape(x), aval_of(x).dtype)
                    for x, f in zip(carry, floats)]
-        cts_in = _eval_concrete(vjp_body, list(body_consts) + list(carry) + cts_out)
+        cts_in = eval_concrete(vjp_body, list(body_consts) + list(carry) + cts_out)
         ct_consts = [a + b for a, b in zip(ct_consts, cts_in[:n_cf], strict=True)]
         ct_carry = cts_in[n_cf:]
     return tuple(ct_consts) + tuple(ct_carry)
@@ -810,7 +802,7 @@ def _scan_impl(*args, jaxpr, num_consts, num_carry, length, reverse):
     ys: list = [[] for _ in y_avals]
     steps = range(length - 1, -1, -1) if reverse else range(length)
     for i in steps:
-        outs = _eval_concrete(jaxpr.jaxpr, consts + carry + [x[i] for x in xs])
+        outs = eval_concrete(jaxpr.jaxpr, consts + carry + [x[i] for x in xs])
         carry = outs[:num_carry]
         for acc, y in zip(ys, outs[num_carry:], strict=True):
             acc.append(y)
