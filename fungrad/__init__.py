@@ -15,15 +15,12 @@ from .errors import (ConcretizationError, FungradError, TracerArrayConversionErr
                      TracerBoolConversionError, TracerIntegerConversionError,
                      UnexpectedTracerError)
 from .lax import stop_gradient  # noqa: F401
-from .tracing import make_jaxpr  # noqa: F401
-from .transforms.ad import (grad, hessian, jacfwd, jacobian, jacrev, jvp, linearize,  # noqa: F401
-                            value_and_grad, vjp)
-from .transforms.vmap import vmap  # noqa: F401
+from .api import (grad, hessian, jacfwd, jacobian, jacrev, jit, jvp, linear_transpose,  # noqa: F401
+                  linearize, make_jaxpr, value_and_grad, vjp, vmap)
 from . import nn, viz  # noqa: F401,E402  (activations/losses; graph pictures)
-from .jit import jit  # noqa: F401
+from .caches import clear_caches  # noqa: F401,E402  (every in-process cache)
 from .config import config  # noqa: F401,E402  (fungrad.config.update("debug_nans", True))
-from .custom_derivatives import custom_jvp, custom_vjp  # noqa: F401,E402
-from .checkpoint import checkpoint, checkpoint_policies, linear_transpose, remat  # noqa: F401,E402
+from .hop import checkpoint, checkpoint_policies, custom_jvp, custom_vjp, remat  # noqa: F401,E402
 from .errors import FungradFloatingPointError  # noqa: F401,E402
 from . import extend  # noqa: F401,E402  (Primitive and helpers for user-defined primitives)
 from . import testing  # noqa: F401,E402  (check_grads, numerical_jvp; strategies import hypothesis lazily)
@@ -50,4 +47,4 @@ __all__ = ["grad", "value_and_grad", "vjp", "jvp", "linearize", "jacfwd", "jacre
            "extend", "TracerBoolConversionError", "ConcretizationError",
            "TracerArrayConversionError", "TracerIntegerConversionError",
            "UnexpectedTracerError", "FungradFloatingPointError", "Array", "device_put",
-           "block_until_ready"]
+           "block_until_ready", "clear_caches"]

@@ -17,6 +17,10 @@ from typing import Any, Callable, Sequence
 
 import numpy as np
 
+import fungrad as fg
+import fungrad.numpy as fnp
+from fungrad import nn, viz
+
 __all__ = ["main"]
 
 
@@ -25,9 +29,6 @@ class _UsageError(Exception):
 
 
 def _namespace() -> dict:
-    import fungrad as fg
-    import fungrad.numpy as fnp
-    from fungrad import nn
     return {"fg": fg, "fnp": fnp, "np": np, "nn": nn}
 
 
@@ -81,13 +82,11 @@ def _show(value: Any) -> str:
 
 
 def _cmd_grad(args) -> str:
-    import fungrad as fg
     fun, values = _function(args.expr), [_argument(a) for a in args.args]
     return _show(fg.grad(fun, argnums=_argnums(args.argnums, len(values)))(*values))
 
 
 def _cmd_jacobian(args) -> str:
-    import fungrad as fg
     fun, values = _function(args.expr), [_argument(a) for a in args.args]
     return _show(fg.jacobian(fun, argnums=_argnums(args.argnums, len(values)))(*values))
 
@@ -98,8 +97,6 @@ def _cmd_value(args) -> str:
 
 
 def _cmd_jaxpr(args) -> str:
-    import fungrad as fg
-    from fungrad import viz
     fun, values = _function(args.expr), [_argument(a) for a in args.args]
     target = fg.grad(fun, argnums=_argnums(args.argnums, len(values))) if args.grad else fun
     closed = fg.make_jaxpr(target)(*values)

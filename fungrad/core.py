@@ -23,6 +23,7 @@ from typing import Any, Callable, Sequence
 
 import numpy as np
 
+from .caches import new_cache
 from .config import config
 from .errors import (FungradFloatingPointError, FungradNotImplementedError, FungradTypeError,
                      format_location, user_location)
@@ -96,14 +97,12 @@ class ShapedArray:
             key = (value.shape, value.dtype)
             aval = _AVALS.get(key)
             if aval is None:
-                if len(_AVALS) > 4096:
-                    _AVALS.clear()
-                aval = _AVALS[key] = ShapedArray(value.shape, value.dtype)
+                aval = _AVALS.put(key, ShapedArray(value.shape, value.dtype))
             return aval
         if isinstance(value, np.generic):
             aval = _SCALAR_AVALS.get(value.dtype)
             if aval is None:
-                aval = _SCALAR_AVALS[value.dtype] = ShapedArray((), value.dtype)
+                aval = _SCALAR_AVALS.put(value.dtype, ShapedArray((), value.dtype))
             return aval
         if isinstance(value, bool):
             return _PY_SCALAR_AVALS[bool]
@@ -120,10 +119,8 @@ class ShapedArray:
         return ShapedArray(arr.shape, arr.dtype)
 
 
-_AVALS: dict = {}   # interned avals of concrete arrays (ShapedArray is immutable)
-
-
-_SCALAR_AVALS: dict = {}
+_AVALS = new_cache("core.avals", 4096)   # interned avals of arrays (ShapedArray is immutable)
+_SCALAR_AVALS = new_cache("core.scalar_avals", 64)
 _PY_SCALAR_AVALS = {bool: ShapedArray((), np.bool_), int: ShapedArray((), np.int64),
                     float: ShapedArray((), np.float64), complex: ShapedArray((), np.complex128)}
 
@@ -300,6 +297,12 @@ class AbstractTracer:
 
 RULE_KINDS = ("impl", "shape", "jvp", "vjp", "vmap", "emit")
 
+# what a primitive is (Primitive(kind=...)): elementwise maps, structural shape
+# changes, reductions and cumulative scans, gather/scatter, linear algebra, calls of a
+# sub-jaxpr (custom rules, checkpoint), structured control flow, and anything else
+KINDS = ("elementwise", "shape", "reduction", "cumulative", "indexing", "linalg", "call",
+         "control", "other")
+
 
 class Primitive:
     """A named operation; its rules are attached right below its definition.
@@ -314,16 +317,33 @@ class Primitive:
 
     A primitive with `multiple_results=True` returns a tuple from impl/shape,
     and its jvp/vjp rules take and return tuples for the outputs.
+
+    `kind` says what the primitive is, so that passes dispatch on declared data
+    instead of names (one of `KINDS`): an "elementwise" primitive maps each
+    element (or a 0-d operand, to every element) on its own, so it fuses into
+    loops; a "call" primitive evaluates the sub-jaxpr in its `call_jaxpr_param`
+    parameter and may be inlined by it.
     """
 
-    def __init__(self, name: str, *, multiple_results: bool = False):
+    def __init__(self, name: str, *, kind: str = "other", multiple_results: bool = False,
+                 call_jaxpr_param: str | None = None):
+        if kind not in KINDS:
+            raise FungradTypeError(
+                f"Primitive({name!r}): kind must be one of {', '.join(KINDS)}, got {kind!r}")
+        if (kind == "call") != (call_jaxpr_param is not None):
+            raise FungradTypeError(
+                f"Primitive({name!r}): a kind='call' primitive names its sub-jaxpr parameter "
+                "with call_jaxpr_param=..., and only such a primitive")
         self.name = name
+        self.kind = kind
         self.multiple_results = multiple_results
+        self.call_jaxpr_param = call_jaxpr_param
         self.rules: dict[str, Callable] = {}
         self.impl: Callable | None = None
         self.shape_rule: Callable | None = None
-        # tangent/cotangent rules may ignore inputs that are not differentiable
-        self.nondiff: bool = False
+        # rule options, declared with the rule (def_jvp(..., symbolic_zeros=True))
+        self.jvp_symbolic_zeros = False   # the jvp rule takes `Zero` tangents as they are
+        self.vjp_wants_active = False     # the vjp rule takes `active=` (which inputs need one)
 
     def __repr__(self) -> str:
         return f"Primitive({self.name})"
@@ -358,10 +378,12 @@ class Primitive:
         self.shape_rule = fn
         return self._def("shape", fn)
 
-    def def_jvp(self, fn: Callable) -> Callable:
+    def def_jvp(self, fn: Callable, *, symbolic_zeros: bool = False) -> Callable:
+        self.jvp_symbolic_zeros = symbolic_zeros
         return self._def("jvp", fn)
 
-    def def_vjp(self, fn: Callable) -> Callable:
+    def def_vjp(self, fn: Callable, *, wants_active: bool = False) -> Callable:
+        self.vjp_wants_active = wants_active
         return self._def("vjp", fn)
 
     def def_vmap(self, fn: Callable) -> Callable:
@@ -560,7 +582,7 @@ def _param_key(v: Any) -> Any:
 _SIMPLE = (int, str, bool, float, np.dtype, type(None))
 
 
-_PLAIN: dict = {}   # nested tuples of plain values already checked (their own key)
+_PLAIN = new_cache("core.plain_params", 65536)   # nested tuples of plain values (their own key)
 
 
 def _params_key(params: dict) -> tuple:
@@ -573,8 +595,8 @@ def _params_key(params: dict) -> tuple:
             plain = _PLAIN.get(v)
             if plain is None:
                 plain = _param_key(v)
-                if plain == v and len(_PLAIN) < 65536:
-                    _PLAIN[v] = v
+                if plain == v:
+                    _PLAIN.put(v, v)
             out.append((k, plain))
         else:
             out.append((k, _param_key(v)))

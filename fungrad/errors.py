@@ -10,6 +10,8 @@ from __future__ import annotations
 import os
 import sys
 
+from .caches import new_cache
+
 __all__ = [
     "FungradError", "FungradTypeError", "FungradValueError", "FungradIndexError",
     "FungradNotImplementedError", "TracerBoolConversionError", "ConcretizationError",
@@ -67,7 +69,7 @@ _PKG_DIR = os.path.dirname(os.path.abspath(__file__)) + os.sep
 # Modules inside the package that hold *user-level* code (examples, the tour):
 # their frames count as the user's.
 _USER_MODULES = ("tour.py", "__main__.py", "testing.py")
-_internal_code: dict = {}
+_internal_code = new_cache("errors.internal_code", 65536)   # code object -> fungrad's own?
 
 
 def _is_internal(code) -> bool:
@@ -77,7 +79,7 @@ def _is_internal(code) -> bool:
         internal = name.startswith(_PKG_DIR) and not name.endswith(_USER_MODULES)
         internal = internal or name.startswith("<frozen ") or name.endswith(
             ("contextlib.py", "functools.py"))
-        _internal_code[code] = internal
+        _internal_code.put(code, internal)
     return internal
 
 

@@ -8,7 +8,7 @@ block (see docs/extending.md for the full walk-through):
     from fungrad import lax
     from fungrad.extend import Primitive, elementwise_vmap, same_shape
 
-    softclip_p = Primitive("softclip")             # softclip(x) = x / (1 + |x|)
+    softclip_p = Primitive("softclip", kind="elementwise")             # softclip(x) = x / (1 + |x|)
 
     def softclip(x):
         return softclip_p.bind(x)
@@ -32,6 +32,8 @@ Rule signatures (the same for every primitive):
 | vmap  | (axis_size, args, dims, **params)       | (out, out_dim)                   |
 | emit  | (*input_names, **params)                | NumPy expression text for numba  |
 
+Declare what the primitive is with `Primitive(name, kind=...)` (`core.KINDS`): a
+`kind="elementwise"` primitive with an `emit` rule fuses into compiled loops.
 A primitive without an `emit` rule still runs under `jit` (its program runs in
 the interpreter, with a warning); one without a jvp/vjp rule raises an error
 naming the missing rule when differentiated.
@@ -39,8 +41,8 @@ naming the missing rule when differentiated.
 from __future__ import annotations
 
 from .core import ClosedJaxpr, Jaxpr, Primitive, ShapedArray
-from .lax._util import (bdim_to_front, elementwise_vmap, is_float, move_axis_to_front,
-                        nondifferentiable, same_shape)
+from .lax._util import is_float, nondifferentiable, same_shape
+from .lax.base import bdim_to_front, elementwise_vmap, move_axis_to_front
 from .tracing import aval_of, is_tracer
 from .transforms.util import Zero
 

@@ -101,7 +101,7 @@ def eval_jaxpr_checked(jaxpr: Jaxpr, consts: Sequence[Any], args: Sequence[Any],
             outs = prim.impl(*ins, **eqn.params)
         out_list = outs if prim.multiple_results else (outs,)
         if _bad_values(out_list, nans, infs) is not None:
-            sub = getattr(prim, "call_jaxpr_param", None)
+            sub = prim.call_jaxpr_param
             if sub is not None:  # a call (custom rule, checkpoint): blame the inner equation
                 eval_jaxpr_checked(eqn.params[sub], (), ins, nans, infs)
             names = var_names(jaxpr)

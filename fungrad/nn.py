@@ -32,6 +32,7 @@ import numpy as np
 from . import lax
 from . import numpy as fnp
 from .errors import FungradTypeError, FungradValueError
+from .lax.elementwise import stop_gradient
 from .tracing import Tracer, aval_of
 
 __all__ = [
@@ -80,7 +81,6 @@ def _max(x, axis, keepdims: bool):
 
 def _shift(x, axis, keepdims=True):
     """max(x) along axis as a constant (stop_gradient), 0 where it is not finite."""
-    from .lax import stop_gradient
     m = stop_gradient(_max(x, axis, keepdims))
     return fnp.where(fnp.isfinite(m), m, 0.0)
 

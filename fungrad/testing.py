@@ -24,7 +24,11 @@ from typing import Callable, Sequence
 import numpy as np
 
 from .errors import FungradTypeError, FungradValueError, describe_function
+from . import numpy as fnp
+from .api import jvp, vjp
+from .core import ShapedArray
 from .pytree import tree_flatten, tree_map
+from .tracing import make_jaxpr
 
 __all__ = ["check_grads", "check_jvp", "check_vjp", "numerical_jvp", "default_tolerance",
            "default_eps", "arrays", "shapes", "broadcastable_shapes", "pytrees_of_arrays",
@@ -156,7 +160,6 @@ def _assert_dtypes(values, like, what: str) -> None:
 def check_jvp(f: Callable, args: Sequence, *, eps=None, atol=None, rtol=None,
               rng: np.random.Generator | None = None, err_msg: str = "") -> None:
     """`jvp(f, args, t)` against central finite differences, for a random t."""
-    from .transforms.ad import jvp
     args = tuple(args)
     rng = np.random.default_rng(0) if rng is None else rng
     tol = default_tolerance(args)
@@ -175,7 +178,6 @@ def check_vjp(f: Callable, args: Sequence, *, eps=None, atol=None, rtol=None,
               against_jvp: bool = True) -> None:
     """The dot-product identity <ct, J t> = <J^T ct, t> for random t and ct, with
     J t from finite differences and (if `against_jvp`) from `jvp`."""
-    from .transforms.ad import jvp, vjp
     args = tuple(args)
     rng = np.random.default_rng(1) if rng is None else rng
     tol = default_tolerance(args)
@@ -214,7 +216,6 @@ def check_grads(f: Callable, args: Sequence, order: int = 2,
 
     >>> check_grads(fnp.sin, (np.linspace(0, 1, 4),), order=2)
     """
-    from .transforms.ad import jvp, vjp
     modes = tuple(modes)
     for m in modes:
         if m not in ("fwd", "rev"):
@@ -331,7 +332,6 @@ class Program:
     source: str = ""
 
     def fun(self, *args):
-        from . import numpy as fnp
         env = list(args)
         for op, ins, param in self.steps:
             env.append(_OPS[op].apply(fnp, [env[i] for i in ins], param, self.consts))
@@ -340,7 +340,6 @@ class Program:
 
     def loss(self, *args):
         """A real scalar: the sum of every output's elements times sin of itself."""
-        from . import numpy as fnp
         total = 0.0
         for leaf in tree_flatten(self.fun(*args))[0]:
             total = total + fnp.sum(leaf * fnp.sin(leaf))
@@ -348,7 +347,6 @@ class Program:
 
     @property
     def out_avals(self):
-        from .tracing import make_jaxpr
         return make_jaxpr(self.fun)(*self.args).out_avals
 
     def __str__(self) -> str:
@@ -657,7 +655,6 @@ def programs(dtype=np.float64, max_steps: int = 6, max_inputs: int = 3, max_dims
         if consts:
             lines.insert(0, "# " + ", ".join(f"C{i}: {c.dtype.name}{list(c.shape)}"
                                              for i, c in enumerate(consts)))
-        from .core import ShapedArray
         return Program(steps, args, [ShapedArray(a.shape, a.dtype) for a in args], consts, out,
                        "\n".join(lines))
 

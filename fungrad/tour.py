@@ -21,6 +21,7 @@ import numpy as np
 import fungrad as fg
 import fungrad.numpy as fnp
 from fungrad import nn, viz
+from fungrad.tracing import Tracer
 
 __all__ = ["main"]
 
@@ -269,7 +270,6 @@ rows = [pullback(np.array([1.0, 0.0]))[0], pullback(np.array([0.0, 1.0]))[0]]"""
             "tensor([13., 13.], grad_fn=<CopySlices>)\ntensor([4., 3.])\ntensor([2., 6.])")
     _check("rows from the pullback equal the jacobian", np.array_equal(rows, j))
     try:
-        from fungrad.tracing import Tracer
         has_setitem = hasattr(Tracer, "__setitem__")
     except ImportError:  # pragma: no cover
         has_setitem = False

@@ -36,7 +36,7 @@ from .config import config as _config
 from .pytree import tree_flatten
 
 __all__ = ["Trace", "Tracer", "trace_to_jaxpr", "make_jaxpr", "current_trace",
-           "is_tracer", "aval_of", "new_trace"]
+           "is_tracer", "aval_of", "as_value", "new_trace"]
 
 _NO_VALUE = object()
 _STORE_SUBSCR = __import__("dis").opmap["STORE_SUBSCR"]
@@ -414,6 +414,20 @@ def _lift_to(x: "Tracer", root: Trace) -> "Tracer | None":
                 env[v] = o
     out = env[x._var]
     return out if isinstance(out, Tracer) else None
+
+
+def as_value(x: Any) -> Any:
+    """A leaf as fungrad sees it: tracers stay, everything else becomes an ndarray."""
+    if isinstance(x, Tracer):
+        return x
+    if isinstance(x, np.ndarray):
+        return x
+    arr = np.asarray(x)
+    if arr.dtype == object:
+        raise FungradTypeError(
+            f"a value of type {type(x).__name__} is not an array; arguments must be "
+            "arrays, scalars, or pytrees (tuple, list, dict) of them")
+    return arr
 
 
 def is_tracer(x: Any) -> bool:

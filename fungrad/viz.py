@@ -27,6 +27,10 @@ import numpy as np
 
 from .core import ClosedJaxpr, Jaxpr, Literal, Var, _fmt_param, register_svg_renderer, var_names
 from .errors import FungradTypeError, FungradValueError
+from .core import _names
+from .tracing import make_jaxpr
+from .transforms.ad import partial_eval_jaxpr, vjp_jaxpr
+from .transforms.simplify import simplify_jaxpr
 
 __all__ = ["to_dot", "to_svg", "draw", "vjp_to_dot", "draw_vjp", "have_graphviz"]
 
@@ -267,7 +271,6 @@ def vjp_to_dot(fun: Callable, *primals: Any, title: str | None = None,
 def _continued_names(fwd: Jaxpr, bwd: Jaxpr, n_out: int, n_res: int) -> dict[int, str]:
     """Names for the backward jaxpr: residuals keep their forward names, new
     variables continue after the forward's last name (no name means two things)."""
-    from .core import _names
     fwd_names = var_names(fwd)
     names: dict[int, str] = {}
     for r in range(n_res):
@@ -290,9 +293,6 @@ def _continued_names(fwd: Jaxpr, bwd: Jaxpr, n_out: int, n_res: int) -> dict[int
 def _vjp_parts(fun, primals):
     """(forward ClosedJaxpr, backward Jaxpr, n_residuals, n_outputs, n_wrt), built
     exactly as `fungrad.vjp` builds them."""
-    from .tracing import make_jaxpr
-    from .transforms.ad import partial_eval_jaxpr, vjp_jaxpr
-    from .transforms.simplify import simplify_jaxpr
     closed = make_jaxpr(fun)(*primals)
     j = closed.jaxpr
     n_in, n_out = len(j.invars), len(j.outvars)

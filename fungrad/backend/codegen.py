@@ -45,7 +45,7 @@ from typing import Any
 import numpy as np
 
 from ..core import Jaxpr, Literal, Var, pp_eqn, var_names
-from ..lax import elementwise as _elementwise
+from ..transforms.inline import inline_calls_jaxpr
 
 __all__ = ["KernelSource", "generate", "CodegenError", "HELPERS", "CODEGEN_VERSION"]
 
@@ -133,14 +133,6 @@ def _erfinv(y):
 # primitive families
 # ---------------------------------------------------------------------------
 
-def _elementwise_names() -> set[str]:
-    from ..core import Primitive
-    names = {v.name for v in vars(_elementwise).values()
-             if isinstance(v, Primitive) and v.has_rule("emit") and not v.multiple_results}
-    return names
-
-
-_ELEMENTWISE = _elementwise_names()
 _NP_DTYPE = {np.dtype(np.bool_): "np.bool_"}
 
 
@@ -210,7 +202,7 @@ def _is_fusable(eqn) -> bool:
     name = eqn.prim.name
     if eqn.prim.multiple_results or len(eqn.outputs) != 1:
         return False
-    if name in _ELEMENTWISE or getattr(eqn.prim, "elementwise", False):
+    if eqn.prim.kind == "elementwise":
         return eqn.prim.has_rule("emit") and all(
             x.aval.shape in ((), eqn.outputs[0].aval.shape) for x in eqn.inputs)
     if name == "dot_general":
@@ -467,7 +459,7 @@ class _Gen:
             return f"{np_dtype(out.dtype)}({idx[p['dimension']]})"
         if _is_relabel(eqn):
             return self.read_in_group(eqn.inputs[0], g)
-        if name in _ELEMENTWISE or getattr(eqn.prim, "elementwise", False):
+        if eqn.prim.kind == "elementwise" and eqn.prim.has_rule("emit"):
             return _scalar_emit(eqn, [self.read_in_group(x, g) for x in eqn.inputs])
         x = eqn.inputs[0]
         if name == "broadcast_in_dim":
@@ -705,7 +697,6 @@ class _Gen:
         """Inline code of a sub-jaxpr (a loop body, a branch) reading `in_exprs`:
         (lines at the kernel's base indent, output expressions, whether each output is
         an array the sub-code allocated)."""
-        from ..transforms.inline import inline_calls_jaxpr
         jaxpr = inline_calls_jaxpr(closed.jaxpr)
         if jaxpr.constvars or getattr(closed, "consts", ()):
             raise CodegenError("a control-flow sub-jaxpr with constants is not compiled",
@@ -839,7 +830,6 @@ class _Gen:
 
 def generate(jaxpr: Jaxpr) -> KernelSource:
     """The kernel source of `jaxpr` (raises CodegenError for an equation it cannot lower)."""
-    from ..transforms.inline import inline_calls_jaxpr  # custom_jvp/vjp and checkpoint calls
     jaxpr = inline_calls_jaxpr(jaxpr)
     gen = _Gen(jaxpr)
     body_rets, literal_outs = gen.generate()

@@ -25,7 +25,7 @@ import numpy as np
 
 from .._version import __version__
 from ..config import config
-from ..interpreter import eval_jaxpr
+from ..interpreter import eval_jaxpr, owned_array
 from .codegen import CODEGEN_VERSION, HELPERS, CodegenError, KernelSource, generate
 
 __all__ = ["Kernel", "compile_jaxpr", "FungradKernelWarning", "stats"]
@@ -282,8 +282,7 @@ def _numba_errors() -> tuple:
 
 
 def _interpret(jaxpr, consts, args) -> list:
-    from . import finalize
-    return [finalize(x) for x in eval_jaxpr(jaxpr, consts, *args)]
+    return [owned_array(x) for x in eval_jaxpr(jaxpr, consts, *args)]
 
 
 def _failing_primitive(jaxpr, ks, e) -> str:

@@ -1,4 +1,5 @@
-"""Shared shape, batching and rule helpers for the primitive blocks."""
+"""Shape and rule helpers for the primitive blocks that need no primitive (the batching
+helpers, which do, are in base.py)."""
 from __future__ import annotations
 
 import numpy as np
@@ -7,8 +8,8 @@ from ..core import ShapedArray
 from ..errors import FungradTypeError
 from ..tracing import Tracer, aval_of
 
-__all__ = ["same_shape", "binary_shape", "elementwise_vmap", "coerce_scalars",
-           "nondifferentiable", "is_float", "move_axis_to_front", "bdim_to_front"]
+__all__ = ["same_shape", "binary_shape", "bool_shape", "coerce_scalars", "nondifferentiable",
+           "is_float"]
 
 
 def is_float(dtype) -> bool:
@@ -59,52 +60,3 @@ def nondifferentiable(*args, **params):
 
 
 nondifferentiable.nondiff = True
-
-
-
-def move_axis_to_front(x, axis: int):
-    """Move `axis` of x to position 0 (a transpose, or nothing)."""
-    from . import shape as lax_shape
-    if axis == 0:
-        return x
-    perm = (axis,) + tuple(i for i in range(np.ndim(x) if not isinstance(x, Tracer)
-                                           else x.ndim) if i != axis)
-    return lax_shape.transpose(x, perm)
-
-
-def bdim_to_front(axis_size: int, x, dim):
-    """x with its batch dimension first; unbatched x is broadcast to the batch."""
-    from . import shape as lax_shape
-    if dim is None:
-        shape = aval_of(x).shape
-        return lax_shape.broadcast_in_dim(x, (axis_size,) + shape,
-                                          tuple(range(1, len(shape) + 1)))
-    return move_axis_to_front(x, dim)
-
-
-def elementwise_vmap(prim):
-    """Batching rule for elementwise primitives (operands may be 0-d scalars)."""
-    def rule(axis_size, args, dims, **params):
-        ndims = [aval_of(a).ndim - (d is not None) for a, d in zip(args, dims)]
-        full = max(ndims)
-        moved = []
-        for a, d, nd in zip(args, dims, ndims):
-            if d is None and nd == 0:
-                moved.append(a)          # an unbatched scalar applies to every element
-            elif d is None:
-                moved.append(bdim_to_front(axis_size, a, None))
-            else:
-                a = move_axis_to_front(a, d)
-                if nd < full:            # a batched scalar against batched arrays
-                    from . import shape as lax_shape
-                    target = None
-                    for b, dd, n2 in zip(args, dims, ndims):
-                        if n2 == full:
-                            target = aval_of(b).shape
-                            if dd is not None:
-                                target = target[:dd] + target[dd + 1:]
-                            break
-                    a = lax_shape.broadcast_in_dim(a, (axis_size,) + target, (0,))
-                moved.append(a)
-        return prim.bind(*moved, **params), 0
-    return rule

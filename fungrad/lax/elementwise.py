@@ -15,8 +15,10 @@ import numpy as np
 
 from ..core import Primitive, ShapedArray
 from ..errors import FungradTypeError
-from ._util import (binary_shape, bool_shape, coerce_scalars, elementwise_vmap, is_float,
-                    nondifferentiable, same_shape)
+from ..pytree import tree_map
+from ..tracing import Tracer, aval_of
+from ._util import binary_shape, bool_shape, coerce_scalars, is_float, nondifferentiable, same_shape
+from .base import broadcast_in_dim, elementwise_vmap, full, reduce_sum, zeros_like_aval
 
 __all__ = [
     "neg", "add", "sub", "mul", "div", "rem", "pow", "integer_pow", "max", "min", "abs",
@@ -24,8 +26,8 @@ __all__ = [
     "tan", "asin", "acos", "atan", "atan2", "sinh", "cosh", "tanh", "asinh", "acosh", "atanh",
     "logistic", "erf", "erfc", "erf_inv", "lgamma", "digamma", "polygamma", "floor", "ceil", "round",
     "is_finite", "eq", "ne", "lt", "le", "gt", "ge", "bitwise_and", "bitwise_or",
-    "bitwise_not", "bitwise_xor", "select", "convert_element_type", "square",
-    "zeros_like_aval", "safe_mul", "nextafter", "bce_with_logits", "softplus",
+    "bitwise_not", "bitwise_xor", "select", "square",
+    "safe_mul", "nextafter", "bce_with_logits", "softplus",
 ]
 
 # NOTE: `max`, `min`, `abs`, `pow`, `round` shadow builtins inside this module on
@@ -44,11 +46,6 @@ def _special(name):
     return fn
 
 
-def zeros_like_aval(aval: ShapedArray):
-    from .shape import full
-    return full(aval.shape, 0, aval.dtype)
-
-
 def safe_mul(t, deriv):
     """t * deriv, but 0 where t == 0 (a zero cotangent wins over inf/nan)."""
     # Only a non-finite `deriv` is masked, and only where t == 0.  The product stays
@@ -60,19 +57,17 @@ def safe_mul(t, deriv):
 
 
 def _zero(x):
-    from ..tracing import aval_of
     return aval_of(x).dtype.type(0)
 
 
 def _zero_array(x):
-    from ..tracing import aval_of
     return zeros_like_aval(aval_of(x))
 
 
 def _unary(name, impl, emit, *, jvp=None, float_only=True):
     """Declare an elementwise unary primitive with `jvp(t, x, out)`; its vjp is the
     same linear map applied to the cotangent (elementwise => self-adjoint)."""
-    p = Primitive(name)
+    p = Primitive(name, kind="elementwise")
     p.def_impl(impl)
 
     def shape(x, **params):
@@ -88,9 +83,22 @@ def _unary(name, impl, emit, *, jvp=None, float_only=True):
     return p
 
 
+def _binary(name, impl, emit, *, jvp, vjp):
+    """Declare a strict binary elementwise primitive (a 0-d operand applies to every
+    element): its impl, emit text, and jvp/vjp rules; shape and vmap are shared."""
+    p = Primitive(name, kind="elementwise")
+    p.def_impl(impl)
+    p.def_shape(binary_shape(name))
+    p.def_vmap(elementwise_vmap(p))
+    p.def_emit(emit)
+    p.def_jvp(jvp)
+    p.def_vjp(vjp)
+    return p
+
+
 # --- arithmetic --------------------------------------------------------------
 
-neg_p = Primitive("neg")
+neg_p = Primitive("neg", kind="elementwise")
 neg_p.def_impl(np.negative)
 neg_p.def_shape(same_shape)
 neg_p.def_vmap(elementwise_vmap(neg_p))
@@ -105,54 +113,39 @@ def neg(x):
 
 def _sum_to(ct, aval):
     """Undo the implicit scalar broadcast of a 0-d operand."""
-    from ..tracing import aval_of
-    from .reduce import reduce_sum
     if aval.shape == () and aval_of(ct).shape != ():
         return reduce_sum(ct, tuple(range(aval_of(ct).ndim)))
     return ct
 
 
 def _aval(x):
-    from ..tracing import aval_of
     return aval_of(x)
 
 
-add_p = Primitive("add")
-add_p.def_impl(np.add)
-add_p.def_shape(binary_shape("add"))
-add_p.def_vmap(elementwise_vmap(add_p))
-add_p.def_emit(lambda x, y: f"({x} + {y})")
 # d(x + y) = dx + dy
-add_p.def_jvp(lambda tx, ty, x, y, *, out: add(tx, ty))
-add_p.def_vjp(lambda ct, x, y, *, out: (_sum_to(ct, _aval(x)), _sum_to(ct, _aval(y))))
+add_p = _binary("add", np.add, lambda x, y: f"({x} + {y})",
+                jvp=lambda tx, ty, x, y, *, out: add(tx, ty),
+                vjp=lambda ct, x, y, *, out: (_sum_to(ct, _aval(x)), _sum_to(ct, _aval(y))))
 
 
 def add(x, y):
     return add_p.bind(*coerce_scalars(x, y))
 
 
-sub_p = Primitive("sub")
-sub_p.def_impl(np.subtract)
-sub_p.def_shape(binary_shape("sub"))
-sub_p.def_vmap(elementwise_vmap(sub_p))
-sub_p.def_emit(lambda x, y: f"({x} - {y})")
-sub_p.def_jvp(lambda tx, ty, x, y, *, out: sub(tx, ty))
-sub_p.def_vjp(lambda ct, x, y, *, out: (_sum_to(ct, _aval(x)), _sum_to(neg(ct), _aval(y))))
+sub_p = _binary("sub", np.subtract, lambda x, y: f"({x} - {y})",
+                jvp=lambda tx, ty, x, y, *, out: sub(tx, ty),
+                vjp=lambda ct, x, y, *, out: (_sum_to(ct, _aval(x)), _sum_to(neg(ct), _aval(y))))
 
 
 def sub(x, y):
     return sub_p.bind(*coerce_scalars(x, y))
 
 
-mul_p = Primitive("mul")
-mul_p.def_impl(np.multiply)
-mul_p.def_shape(binary_shape("mul"))
-mul_p.def_vmap(elementwise_vmap(mul_p))
-mul_p.def_emit(lambda x, y: f"({x} * {y})")
 # d(x y) = dx y + x dy
-mul_p.def_jvp(lambda tx, ty, x, y, *, out: add(mul(tx, y), mul(x, ty)))
-mul_p.def_vjp(lambda ct, x, y, *, out: (_sum_to(mul(ct, y), _aval(x)),
-                                        _sum_to(mul(x, ct), _aval(y))))
+mul_p = _binary("mul", np.multiply, lambda x, y: f"({x} * {y})",
+                jvp=lambda tx, ty, x, y, *, out: add(mul(tx, y), mul(x, ty)),
+                vjp=lambda ct, x, y, *, out: (_sum_to(mul(ct, y), _aval(x)),
+                    _sum_to(mul(x, ct), _aval(y))))
 
 
 def mul(x, y):
@@ -168,16 +161,12 @@ def _div_impl(x, y):
     return np.true_divide(x, y)
 
 
-div_p = Primitive("div")
-div_p.def_impl(_div_impl)
-div_p.def_shape(binary_shape("div"))
-div_p.def_vmap(elementwise_vmap(div_p))
-div_p.def_emit(lambda x, y: f"({x} / {y})")
 # d(x / y) = dx / y - (x / y) dy / y
-div_p.def_jvp(lambda tx, ty, x, y, *, out: sub(div(tx, y), safe_mul(ty, div(out, y))))
-div_p.def_vjp(lambda ct, x, y, *, out: (
-    _sum_to(div(ct, y), _aval(x)),
-    _sum_to(neg(safe_mul(ct, div(out, y))), _aval(y))))
+div_p = _binary("div", _div_impl, lambda x, y: f"({x} / {y})",
+                jvp=lambda tx, ty, x, y, *, out: sub(div(tx, y), safe_mul(ty, div(out, y))),
+                vjp=lambda ct, x, y, *, out: (
+                    _sum_to(div(ct, y), _aval(x)),
+                    _sum_to(neg(safe_mul(ct, div(out, y))), _aval(y))))
 
 
 def div(x, y):
@@ -188,15 +177,11 @@ def _rem_impl(x, y):
     return np.fmod(x, y)  # sign of the dividend, like C and lax.rem
 
 
-rem_p = Primitive("rem")
-rem_p.def_impl(_rem_impl)
-rem_p.def_shape(binary_shape("rem"))
-rem_p.def_vmap(elementwise_vmap(rem_p))
-rem_p.def_emit(lambda x, y: f"np.fmod({x}, {y})")
 # rem(x, y) = x - y trunc(x / y): d = dx - trunc(x / y) dy
-rem_p.def_jvp(lambda tx, ty, x, y, *, out: sub(tx, mul(ty, round(div(sub(x, out), y)))))
-rem_p.def_vjp(lambda ct, x, y, *, out: (
-    _sum_to(ct, _aval(x)), _sum_to(neg(mul(ct, round(div(sub(x, out), y)))), _aval(y))))
+rem_p = _binary("rem", _rem_impl, lambda x, y: f"np.fmod({x}, {y})",
+                jvp=lambda tx, ty, x, y, *, out: sub(tx, mul(ty, round(div(sub(x, out), y)))),
+                vjp=lambda ct, x, y, *, out: (
+                    _sum_to(ct, _aval(x)), _sum_to(neg(mul(ct, round(div(sub(x, out), y)))), _aval(y))))
 
 
 def rem(x, y):
@@ -222,12 +207,11 @@ def _one(x):
 
 
 def _ones_array(x):
-    from .shape import full
     a = _aval(x)
     return full(a.shape, 1, a.dtype)
 
 
-pow_p = Primitive("pow")
+pow_p = Primitive("pow", kind="elementwise")
 pow_p.def_impl(np.power)
 pow_p.def_shape(binary_shape("pow"))
 pow_p.def_vmap(elementwise_vmap(pow_p))
@@ -265,7 +249,7 @@ def _integer_pow_deriv(x, y):
     return mul(integer_pow(x, y - 1), _aval(x).dtype.type(y))
 
 
-integer_pow_p = Primitive("integer_pow")
+integer_pow_p = Primitive("integer_pow", kind="elementwise")
 integer_pow_p.def_impl(_integer_pow_impl)
 integer_pow_p.def_shape(same_shape)
 integer_pow_p.def_vmap(elementwise_vmap(integer_pow_p))
@@ -301,7 +285,6 @@ def _minmax_rule(pick_x):
 
 
 def _full_like(x, y, value):
-    from .shape import full
     ax, ay = _aval(x), _aval(y)
     shape = ax.shape if ax.shape else ay.shape
     return full(shape, value, ax.dtype)
@@ -309,7 +292,6 @@ def _full_like(x, y, value):
 
 def _bcast(x, like_shape):
     """A 0-d operand broadcast to the shape of the other operand (for tangents)."""
-    from .shape import broadcast_in_dim
     if _aval(x).shape == () and like_shape != ():
         return broadcast_in_dim(x, like_shape, ())
     return x
@@ -333,39 +315,27 @@ def _minmax_vjp(weights):
     return vjp
 
 
-max_p = Primitive("max")
-max_p.def_impl(np.maximum)
-max_p.def_shape(binary_shape("max"))
-max_p.def_vmap(elementwise_vmap(max_p))
-max_p.def_emit(lambda x, y: f"np.maximum({x}, {y})")
-max_p.def_jvp(_minmax_jvp(_max_weights))
-max_p.def_vjp(_minmax_vjp(_max_weights))
+max_p = _binary("max", np.maximum, lambda x, y: f"np.maximum({x}, {y})",
+                jvp=_minmax_jvp(_max_weights),
+                vjp=_minmax_vjp(_max_weights))
 
 
 def max(x, y):
     return max_p.bind(*coerce_scalars(x, y))
 
 
-min_p = Primitive("min")
-min_p.def_impl(np.minimum)
-min_p.def_shape(binary_shape("min"))
-min_p.def_vmap(elementwise_vmap(min_p))
-min_p.def_emit(lambda x, y: f"np.minimum({x}, {y})")
-min_p.def_jvp(_minmax_jvp(_min_weights))
-min_p.def_vjp(_minmax_vjp(_min_weights))
+min_p = _binary("min", np.minimum, lambda x, y: f"np.minimum({x}, {y})",
+                jvp=_minmax_jvp(_min_weights),
+                vjp=_minmax_vjp(_min_weights))
 
 
 def min(x, y):
     return min_p.bind(*coerce_scalars(x, y))
 
 
-nextafter_p = Primitive("nextafter")
-nextafter_p.def_impl(np.nextafter)
-nextafter_p.def_shape(binary_shape("nextafter"))
-nextafter_p.def_vmap(elementwise_vmap(nextafter_p))
-nextafter_p.def_emit(lambda x, y: f"np.nextafter({x}, {y})")
-nextafter_p.def_jvp(nondifferentiable)
-nextafter_p.def_vjp(nondifferentiable)
+nextafter_p = _binary("nextafter", np.nextafter, lambda x, y: f"np.nextafter({x}, {y})",
+                      jvp=nondifferentiable,
+                      vjp=nondifferentiable)
 
 
 def nextafter(x, y):
@@ -373,7 +343,7 @@ def nextafter(x, y):
 
 
 # d|x| = sign(x) dx, and 0 at x == 0
-abs_p = Primitive("abs")
+abs_p = Primitive("abs", kind="elementwise")
 abs_p.def_impl(np.abs)
 abs_p.def_shape(same_shape)
 abs_p.def_vmap(elementwise_vmap(abs_p))
@@ -386,7 +356,7 @@ def abs(x):
     return abs_p.bind(x)
 
 
-sign_p = Primitive("sign")
+sign_p = Primitive("sign", kind="elementwise")
 sign_p.def_impl(np.sign)
 sign_p.def_shape(same_shape)
 sign_p.def_vmap(elementwise_vmap(sign_p))
@@ -476,7 +446,7 @@ lgamma_p = _unary("lgamma", lambda x: _special("gammaln")(x), "math.lgamma({})",
                   jvp=lambda t, x, out: mul(t, digamma(x)))
 
 # polygamma(n, x) = d^(n+1) lgamma(x) / dx^(n+1); digamma is n = 0
-polygamma_p = Primitive("polygamma")
+polygamma_p = Primitive("polygamma", kind="elementwise")
 polygamma_p.def_impl(lambda x, *, n: _special("polygamma")(n, x).astype(np.result_type(x)))
 polygamma_p.def_shape(same_shape)
 polygamma_p.def_vmap(elementwise_vmap(polygamma_p))
@@ -531,7 +501,7 @@ def _atan2_jvp(tx, ty, x, y):
     return add(safe_mul(tx, div(y, denom)), safe_mul(ty, div(neg(x), denom)))
 
 
-atan2_p = Primitive("atan2")
+atan2_p = Primitive("atan2", kind="elementwise")
 atan2_p.def_impl(np.arctan2)
 atan2_p.def_shape(binary_shape("atan2"))
 atan2_p.def_vmap(elementwise_vmap(atan2_p))
@@ -549,7 +519,7 @@ def atan2(x, y):
 # --- rounding and predicates (piecewise constant) -------------------------------
 
 def _piecewise_constant(name, impl, emit, shape=same_shape):
-    p = Primitive(name)
+    p = Primitive(name, kind="elementwise")
     p.def_impl(impl)
     p.def_shape(shape)
     p.def_vmap(elementwise_vmap(p))
@@ -689,7 +659,7 @@ def _select_vjp(ct, pred, on_true, on_false, *, out):
             _sum_to(select(pred, zeros, ct), _aval(on_false)))
 
 
-select_p = Primitive("select")
+select_p = Primitive("select", kind="elementwise")
 select_p.def_impl(np.where)
 select_p.def_shape(_select_shape)
 select_p.def_vmap(elementwise_vmap(select_p))
@@ -705,42 +675,13 @@ def select(pred, on_true, on_false):
     return select_p.bind(pred, on_true, on_false)
 
 
-def _convert_impl(x, *, new_dtype):
-    return np.asarray(x).astype(new_dtype) if np.ndim(x) else np.dtype(new_dtype).type(x)
-
-
-def _convert_tangent(t, new_dtype):
-    if not is_float(new_dtype):
-        return None
-    return convert_element_type(t, new_dtype)
-
-
-convert_element_type_p = Primitive("convert_element_type")
-convert_element_type_p.def_impl(_convert_impl)
-convert_element_type_p.def_shape(lambda x, *, new_dtype: x.update(dtype=new_dtype))
-convert_element_type_p.def_vmap(
-    lambda n, args, dims, *, new_dtype: (convert_element_type(args[0], new_dtype), dims[0]))
-convert_element_type_p.def_emit(
-    lambda x, *, new_dtype: f"np.{np.dtype(new_dtype).name}({x})")
-convert_element_type_p.def_jvp(lambda t, x, *, out, new_dtype: _convert_tangent(t, new_dtype))
-convert_element_type_p.def_vjp(lambda ct, x, *, out, new_dtype: (
-    convert_element_type(ct, _aval(x).dtype) if is_float(_aval(x).dtype) else None,))
-
-
-def convert_element_type(x, new_dtype):
-    new_dtype = np.dtype(new_dtype)
-    if _aval(x).dtype == new_dtype and not isinstance(x, (int, float, bool, complex)):
-        return x
-    return convert_element_type_p.bind(x, new_dtype=new_dtype)
-
-
 # --- stop_gradient ---------------------------------------------------------------------
 
 def _identity_impl(x):
     return x
 
 
-stop_gradient_p = Primitive("stop_gradient")
+stop_gradient_p = Primitive("stop_gradient", kind="elementwise")
 stop_gradient_p.def_impl(_identity_impl)
 stop_gradient_p.def_shape(same_shape)
 stop_gradient_p.def_vmap(lambda n, args, dims: (stop_gradient(args[0]), dims[0]))
@@ -755,8 +696,6 @@ def stop_gradient(x):
 
     Applies leafwise to pytrees.  >>> grad(lambda x: x * stop_gradient(x))(3.0) == 3.0
     """
-    from ..pytree import tree_map
-    from ..tracing import Tracer
 
     def one(leaf):
         if isinstance(leaf, Tracer):
@@ -786,8 +725,7 @@ def _bce_logits_emit(z, y):
             f"(0.0 if {y} == 0.0 else {y} * min({z}, 0.0)) + np.log1p(np.exp(-abs({z}))))")
 
 
-bce_with_logits_p = Primitive("bce_with_logits")
-bce_with_logits_p.elementwise = True
+bce_with_logits_p = Primitive("bce_with_logits", kind="elementwise")
 bce_with_logits_p.def_impl(_bce_logits_impl)
 bce_with_logits_p.def_shape(binary_shape("bce_with_logits"))
 bce_with_logits_p.def_vmap(elementwise_vmap(bce_with_logits_p))
@@ -819,7 +757,6 @@ def _softplus_impl(x):
 softplus_p = _unary("softplus", _softplus_impl,
                     "(max({0}, 0.0) + np.log1p(np.exp(-abs({0}))))",
                     jvp=lambda t, x, out: mul(t, logistic(x)))
-softplus_p.elementwise = True
 
 
 def softplus(x):

@@ -34,7 +34,10 @@ import numpy as np
 from ..core import Primitive, ShapedArray
 from ..errors import FungradIndexError, FungradTypeError, FungradValueError
 from ..tracing import Tracer, aval_of
-from ._util import bdim_to_front, move_axis_to_front
+from .base import (bdim_to_front, broadcast_in_dim, convert_element_type, full, move_axis_to_front,
+                   reshape, transpose)
+from .elementwise import add, div, eq, mul, ne, select, sub
+from .shape import concatenate, iota
 
 __all__ = ["gather", "scatter", "scatter_add", "scatter_mul", "scatter_min", "scatter_max",
            "gather_p", "scatter_p", "scatter_add_p", "scatter_mul_p", "scatter_min_p",
@@ -122,7 +125,6 @@ def _runtime_indices(name, x, idx, axes):
 
 def _move_dim(x, src: int, dst: int):
     """Transpose moving dimension src of x to position dst."""
-    from .shape import transpose
     nd = aval_of(x).ndim
     perm = [i for i in range(nd) if i != src]
     perm.insert(dst, src)
@@ -132,7 +134,6 @@ def _move_dim(x, src: int, dst: int):
 def _index_with_batch(axis_size, idx, d_idx, axes):
     """Batched indices -> indices of a batched operand (batch first): the batch
     position joins the index as one more column, indexing the operand's dim 0."""
-    from .shape import concatenate, iota
     idx = move_axis_to_front(idx, d_idx)
     shape = aval_of(idx).shape
     column = iota(aval_of(idx).dtype, shape[:-1] + (1,), 0)
@@ -140,7 +141,6 @@ def _index_with_batch(axis_size, idx, d_idx, axes):
 
 
 def _zeros(aval: ShapedArray):
-    from .shape import full
     return full(aval.shape, 0, aval.dtype)
 
 
@@ -150,7 +150,6 @@ def _batch_dims(idx) -> tuple:
 
 def _spread(v, idx, target_shape):
     """A batch-shaped value (one per index row) broadcast over the update's rest dims."""
-    from .shape import broadcast_in_dim
     return broadcast_in_dim(v, target_shape, _batch_dims(idx))
 
 
@@ -192,7 +191,7 @@ def _gather_vmap(axis_size, args, dims, *, axes):
     return gather(move_axis_to_front(x, dx), idx, new_axes), 0
 
 
-gather_p = Primitive("gather")
+gather_p = Primitive("gather", kind="indexing")
 gather_p.def_impl(_gather_impl)
 gather_p.def_shape(_gather_shape)
 gather_p.def_jvp(lambda tx, ti, x, idx, *, out, axes: gather(tx, idx, axes))
@@ -286,7 +285,6 @@ def _scatter_vmap(bind):
             # comes right after the index batch
             batch_nd = aval_of(idx).ndim - 1
             if du is None:
-                from .shape import broadcast_in_dim
                 u_shape = aval_of(u).shape
                 target = u_shape[:batch_nd] + (axis_size,) + u_shape[batch_nd:]
                 dims_u = tuple(i for i in range(len(target)) if i != batch_nd)
@@ -300,7 +298,7 @@ def _scatter_vmap(bind):
 
 
 def _scatter_family(name, doc):
-    p = Primitive(name)
+    p = Primitive(name, kind="indexing")
     p.def_impl(_scatter_impl(name))
     p.def_shape(_scatter_shape(name))
 
@@ -350,8 +348,6 @@ scatter_max_p, scatter_max = _scatter_family("scatter_max", _SCATTER_DOC.format(
 def _landed(x, idx, axes):
     """Bool per index row: True where that row's update is the one that lands (the
     last writer of its position), found by scattering the row numbers."""
-    from .elementwise import eq
-    from .shape import full, iota, reshape
     batch = aval_of(idx).shape[:-1]
     rows = reshape(iota(np.int64, (_prod(batch),), 0), batch)
     k = len(axes)
@@ -361,7 +357,6 @@ def _landed(x, idx, axes):
 
 
 def _scatter_set_vjp(ct, x, idx, u, *, out, axes):
-    from .elementwise import select
     u_aval = aval_of(u)
     # overwritten positions of x get no cotangent; an update gets it only if it landed
     ct_x = scatter(ct, idx, _zeros(u_aval), axes)
@@ -387,8 +382,6 @@ def _mul_partials(x, idx, u, axes):
     dividing by zero: per position, the product of the nonzero updates, the number of
     zero updates and their sum (0 in value, but it carries their derivative, so that
     the second derivative is right where one other update is zero)."""
-    from .elementwise import convert_element_type, div, eq, mul, ne, select, sub
-    from .shape import full
     x_aval, u_aval = aval_of(x), aval_of(u)
     zero_u = _zeros(u_aval)
     nonzero = ne(u, u_aval.dtype.type(0))
@@ -409,14 +402,12 @@ def _mul_partials(x, idx, u, axes):
 
 
 def _scatter_mul_jvp(tx, ti, tu, x, idx, u, *, out, axes):
-    from .elementwise import add, mul
     t_from_u = scatter_add(_zeros(aval_of(x)), idx, mul(tu, _mul_partials(x, idx, u, axes)),
                            axes)
     return add(scatter_mul(tx, idx, u, axes), t_from_u)
 
 
 def _scatter_mul_vjp(ct, x, idx, u, *, out, axes):
-    from .elementwise import mul
     # out = x * P(pos): d/dx = P, which scatter_mul applies to ct directly
     ct_u = mul(gather(ct, idx, axes), _mul_partials(x, idx, u, axes))
     return (scatter_mul(ct, idx, u, axes), None, ct_u)
@@ -431,7 +422,6 @@ scatter_mul_p.def_vjp(_scatter_mul_vjp)
 def _extremum_weights(x, idx, u, out, axes):
     """Weights of x and of each update in the result: 1/count for every candidate
     equal to the result at its position (x itself included), 0 for the others."""
-    from .elementwise import convert_element_type, div, eq, select
     x_aval, u_aval = aval_of(x), aval_of(u)
     dtype = x_aval.dtype
     x_wins = eq(x, out)
@@ -445,13 +435,11 @@ def _extremum_weights(x, idx, u, out, axes):
 
 
 def _extremum_jvp(tx, ti, tu, x, idx, u, *, out, axes):
-    from .elementwise import add, mul
     w_x, w_u = _extremum_weights(x, idx, u, out, axes)
     return add(mul(w_x, tx), scatter_add(_zeros(aval_of(x)), idx, mul(w_u, tu), axes))
 
 
 def _extremum_vjp(ct, x, idx, u, *, out, axes):
-    from .elementwise import mul
     w_x, w_u = _extremum_weights(x, idx, u, out, axes)
     return (mul(ct, w_x), None, mul(gather(ct, idx, axes), w_u))
 

@@ -14,11 +14,14 @@ from __future__ import annotations
 import numpy as np
 
 from ..core import Primitive, ShapedArray
-from ..errors import FungradTypeError
+from ..errors import FungradNotImplementedError, FungradTypeError
 from ..tracing import aval_of
-from ._util import bdim_to_front, is_float, move_axis_to_front
+from . import elementwise
+from ._util import is_float
+from .base import (bdim_to_front, broadcast_in_dim, convert_element_type, move_axis_to_front,
+                   reduce_sum, transpose, zeros_like_aval)
 from .elementwise import add
-from .shape import transpose
+from .shape import iota
 
 __all__ = ["dot_general", "dot_general_p", "cholesky", "triangular_solve", "solve", "inv", "det",
            "slogdet", "eigh", "qr", "svd", "cholesky_p", "triangular_solve_p", "solve_p",
@@ -116,7 +119,7 @@ def _dot_vmap(axis_size, args, dims, *, dimension_numbers):
     return dot_general(x, y, dn), len(bx) + len(_free(x_aval.ndim, cx, bx))
 
 
-dot_general_p = Primitive("dot_general")
+dot_general_p = Primitive("dot_general", kind="linalg")
 dot_general_p.def_impl(_dot_impl)
 dot_general_p.def_shape(_dot_shape)
 # bilinear: d(x . y) = dx . y + x . dy
@@ -146,11 +149,6 @@ def dot_general(x, y, dimension_numbers, precision=None, preferred_element_type=
 # ---------------------------------------------------------------------------------
 
 
-def _ew():
-    from . import elementwise
-    return elementwise
-
-
 def _mT(x):
     """Swap the last two axes."""
     nd = aval_of(x).ndim
@@ -166,36 +164,29 @@ def _mm(x, y):
 
 def _tri_mask(aval, k=0, lower=True):
     """bool mask of the lower (col <= row + k) or upper (col >= row + k) triangle."""
-    from .shape import iota
     rows = iota(np.int64, aval.shape, aval.ndim - 2)
     cols = iota(np.int64, aval.shape, aval.ndim - 1)
-    ew = _ew()
-    shifted = ew.add(rows, np.int64(k))
-    return ew.le(cols, shifted) if lower else ew.ge(cols, shifted)
+    shifted = elementwise.add(rows, np.int64(k))
+    return elementwise.le(cols, shifted) if lower else elementwise.ge(cols, shifted)
 
 
 def _where_mask(mask, x):
-    ew = _ew()
-    return ew.select(mask, x, ew.zeros_like_aval(aval_of(x)))
+    return elementwise.select(mask, x, zeros_like_aval(aval_of(x)))
 
 
 def _eye(aval):
-    from .shape import iota
-    ew = _ew()
     rows = iota(np.int64, aval.shape, aval.ndim - 2)
     cols = iota(np.int64, aval.shape, aval.ndim - 1)
-    return ew.convert_element_type(ew.eq(rows, cols), aval.dtype)
+    return convert_element_type(elementwise.eq(rows, cols), aval.dtype)
 
 
 def _trace(x):
-    from .reduce import reduce_sum
     nd = aval_of(x).ndim
-    return reduce_sum(_ew().mul(x, _eye(aval_of(x))), (nd - 2, nd - 1))
+    return reduce_sum(elementwise.mul(x, _eye(aval_of(x))), (nd - 2, nd - 1))
 
 
 def _expand_matrix(s, like_aval):
     """A (...,) value broadcast over the trailing (n, n) of like_aval."""
-    from .shape import broadcast_in_dim
     return broadcast_in_dim(s, like_aval.shape, tuple(range(like_aval.ndim - 2)))
 
 
@@ -258,18 +249,16 @@ def _cholesky_impl(a):
 
 def _phi(x):
     """The lower triangle of x with its diagonal halved."""
-    ew = _ew()
     aval = aval_of(x)
-    half = ew.mul(x, aval.dtype.type(0.5))
-    return ew.select(_tri_mask(aval, -1), x, ew.select(_tri_mask(aval, 0), half,
-                                                       ew.zeros_like_aval(aval)))
+    half = elementwise.mul(x, aval.dtype.type(0.5))
+    return elementwise.select(_tri_mask(aval, -1), x, elementwise.select(_tri_mask(aval, 0), half,
+                                                       zeros_like_aval(aval)))
 
 
 def _symmetric_from_lower(t):
     """The symmetric matrix whose lower triangle is t's (what the impl reads)."""
-    ew = _ew()
     aval = aval_of(t)
-    return ew.select(_tri_mask(aval, 0), t, _mT(t))
+    return elementwise.select(_tri_mask(aval, 0), t, _mT(t))
 
 
 def _cholesky_jvp(t, a, *, out):
@@ -283,18 +272,17 @@ def _cholesky_jvp(t, a, *, out):
 def _cholesky_vjp(ct, a, *, out):
     # S = L^-T phi(L^T L_bar) L^-1; the impl reads a's lower triangle, so the
     # cotangent of A is sym(S) on the diagonal and 2 sym(S) below it
-    ew = _ew()
     g = _phi(_mm(_mT(out), ct))
     left = triangular_solve(out, g, left_side=True, lower=True, transpose_a=True)
     s = _mT(triangular_solve(out, _mT(left), left_side=True, lower=True, transpose_a=True))
-    both = ew.add(s, _mT(s))        # 2 sym(S)
+    both = elementwise.add(s, _mT(s))        # 2 sym(S)
     aval = aval_of(both)
-    return (ew.select(_tri_mask(aval, -1), both,
-                      ew.select(_tri_mask(aval, 0), ew.mul(both, aval.dtype.type(0.5)),
-                                ew.zeros_like_aval(aval))),)
+    return (elementwise.select(_tri_mask(aval, -1), both,
+                      elementwise.select(_tri_mask(aval, 0), elementwise.mul(both, aval.dtype.type(0.5)),
+                                zeros_like_aval(aval))),)
 
 
-cholesky_p = Primitive("cholesky")
+cholesky_p = Primitive("cholesky", kind="linalg")
 cholesky_p.def_impl(_cholesky_impl)
 cholesky_p.def_shape(_cholesky_shape)
 cholesky_p.def_jvp(_cholesky_jvp)
@@ -312,8 +300,7 @@ def cholesky(a, symmetrize_input: bool = True):
     >>> cholesky(np.array([[4., 2.], [2., 2.]]))   # [[2., 0.], [1., 1.]]
     """
     if symmetrize_input:
-        ew = _ew()
-        a = ew.mul(ew.add(a, _mT(a)), aval_of(a).dtype.type(0.5))
+        a = elementwise.mul(elementwise.add(a, _mT(a)), aval_of(a).dtype.type(0.5))
     return cholesky_p.bind(a)
 
 
@@ -352,7 +339,7 @@ def _trisolve_jvp(ta, tb, a, b, *, out, lower, transpose_a):
     # x = op(A)^-1 b:  dx = op(A)^-1 (db - op(dA) x), dA restricted to the triangle read
     ta = _tri_part(ta, lower)
     op_ta = _mT(ta) if transpose_a else ta
-    rhs = _ew().sub(tb, _mm(op_ta, out))
+    rhs = elementwise.sub(tb, _mm(op_ta, out))
     return triangular_solve_p.bind(a, rhs, lower=lower, transpose_a=transpose_a)
 
 
@@ -360,10 +347,10 @@ def _trisolve_vjp(ct, a, b, *, out, lower, transpose_a):
     # b_bar = op(A)^-T x_bar;  A_bar = -b_bar x^T (or -x b_bar^T when op is a transpose)
     b_bar = triangular_solve_p.bind(a, ct, lower=lower, transpose_a=not transpose_a)
     a_bar = _mm(out, _mT(b_bar)) if transpose_a else _mm(b_bar, _mT(out))
-    return (_tri_part(_ew().neg(a_bar), lower), b_bar)
+    return (_tri_part(elementwise.neg(a_bar), lower), b_bar)
 
 
-triangular_solve_p = Primitive("triangular_solve")
+triangular_solve_p = Primitive("triangular_solve", kind="linalg")
 triangular_solve_p.def_impl(_trisolve_impl)
 triangular_solve_p.def_shape(_trisolve_shape)
 triangular_solve_p.def_jvp(_trisolve_jvp)
@@ -383,7 +370,7 @@ def triangular_solve(a, b, left_side: bool = False, lower: bool = False,
     """
     if unit_diagonal:
         eye = _eye(aval_of(a))
-        a = _ew().select(_ew().eq(eye, 1), eye, a)
+        a = elementwise.select(elementwise.eq(eye, 1), eye, a)
     if left_side:
         return triangular_solve_p.bind(a, b, lower=bool(lower), transpose_a=bool(transpose_a))
     # X op(A) = B  <=>  op(A)^T X^T = B^T
@@ -402,16 +389,16 @@ def _solve_impl(a, b):
 
 def _solve_jvp(ta, tb, a, b, *, out):
     # x = A^-1 b:  dx = A^-1 (db - dA x)
-    return solve_p.bind(a, _ew().sub(tb, _mm(ta, out)))
+    return solve_p.bind(a, elementwise.sub(tb, _mm(ta, out)))
 
 
 def _solve_vjp(ct, a, b, *, out):
     # b_bar = A^-T x_bar;  A_bar = -b_bar x^T
     b_bar = solve_p.bind(_mT(a), ct)
-    return (_ew().neg(_mm(b_bar, _mT(out))), b_bar)
+    return (elementwise.neg(_mm(b_bar, _mT(out))), b_bar)
 
 
-solve_p = Primitive("solve")
+solve_p = Primitive("solve", kind="linalg")
 solve_p.def_impl(_solve_impl)
 solve_p.def_shape(lambda a, b: _solve_shape("solve", a, b))
 solve_p.def_jvp(_solve_jvp)
@@ -444,17 +431,17 @@ def _det_impl(a):
 
 def _det_jvp(t, a, *, out):
     # d det A = det A tr(A^-1 dA)   (NaN at singular A: the adjugate is not used)
-    return _ew().mul(out, _trace(solve_p.bind(a, t)))
+    return elementwise.mul(out, _trace(solve_p.bind(a, t)))
 
 
 def _det_vjp(ct, a, *, out):
     # A_bar = ct det A A^-T
     a_aval = aval_of(a)
-    scale = _expand_matrix(_ew().mul(ct, out), a_aval)
-    return (_ew().mul(scale, solve_p.bind(_mT(a), _eye(a_aval))),)
+    scale = _expand_matrix(elementwise.mul(ct, out), a_aval)
+    return (elementwise.mul(scale, solve_p.bind(_mT(a), _eye(a_aval))),)
 
 
-det_p = Primitive("det")
+det_p = Primitive("det", kind="linalg")
 det_p.def_impl(_det_impl)
 det_p.def_shape(_det_shape)
 det_p.def_jvp(_det_jvp)
@@ -489,10 +476,10 @@ def _slogdet_jvp(t, a, *, out):
 def _slogdet_vjp(ct, a, *, out):
     _, ct_logabsdet = ct
     a_aval = aval_of(a)
-    return (_ew().mul(_expand_matrix(ct_logabsdet, a_aval), solve_p.bind(_mT(a), _eye(a_aval))),)
+    return (elementwise.mul(_expand_matrix(ct_logabsdet, a_aval), solve_p.bind(_mT(a), _eye(a_aval))),)
 
 
-slogdet_p = Primitive("slogdet", multiple_results=True)
+slogdet_p = Primitive("slogdet", kind="linalg", multiple_results=True)
 slogdet_p.def_impl(_slogdet_impl)
 slogdet_p.def_shape(_slogdet_shape)
 slogdet_p.def_jvp(_slogdet_jvp)
@@ -510,42 +497,38 @@ def slogdet(a):
 
 def _diag_part(m):
     """(..., n, n) -> (..., n): the diagonal."""
-    from .reduce import reduce_sum
     nd = aval_of(m).ndim
-    return reduce_sum(_ew().mul(m, _eye(aval_of(m))), (nd - 1,))
+    return reduce_sum(elementwise.mul(m, _eye(aval_of(m))), (nd - 1,))
 
 
 def _along(v, shape, last: bool):
     """v (..., k) broadcast to (..., k, k): v_j at [i, j] if `last`, else v_i at [i, j]."""
-    from .shape import broadcast_in_dim
     nd = len(shape)
     return broadcast_in_dim(v, shape, tuple(range(nd - 2)) + ((nd - 1,) if last else (nd - 2,)))
 
 
 def _diag_matrix(v, shape):
-    return _ew().mul(_along(v, shape, True), _eye(ShapedArray(shape, aval_of(v).dtype)))
+    return elementwise.mul(_along(v, shape, True), _eye(ShapedArray(shape, aval_of(v).dtype)))
 
 
 def _lower_adjoint(g):
     """Cotangent of A for a primitive that reads only A's lower triangle, given the
     cotangent g of the symmetric matrix built from it: tril(g + g^T) with the diagonal g's."""
-    ew = _ew()
-    both = ew.add(g, _mT(g))
+    both = elementwise.add(g, _mT(g))
     aval = aval_of(both)
-    return ew.select(_tri_mask(aval, -1), both,
-                     ew.select(_tri_mask(aval, 0), ew.mul(both, aval.dtype.type(0.5)),
-                               ew.zeros_like_aval(aval)))
+    return elementwise.select(_tri_mask(aval, -1), both,
+                     elementwise.select(_tri_mask(aval, 0), elementwise.mul(both, aval.dtype.type(0.5)),
+                               zeros_like_aval(aval)))
 
 
 def _inverse_gaps(values, shape, squared=False):
     """F[i, j] = 1 / (v_j - v_i) (or 1 / (v_j^2 - v_i^2)) off the diagonal, 0 on it.
     Equal values give inf; callers multiply with safe_mul so a zero cotangent wins."""
-    ew = _ew()
     row, col = _along(values, shape, True), _along(values, shape, False)
-    gaps = ew.mul(ew.add(row, col), ew.sub(row, col)) if squared else ew.sub(row, col)
+    gaps = elementwise.mul(elementwise.add(row, col), elementwise.sub(row, col)) if squared else elementwise.sub(row, col)
     dtype = aval_of(values).dtype
-    on_diag = ew.eq(_eye(ShapedArray(shape, dtype)), dtype.type(1))
-    return ew.select(on_diag, dtype.type(0), ew.div(dtype.type(1), ew.select(
+    on_diag = elementwise.eq(_eye(ShapedArray(shape, dtype)), dtype.type(1))
+    return elementwise.select(on_diag, dtype.type(0), elementwise.div(dtype.type(1), elementwise.select(
         on_diag, dtype.type(1), gaps)))
 
 
@@ -568,7 +551,7 @@ def _eigh_jvp(t, a, *, out):
     w, v = out
     shape = aval_of(v).shape
     m = _mm(_mT(v), _mm(_symmetric_from_lower(t), v))
-    return (_diag_part(m), _mm(v, _ew().safe_mul(m, _inverse_gaps(w, shape))))
+    return (_diag_part(m), _mm(v, elementwise.safe_mul(m, _inverse_gaps(w, shape))))
 
 
 def _eigh_vjp(ct, a, *, out):
@@ -576,12 +559,12 @@ def _eigh_vjp(ct, a, *, out):
     w, v = out
     ct_w, ct_v = ct
     shape = aval_of(v).shape
-    inner = _ew().add(_diag_matrix(ct_w, shape),
-                      _ew().safe_mul(_mm(_mT(v), ct_v), _inverse_gaps(w, shape)))
+    inner = elementwise.add(_diag_matrix(ct_w, shape),
+                      elementwise.safe_mul(_mm(_mT(v), ct_v), _inverse_gaps(w, shape)))
     return (_lower_adjoint(_mm(v, _mm(inner, _mT(v)))),)
 
 
-eigh_p = Primitive("eigh", multiple_results=True)
+eigh_p = Primitive("eigh", kind="linalg", multiple_results=True)
 eigh_p.def_impl(_eigh_impl)
 eigh_p.def_shape(_eigh_shape)
 eigh_p.def_jvp(_eigh_jvp)
@@ -594,8 +577,7 @@ def eigh(a, symmetrize_input: bool = True):
     stack.  Derivatives are undefined (inf) at repeated eigenvalues unless the cotangent
     of v vanishes there.  With `symmetrize_input`, (a + a^T) / 2 is decomposed."""
     if symmetrize_input:
-        ew = _ew()
-        a = ew.mul(ew.add(a, _mT(a)), aval_of(a).dtype.type(0.5))
+        a = elementwise.mul(elementwise.add(a, _mT(a)), aval_of(a).dtype.type(0.5))
     return tuple(eigh_p.bind(a))
 
 
@@ -618,7 +600,6 @@ def _qr_impl(a):
 def _qr_check(a):
     m, n = aval_of(a).shape[-2:]
     if m < n:
-        from ..errors import FungradNotImplementedError
         raise FungradNotImplementedError(
             f"qr: derivatives need m >= n (a tall or square matrix), got {aval_of(a)}")
 
@@ -627,28 +608,26 @@ def _qr_jvp(t, a, *, out):
     # dx R^-1 = C; Q^T C = K; dO = tril(K, -1) - tril(K, -1)^T;
     # dQ = Q (dO - K) + C, dR = (K - dO) R
     _qr_check(a)
-    ew = _ew()
     q, r = out
     c = triangular_solve(r, t, left_side=False, lower=False)
     k = _mm(_mT(q), c)
     low = _where_mask(_tri_mask(aval_of(k), -1), k)
-    d_omega = ew.sub(low, _mT(low))
-    return (ew.add(_mm(q, ew.sub(d_omega, k)), c), _mm(ew.sub(k, d_omega), r))
+    d_omega = elementwise.sub(low, _mT(low))
+    return (elementwise.add(_mm(q, elementwise.sub(d_omega, k)), c), _mm(elementwise.sub(k, d_omega), r))
 
 
 def _qr_vjp(ct, a, *, out):
     # M = R R_bar^T - Q_bar^T Q;  A_bar = (Q_bar + Q copyltu(M)) R^-T
     _qr_check(a)
-    ew = _ew()
     q, r = out
     ct_q, ct_r = ct
-    m = ew.sub(_mm(r, _mT(ct_r)), _mm(_mT(ct_q), q))
-    copyltu = ew.select(_tri_mask(aval_of(m), 0), m, _mT(m))
-    b = ew.add(ct_q, _mm(q, copyltu))
+    m = elementwise.sub(_mm(r, _mT(ct_r)), _mm(_mT(ct_q), q))
+    copyltu = elementwise.select(_tri_mask(aval_of(m), 0), m, _mT(m))
+    b = elementwise.add(ct_q, _mm(q, copyltu))
     return (triangular_solve(r, b, left_side=False, lower=False, transpose_a=True),)
 
 
-qr_p = Primitive("qr", multiple_results=True)
+qr_p = Primitive("qr", kind="linalg", multiple_results=True)
 qr_p.def_impl(_qr_impl)
 qr_p.def_shape(_qr_shape)
 qr_p.def_jvp(_qr_jvp)
@@ -687,16 +666,14 @@ def _svd_impl(a):
 
 
 def _safe_inverse(s):
-    ew = _ew()
     dtype = aval_of(s).dtype
-    zero = ew.eq(s, dtype.type(0))
-    return ew.select(zero, dtype.type(0), ew.div(dtype.type(1), ew.select(zero, dtype.type(1), s)))
+    zero = elementwise.eq(s, dtype.type(0))
+    return elementwise.select(zero, dtype.type(0), elementwise.div(dtype.type(1), elementwise.select(zero, dtype.type(1), s)))
 
 
 def _svd_jvp(t, a, *, out):
     # dS = U^T dA V; ds = diag(dS); dU = U (F o (dS S + S dS^T)) (+ the part of dA V outside
     # span U when m > n); dV likewise; F_ij = 1 / (s_j^2 - s_i^2)
-    ew = _ew()
     u, s, vt = out
     v = _mT(vt)
     m, n = aval_of(a).shape[-2:]
@@ -704,47 +681,46 @@ def _svd_jvp(t, a, *, out):
     f = _inverse_gaps(s, k_shape, squared=True)
     ds_full = _mm(_mT(u), _mm(t, v))
     s_row, s_col = _along(s, k_shape, True), _along(s, k_shape, False)
-    dss = ew.mul(ds_full, s_row)
-    sds = ew.mul(ds_full, s_col)
-    du = _mm(u, ew.safe_mul(ew.add(dss, _mT(dss)), f))
-    dv = _mm(v, ew.safe_mul(ew.add(sds, _mT(sds)), f))
+    dss = elementwise.mul(ds_full, s_row)
+    sds = elementwise.mul(ds_full, s_col)
+    du = _mm(u, elementwise.safe_mul(elementwise.add(dss, _mT(dss)), f))
+    dv = _mm(v, elementwise.safe_mul(elementwise.add(sds, _mT(sds)), f))
     if m > n:
         dav = _mm(t, v)
         s_inv_u = _along(_safe_inverse(s), aval_of(u).shape, True)
-        du = ew.add(du, ew.mul(ew.sub(dav, _mm(u, _mm(_mT(u), dav))), s_inv_u))
+        du = elementwise.add(du, elementwise.mul(elementwise.sub(dav, _mm(u, _mm(_mT(u), dav))), s_inv_u))
     if n > m:
         dau = _mm(_mT(t), u)
         s_inv_v = _along(_safe_inverse(s), aval_of(v).shape, True)
-        dv = ew.add(dv, ew.mul(ew.sub(dau, _mm(v, _mm(vt, dau))), s_inv_v))
+        dv = elementwise.add(dv, elementwise.mul(elementwise.sub(dau, _mm(v, _mm(vt, dau))), s_inv_v))
     return (du, _diag_part(ds_full), _mT(dv))
 
 
 def _svd_vjp(ct, a, *, out):
     # A_bar = U [diag(s_bar) + (X + X^T) o s_row + (Y + Y^T) o s_col] V^T + projections,
     # X = F o (U^T U_bar), Y = F o (V^T V_bar): the transpose of _svd_jvp
-    ew = _ew()
     u, s, vt = out
     ct_u, ct_s, ct_vt = ct
     v, ct_v = _mT(vt), _mT(ct_vt)
     m, n = aval_of(a).shape[-2:]
     k_shape = aval_of(s).shape + aval_of(s).shape[-1:]
     f = _inverse_gaps(s, k_shape, squared=True)
-    x = ew.safe_mul(_mm(_mT(u), ct_u), f)
-    y = ew.safe_mul(_mm(_mT(v), ct_v), f)
-    inner = ew.add(_diag_matrix(ct_s, k_shape),
-                   ew.add(ew.mul(ew.add(x, _mT(x)), _along(s, k_shape, True)),
-                          ew.mul(ew.add(y, _mT(y)), _along(s, k_shape, False))))
+    x = elementwise.safe_mul(_mm(_mT(u), ct_u), f)
+    y = elementwise.safe_mul(_mm(_mT(v), ct_v), f)
+    inner = elementwise.add(_diag_matrix(ct_s, k_shape),
+                   elementwise.add(elementwise.mul(elementwise.add(x, _mT(x)), _along(s, k_shape, True)),
+                          elementwise.mul(elementwise.add(y, _mT(y)), _along(s, k_shape, False))))
     a_bar = _mm(u, _mm(inner, vt))
     if m > n:
-        scaled = ew.mul(ct_u, _along(_safe_inverse(s), aval_of(u).shape, True))
-        a_bar = ew.add(a_bar, _mm(ew.sub(scaled, _mm(u, _mm(_mT(u), scaled))), vt))
+        scaled = elementwise.mul(ct_u, _along(_safe_inverse(s), aval_of(u).shape, True))
+        a_bar = elementwise.add(a_bar, _mm(elementwise.sub(scaled, _mm(u, _mm(_mT(u), scaled))), vt))
     if n > m:
-        scaled = ew.mul(ct_v, _along(_safe_inverse(s), aval_of(v).shape, True))
-        a_bar = ew.add(a_bar, _mm(u, _mT(ew.sub(scaled, _mm(v, _mm(vt, scaled))))))
+        scaled = elementwise.mul(ct_v, _along(_safe_inverse(s), aval_of(v).shape, True))
+        a_bar = elementwise.add(a_bar, _mm(u, _mT(elementwise.sub(scaled, _mm(v, _mm(vt, scaled))))))
     return (a_bar,)
 
 
-svd_p = Primitive("svd", multiple_results=True)
+svd_p = Primitive("svd", kind="linalg", multiple_results=True)
 svd_p.def_impl(_svd_impl)
 svd_p.def_shape(_svd_shape)
 svd_p.def_jvp(_svd_jvp)

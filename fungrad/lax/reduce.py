@@ -18,90 +18,18 @@ import numpy as np
 from ..core import Primitive, ShapedArray
 from ..errors import FungradTypeError, FungradValueError
 from ..tracing import aval_of
-from ._util import is_float, move_axis_to_front, nondifferentiable
-from .shape import broadcast_in_dim, pad, reshape, slice, transpose
+from . import elementwise
+from ._util import is_float, nondifferentiable
+from .base import (_expand_to, _kept_dims, _normalize_axes, _reduce_shape, _reduce_vmap,
+                   convert_element_type, full, move_axis_to_front, reduce_sum,
+                   reshape, transpose)
+from .shape import pad, slice
 
-__all__ = ["reduce_sum", "reduce_max", "reduce_min", "reduce_prod", "reduce_and",
+__all__ = ["reduce_max", "reduce_min", "reduce_prod", "reduce_and",
            "reduce_or", "argmax", "argmin", "cumsum", "cumprod", "cummax", "cummin",
-           "reduce_sum_p", "reduce_max_p", "reduce_min_p", "reduce_prod_p", "reduce_and_p",
+           "reduce_max_p", "reduce_min_p", "reduce_prod_p", "reduce_and_p",
            "reduce_or_p", "argmax_p", "argmin_p", "cumsum_p", "cumprod_p", "cummax_p",
            "cummin_p"]
-
-
-def _ew():
-    from . import elementwise
-    return elementwise
-
-
-def _reduce_shape(name):
-    def shape(x, *, axes):
-        if len(set(axes)) != len(axes) or any(not 0 <= a < x.ndim for a in axes):
-            raise FungradValueError(f"{name}: axes {axes} are invalid for {x}")
-        return ShapedArray([d for i, d in enumerate(x.shape) if i not in axes], x.dtype)
-    return shape
-
-
-def _kept_dims(x_aval, axes):
-    return tuple(i for i in range(x_aval.ndim) if i not in axes)
-
-
-def _normalize_axes(name, x, axes):
-    nd = aval_of(x).ndim
-    if not nd:
-        return ()
-    for a in axes:
-        if not -nd <= int(a) < nd:
-            raise FungradValueError(f"{name}: axis {a} is out of range for {aval_of(x)}")
-    normalized = tuple(sorted(int(a) % nd for a in axes))
-    if len(set(normalized)) != len(normalized):
-        raise FungradValueError(f"{name}: repeated axis in {tuple(axes)} for {aval_of(x)}")
-    return normalized
-
-
-def _reduce_vmap(prim):
-    """Batching rule of a reduction over `axes`: batch dim first, axes shifted by one."""
-    def rule(axis_size, args, dims, *, axes):
-        x = move_axis_to_front(args[0], dims[0])
-        return prim.bind(x, axes=tuple(a + 1 for a in axes)), 0
-    return rule
-
-
-def _expand_to(ct, x_aval, axes):
-    """Broadcast a reduced value back over the reduced axes of x."""
-    return broadcast_in_dim(ct, x_aval.shape, _kept_dims(x_aval, axes))
-
-
-# --- reduce_sum -------------------------------------------------------------------
-
-def _sum_impl(x, *, axes):
-    x = np.asarray(x)
-    return np.sum(x, axis=axes, dtype=x.dtype) if axes else x
-
-
-def _sum_emit(x, *, axes):
-    # numba's np.sum takes one int axis: sum the highest axis first
-    text = x
-    for a in sorted(axes, reverse=True):
-        text = f"np.sum({text}, axis={a})"
-    return text
-
-
-reduce_sum_p = Primitive("reduce_sum")
-reduce_sum_p.def_impl(_sum_impl)
-reduce_sum_p.def_shape(_reduce_shape("reduce_sum"))
-reduce_sum_p.def_jvp(lambda t, x, *, out, axes: reduce_sum(t, axes))
-# the cotangent of a sum is the cotangent broadcast back over the summed axes
-reduce_sum_p.def_vjp(lambda ct, x, *, out, axes: (_expand_to(ct, aval_of(x), axes),))
-reduce_sum_p.def_vmap(_reduce_vmap(reduce_sum_p))
-reduce_sum_p.def_emit(_sum_emit)
-
-
-def reduce_sum(x, axes):
-    """Sum of `x` over `axes` (lax.reduce_sum); the dtype is kept."""
-    axes = _normalize_axes("reduce_sum", x, axes)
-    if not axes:
-        return x
-    return reduce_sum_p.bind(x, axes=axes)
 
 
 # --- reduce_max / reduce_min ------------------------------------------------------
@@ -134,23 +62,22 @@ def _min_impl(x, *, axes):
 
 def _tie_weights(x, out, axes):
     """1/count where x attains the reduced value, 0 elsewhere (ties split evenly)."""
-    ew = _ew()
     x_aval = aval_of(x)
-    hits = ew.convert_element_type(ew.eq(x, _expand_to(out, x_aval, axes)), x_aval.dtype)
-    count = ew.max(reduce_sum(hits, axes), x_aval.dtype.type(1))  # 1 if x holds a NaN
-    return ew.div(hits, _expand_to(count, x_aval, axes))
+    hits = convert_element_type(elementwise.eq(x, _expand_to(out, x_aval, axes)), x_aval.dtype)
+    count = elementwise.max(reduce_sum(hits, axes), x_aval.dtype.type(1))  # 1 if x holds a NaN
+    return elementwise.div(hits, _expand_to(count, x_aval, axes))
 
 
 def _extremum_jvp(t, x, *, out, axes):
-    return reduce_sum(_ew().mul(t, _tie_weights(x, out, axes)), axes)
+    return reduce_sum(elementwise.mul(t, _tie_weights(x, out, axes)), axes)
 
 
 def _extremum_vjp(ct, x, *, out, axes):
     weights = _tie_weights(x, out, axes)
-    return (_ew().mul(_expand_to(ct, aval_of(x), axes), weights),)
+    return (elementwise.mul(_expand_to(ct, aval_of(x), axes), weights),)
 
 
-reduce_max_p = Primitive("reduce_max")
+reduce_max_p = Primitive("reduce_max", kind="reduction")
 reduce_max_p.def_impl(_max_impl)
 reduce_max_p.def_shape(_reduce_shape("reduce_max"))
 reduce_max_p.def_jvp(_extremum_jvp)
@@ -169,7 +96,7 @@ def reduce_max(x, axes):
     return reduce_max_p.bind(x, axes=axes)
 
 
-reduce_min_p = Primitive("reduce_min")
+reduce_min_p = Primitive("reduce_min", kind="reduction")
 reduce_min_p.def_impl(_min_impl)
 reduce_min_p.def_shape(_reduce_shape("reduce_min"))
 reduce_min_p.def_jvp(_extremum_jvp)
@@ -195,7 +122,7 @@ def _bool_reduce_shape(name):
     return shape
 
 
-reduce_and_p = Primitive("reduce_and")
+reduce_and_p = Primitive("reduce_and", kind="reduction")
 reduce_and_p.def_impl(lambda x, *, axes: np.all(x, axis=axes))
 reduce_and_p.def_shape(_bool_reduce_shape("reduce_and"))
 reduce_and_p.def_jvp(nondifferentiable)
@@ -211,7 +138,7 @@ def reduce_and(x, axes):
     return reduce_and_p.bind(x, axes=axes)
 
 
-reduce_or_p = Primitive("reduce_or")
+reduce_or_p = Primitive("reduce_or", kind="reduction")
 reduce_or_p.def_impl(lambda x, *, axes: np.any(x, axis=axes))
 reduce_or_p.def_shape(_bool_reduce_shape("reduce_or"))
 reduce_or_p.def_jvp(nondifferentiable)
@@ -250,15 +177,14 @@ def _linear_scan(a, b, axis, toward_end=True):
     """h with h_k = a_k h_(k-1) + b_k (h_(-1) = 0) along `axis`, or h_k = a_k h_(k+1) + b_k
     when not toward_end; a log-depth (Hillis-Steele) scan of muls and adds, so it is
     exact with zeros and differentiable again."""
-    ew = _ew()
     n = aval_of(a).shape[axis]
     step = 1
     while step < n:
         a_prev = _shift(a, step, axis, 1, toward_end)
         b_prev = _shift(b, step, axis, 0, toward_end)
         # compose (a_prev, b_prev) then (a, b): h -> a (a_prev h + b_prev) + b
-        b = ew.add(ew.mul(a, b_prev), b)
-        a = ew.mul(a, a_prev)
+        b = elementwise.add(elementwise.mul(a, b_prev), b)
+        a = elementwise.mul(a, a_prev)
         step *= 2
     return b
 
@@ -308,7 +234,7 @@ def _normalize_axis(name, x, axis):
 
 # --- cumsum -----------------------------------------------------------------------
 
-cumsum_p = Primitive("cumsum")
+cumsum_p = Primitive("cumsum", kind="cumulative")
 cumsum_p.def_impl(_cum_impl(lambda x, axis: np.cumsum(x, axis, dtype=x.dtype)))
 cumsum_p.def_shape(_cum_shape("cumsum"))
 cumsum_p.def_jvp(lambda t, x, *, out, axis, reverse: cumsum(t, axis, reverse))
@@ -328,7 +254,7 @@ def cumsum(x, axis: int, reverse: bool = False):
 def _cumprod_jvp(t, x, *, out, axis, reverse):
     # dy_k = x_k dy_(k-1) + t_k y_(k-1): a linear recurrence, exact when x has zeros
     y_before = _shift(out, 1, axis, 1, not reverse)
-    return _linear_scan(x, _ew().mul(t, y_before), axis, not reverse)
+    return _linear_scan(x, elementwise.mul(t, y_before), axis, not reverse)
 
 
 def _cumprod_vjp(ct, x, *, out, axis, reverse):
@@ -336,10 +262,10 @@ def _cumprod_vjp(ct, x, *, out, axis, reverse):
     y_before = _shift(out, 1, axis, 1, not reverse)
     x_next = _shift(x, 1, axis, 0, reverse)
     suffix = _linear_scan(x_next, ct, axis, reverse)
-    return (_ew().mul(y_before, suffix),)
+    return (elementwise.mul(y_before, suffix),)
 
 
-cumprod_p = Primitive("cumprod")
+cumprod_p = Primitive("cumprod", kind="cumulative")
 cumprod_p.def_impl(_cum_impl(lambda x, axis: np.cumprod(x, axis, dtype=x.dtype)))
 cumprod_p.def_shape(_cum_shape("cumprod"))
 cumprod_p.def_jvp(_cumprod_jvp)
@@ -361,39 +287,35 @@ def _cum_tie_weights(x, out, axis, reverse):
     run of equal outputs that ends at k (y is monotone), so "sum over the tied
     positions" is a cumulative sum that restarts where y changes: `same` is 1 where
     y equals its predecessor, and count_k = that restarting sum of hits."""
-    ew = _ew()
     x_aval = aval_of(x)
     dtype = x_aval.dtype
     forward = not reverse
-    hits = ew.convert_element_type(ew.eq(x, out), dtype)
+    hits = convert_element_type(elementwise.eq(x, out), dtype)
     has_prev = _shift(_ones(x_aval), 1, axis, 0, forward)
-    same = ew.mul(ew.convert_element_type(ew.eq(out, _shift(out, 1, axis, 0, forward)), dtype),
+    same = elementwise.mul(convert_element_type(elementwise.eq(out, _shift(out, 1, axis, 0, forward)), dtype),
                   has_prev)
-    count = ew.max(_linear_scan(same, hits, axis, forward), dtype.type(1))  # 1 if x holds NaN
+    count = elementwise.max(_linear_scan(same, hits, axis, forward), dtype.type(1))  # 1 if x holds NaN
     return hits, same, count
 
 
 def _ones(aval):
-    from .shape import full
     return full(aval.shape, 1, aval.dtype)
 
 
 def _cum_extremum_jvp(t, x, *, out, axis, reverse):
     # dy_k = (sum of t_i over the positions tied with y_k in its prefix) / their count
     hits, same, count = _cum_tie_weights(x, out, axis, reverse)
-    ew = _ew()
-    return ew.div(_linear_scan(same, ew.mul(hits, t), axis, not reverse), count)
+    return elementwise.div(_linear_scan(same, elementwise.mul(hits, t), axis, not reverse), count)
 
 
 def _cum_extremum_vjp(ct, x, *, out, axis, reverse):
     # the transpose: x_bar_i = hit_i * sum of ct_k / count_k over the k whose run holds i
     hits, same, count = _cum_tie_weights(x, out, axis, reverse)
-    ew = _ew()
     same_next = _shift(same, 1, axis, 0, reverse)
-    return (ew.mul(hits, _linear_scan(same_next, ew.div(ct, count), axis, reverse)),)
+    return (elementwise.mul(hits, _linear_scan(same_next, elementwise.div(ct, count), axis, reverse)),)
 
 
-cummax_p = Primitive("cummax")
+cummax_p = Primitive("cummax", kind="cumulative")
 cummax_p.def_impl(_cum_impl(lambda x, axis: np.maximum.accumulate(x, axis)))
 cummax_p.def_shape(_cum_shape("cummax", allow_bool=True))
 cummax_p.def_jvp(_cum_extremum_jvp)
@@ -406,7 +328,7 @@ def cummax(x, axis: int, reverse: bool = False):
     return cummax_p.bind(x, axis=_normalize_axis("cummax", x, axis), reverse=bool(reverse))
 
 
-cummin_p = Primitive("cummin")
+cummin_p = Primitive("cummin", kind="cumulative")
 cummin_p.def_impl(_cum_impl(lambda x, axis: np.minimum.accumulate(x, axis)))
 cummin_p.def_shape(_cum_shape("cummin", allow_bool=True))
 cummin_p.def_jvp(_cum_extremum_jvp)
@@ -429,7 +351,6 @@ def _prod_impl(x, *, axes):
 def _prod_partials(x, axes):
     """d prod / d x_i = (product of the others), from exclusive prefix and suffix
     products over the reduced elements: exact when x has zeros."""
-    ew = _ew()
     x_aval = aval_of(x)
     kept = _kept_dims(x_aval, axes)
     perm = kept + tuple(axes)
@@ -440,17 +361,17 @@ def _prod_partials(x, axes):
     last = len(kept)
     before = _shift(cumprod(flat, last), 1, last, 1, True)
     after = _shift(cumprod(flat, last, reverse=True), 1, last, 1, False)
-    partials = reshape(ew.mul(before, after), moved_shape)
+    partials = reshape(elementwise.mul(before, after), moved_shape)
     return transpose(partials, tuple(np.argsort(perm).tolist()))
 
 
-reduce_prod_p = Primitive("reduce_prod")
+reduce_prod_p = Primitive("reduce_prod", kind="reduction")
 reduce_prod_p.def_impl(_prod_impl)
 reduce_prod_p.def_shape(_reduce_shape("reduce_prod"))
 reduce_prod_p.def_jvp(lambda t, x, *, out, axes: reduce_sum(
-    _ew().mul(t, _prod_partials(x, axes)), axes))
+    elementwise.mul(t, _prod_partials(x, axes)), axes))
 reduce_prod_p.def_vjp(lambda ct, x, *, out, axes: (
-    _ew().mul(_expand_to(ct, aval_of(x), axes), _prod_partials(x, axes)),))
+    elementwise.mul(_expand_to(ct, aval_of(x), axes), _prod_partials(x, axes)),))
 reduce_prod_p.def_vmap(_reduce_vmap(reduce_prod_p))
 
 
@@ -502,7 +423,7 @@ def _arg_emit(fn, x, axis, index_dtype):
     return text if np.dtype(index_dtype) == np.int64 else f"{text}.astype(np.{index_dtype.name})"
 
 
-argmax_p = Primitive("argmax")
+argmax_p = Primitive("argmax", kind="reduction")
 argmax_p.def_impl(_arg_impl(np.argmax))
 argmax_p.def_shape(_arg_shape("argmax"))
 argmax_p.def_jvp(nondifferentiable)
@@ -517,7 +438,7 @@ def argmax(x, axis: int, index_dtype=np.int64):
                          index_dtype=np.dtype(index_dtype))
 
 
-argmin_p = Primitive("argmin")
+argmin_p = Primitive("argmin", kind="reduction")
 argmin_p.def_impl(_arg_impl(np.argmin))
 argmin_p.def_shape(_arg_shape("argmin"))
 argmin_p.def_jvp(nondifferentiable)

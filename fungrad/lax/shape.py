@@ -1,5 +1,6 @@
-"""Shape primitives: broadcast_in_dim, reshape, transpose, squeeze, slice, rev,
-concatenate, pad, iota.  All are linear, so each vjp is the transposed map."""
+"""Shape primitives: squeeze, slice, rev, concatenate, pad, iota (broadcast_in_dim,
+reshape and transpose are in base.py).  All are linear, so each vjp is the
+transposed map."""
 from __future__ import annotations
 
 import numpy as np
@@ -7,135 +8,13 @@ import numpy as np
 from ..core import Primitive, ShapedArray
 from ..errors import FungradTypeError, FungradValueError
 from ..tracing import aval_of
-from ._util import move_axis_to_front
+from .base import bdim_to_front, broadcast_in_dim, full, move_axis_to_front, reduce_sum, reshape
+from .elementwise import select, sub
 
-__all__ = ["broadcast_in_dim", "broadcast_to", "reshape", "transpose", "squeeze",
-           "expand_dims", "slice", "rev", "concatenate", "pad", "iota", "full",
-           "broadcast_in_dim_p", "reshape_p", "transpose_p", "squeeze_p", "slice_p",
+__all__ = ["squeeze", "slice", "rev", "concatenate", "pad", "iota", "squeeze_p", "slice_p",
            "rev_p", "concatenate_p", "pad_p", "iota_p"]
 
 import builtins  # noqa: E402
-
-
-# --- broadcast_in_dim ---------------------------------------------------------------
-
-def _broadcast_shape(x, *, shape, broadcast_dimensions):
-    if len(broadcast_dimensions) != x.ndim:
-        raise FungradTypeError(
-            f"broadcast_in_dim: {x} needs {x.ndim} broadcast_dimensions, got "
-            f"{broadcast_dimensions}")
-    for d, target in zip(x.shape, broadcast_dimensions):
-        if not 0 <= target < len(shape) or d not in (1, shape[target]):
-            raise FungradTypeError(
-                f"broadcast_in_dim: cannot broadcast {x} to shape {shape} "
-                f"with broadcast_dimensions={broadcast_dimensions}")
-    if list(broadcast_dimensions) != sorted(broadcast_dimensions):
-        raise FungradTypeError("broadcast_in_dim: broadcast_dimensions must be increasing")
-    return ShapedArray(shape, x.dtype)
-
-
-def _broadcast_impl(x, *, shape, broadcast_dimensions):
-    x = np.asarray(x)
-    expanded = [1] * len(shape)
-    for d, target in zip(x.shape, broadcast_dimensions):
-        expanded[target] = d
-    return np.broadcast_to(x.reshape(expanded), shape)
-
-
-def _broadcast_vjp(ct, x, *, out, shape, broadcast_dimensions):
-    x_aval = aval_of(x)
-    kept = set(broadcast_dimensions)
-    # sum over new dimensions and over dimensions that were size 1 in x
-    summed = tuple(i for i in range(len(shape)) if i not in kept)
-    stretched = tuple(t for d, t in zip(x_aval.shape, broadcast_dimensions)
-                      if d == 1 and shape[t] != 1)
-    from .reduce import reduce_sum
-    ct_x = reduce_sum(ct, tuple(sorted(summed + stretched))) if summed or stretched else ct
-    return (reshape(ct_x, x_aval.shape),)
-
-
-def _broadcast_vmap(axis_size, args, dims, *, shape, broadcast_dimensions):
-    (x,), (d,) = args, dims
-    x = move_axis_to_front(x, d)
-    return broadcast_in_dim(x, (axis_size,) + tuple(shape),
-                            (0,) + tuple(b + 1 for b in broadcast_dimensions)), 0
-
-
-def _broadcast_emit(x, *, shape, broadcast_dimensions):
-    return f"np.broadcast_to({x}, {tuple(shape)!r})"  # codegen reshapes first when needed
-
-
-broadcast_in_dim_p = Primitive("broadcast_in_dim")
-broadcast_in_dim_p.def_impl(_broadcast_impl)
-broadcast_in_dim_p.def_shape(_broadcast_shape)
-broadcast_in_dim_p.def_jvp(lambda t, x, *, out, shape, broadcast_dimensions: broadcast_in_dim(
-    t, shape, broadcast_dimensions))
-broadcast_in_dim_p.def_vjp(_broadcast_vjp)
-broadcast_in_dim_p.def_vmap(_broadcast_vmap)
-broadcast_in_dim_p.def_emit(_broadcast_emit)
-
-
-def broadcast_in_dim(x, shape, broadcast_dimensions):
-    """Broadcast `x` to `shape`; x's dimension i becomes dimension broadcast_dimensions[i]."""
-    shape = tuple(int(s) for s in shape)
-    broadcast_dimensions = tuple(int(b) for b in broadcast_dimensions)
-    if aval_of(x).shape == shape and broadcast_dimensions == tuple(range(len(shape))):
-        return x
-    return broadcast_in_dim_p.bind(x, shape=shape, broadcast_dimensions=broadcast_dimensions)
-
-
-def broadcast_to(x, shape):
-    """NumPy-style broadcast of x (trailing alignment) to `shape`."""
-    shape = tuple(shape)
-    nd = aval_of(x).ndim
-    if nd > len(shape):
-        raise FungradValueError(f"broadcast_to: cannot broadcast {aval_of(x)} to {shape}")
-    return broadcast_in_dim(x, shape, tuple(range(len(shape) - nd, len(shape))))
-
-
-def full(shape, fill_value, dtype):
-    """An array of `shape` filled with a scalar (a broadcast literal)."""
-    dtype = np.dtype(dtype)
-    value = dtype.type(fill_value) if not hasattr(fill_value, "aval") and not isinstance(
-        fill_value, np.ndarray) else fill_value
-    if isinstance(value, np.ndarray) or hasattr(value, "aval"):
-        from .elementwise import convert_element_type
-        value = convert_element_type(value, dtype)
-    return broadcast_in_dim_p.bind(value, shape=tuple(shape), broadcast_dimensions=())
-
-
-# --- reshape ------------------------------------------------------------------------
-
-def _reshape_shape(x, *, new_sizes):
-    if int(np.prod(new_sizes, dtype=np.int64)) != x.size:
-        raise FungradTypeError(f"reshape: cannot reshape {x} to {tuple(new_sizes)}")
-    return ShapedArray(new_sizes, x.dtype)
-
-
-reshape_p = Primitive("reshape")
-reshape_p.def_impl(lambda x, *, new_sizes: np.reshape(x, new_sizes))
-reshape_p.def_shape(_reshape_shape)
-reshape_p.def_jvp(lambda t, x, *, out, new_sizes: reshape(t, new_sizes))
-reshape_p.def_vjp(lambda ct, x, *, out, new_sizes: (reshape(ct, aval_of(x).shape),))
-reshape_p.def_vmap(lambda n, args, dims, *, new_sizes: (
-    reshape(move_axis_to_front(args[0], dims[0]), (n,) + tuple(new_sizes)), 0))
-reshape_p.def_emit(lambda x, *, new_sizes: f"np.ascontiguousarray({x}).reshape({tuple(new_sizes)!r})")
-
-
-def reshape(x, new_sizes):
-    new_sizes = tuple(int(s) for s in new_sizes)
-    if aval_of(x).shape == new_sizes:
-        return x
-    return reshape_p.bind(x, new_sizes=new_sizes)
-
-
-def expand_dims(x, dimensions):
-    """Insert size-1 dimensions at the (output) positions `dimensions`."""
-    shape = list(aval_of(x).shape)
-    ndim = len(shape) + len(dimensions)
-    for d in sorted(d % ndim for d in dimensions):
-        shape.insert(d, 1)
-    return reshape(x, shape)
 
 
 # --- squeeze ------------------------------------------------------------------------
@@ -152,7 +31,7 @@ def _squeeze_vmap(n, args, dims, *, dimensions):
     return squeeze(x, tuple(d + 1 for d in dimensions)), 0
 
 
-squeeze_p = Primitive("squeeze")
+squeeze_p = Primitive("squeeze", kind="shape")
 squeeze_p.def_impl(lambda x, *, dimensions: np.squeeze(x, axis=dimensions))
 squeeze_p.def_shape(_squeeze_shape)
 squeeze_p.def_jvp(lambda t, x, *, out, dimensions: squeeze(t, dimensions))
@@ -166,33 +45,6 @@ def squeeze(x, dimensions):
     if not dimensions:
         return x
     return squeeze_p.bind(x, dimensions=dimensions)
-
-
-# --- transpose ----------------------------------------------------------------------
-
-def _transpose_shape(x, *, permutation):
-    if sorted(permutation) != list(range(x.ndim)):
-        raise FungradValueError(f"transpose: {permutation} is not a permutation of {x}'s axes")
-    return ShapedArray([x.shape[p] for p in permutation], x.dtype)
-
-
-transpose_p = Primitive("transpose")
-transpose_p.def_impl(lambda x, *, permutation: np.transpose(x, permutation))
-transpose_p.def_shape(_transpose_shape)
-transpose_p.def_jvp(lambda t, x, *, out, permutation: transpose(t, permutation))
-transpose_p.def_vjp(lambda ct, x, *, out, permutation: (
-    transpose(ct, tuple(np.argsort(permutation).tolist())),))
-transpose_p.def_vmap(lambda n, args, dims, *, permutation: (
-    transpose(move_axis_to_front(args[0], dims[0]), (0,) + tuple(p + 1 for p in permutation)),
-    0))
-transpose_p.def_emit(lambda x, *, permutation: f"np.transpose({x}, {tuple(permutation)!r})")
-
-
-def transpose(x, permutation):
-    permutation = tuple(int(p) for p in permutation)
-    if permutation == tuple(range(len(permutation))):
-        return x
-    return transpose_p.bind(x, permutation=permutation)
 
 
 # --- slice --------------------------------------------------------------------------
@@ -235,7 +87,7 @@ def _slice_vmap(n, args, dims, *, start_indices, limit_indices, strides):
                  (1,) + tuple(strides)), 0
 
 
-slice_p = Primitive("slice")
+slice_p = Primitive("slice", kind="shape")
 slice_p.def_impl(_slice_impl)
 slice_p.def_shape(_slice_shape)
 slice_p.def_jvp(lambda t, x, *, out, **p: slice(t, **p))
@@ -264,7 +116,7 @@ def _rev_shape(x, *, dimensions):
     return x
 
 
-rev_p = Primitive("rev")
+rev_p = Primitive("rev", kind="shape")
 rev_p.def_impl(lambda x, *, dimensions: np.flip(x, dimensions) if dimensions else x)
 rev_p.def_shape(_rev_shape)
 rev_p.def_jvp(lambda t, x, *, out, dimensions: rev(t, dimensions))
@@ -314,12 +166,11 @@ def _concat_vjp(ct, *xs, out, dimension):
 
 
 def _concat_vmap(n, args, dims, *, dimension):
-    from ._util import bdim_to_front
     moved = [bdim_to_front(n, x, d) for x, d in zip(args, dims)]
     return concatenate(moved, dimension + 1), 0
 
 
-concatenate_p = Primitive("concatenate")
+concatenate_p = Primitive("concatenate", kind="shape")
 concatenate_p.def_impl(lambda *xs, dimension: np.concatenate(xs, axis=dimension))
 concatenate_p.def_shape(_concat_shape)
 concatenate_p.def_jvp(lambda *args, out, dimension: concatenate(
@@ -388,10 +239,8 @@ def _pad_vjp(ct, x, padding_value, *, out, padding_config):
     limits = tuple(n - builtins.max(0, hi) for n, (_, hi, _) in zip(ct_shape, padding_config))
     strides = tuple(i + 1 for _, _, i in padding_config)
     ct_x = slice(ct, starts, limits, strides)
-    from .reduce import reduce_sum
     total = reduce_sum(ct, tuple(range(len(ct_shape))))
     inner = reduce_sum(ct_x, tuple(range(x_aval.ndim)))
-    from .elementwise import sub
     return (ct_x, sub(total, inner))
 
 
@@ -400,7 +249,6 @@ def _pad_vmap(n, args, dims, *, padding_config):
     dx, dv = dims
     if dv is not None:
         # a batched padding value: pad with zeros, then add the value where padding is
-        from .elementwise import select
         x = move_axis_to_front(x, dx) if dx is not None else broadcast_in_dim(
             x, (n,) + aval_of(x).shape, tuple(range(1, aval_of(x).ndim + 1)))
         cfg = ((0, 0, 0),) + tuple(padding_config)
@@ -414,7 +262,7 @@ def _pad_vmap(n, args, dims, *, padding_config):
     return pad(x, v, ((0, 0, 0),) + tuple(padding_config)), 0
 
 
-pad_p = Primitive("pad")
+pad_p = Primitive("pad", kind="shape")
 pad_p.def_impl(_pad_impl)
 pad_p.def_shape(_pad_shape)
 pad_p.def_jvp(lambda tx, tv, x, v, *, out, padding_config: pad(tx, tv, padding_config))
@@ -446,7 +294,7 @@ def _iota_impl(*, dtype, shape, dimension):
     return np.broadcast_to(r.reshape(expanded), shape)
 
 
-iota_p = Primitive("iota")
+iota_p = Primitive("iota", kind="shape")
 iota_p.def_impl(_iota_impl)
 iota_p.def_shape(_iota_shape)
 iota_p.def_jvp(lambda *, out, **p: None)

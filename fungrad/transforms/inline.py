@@ -13,7 +13,7 @@ __all__ = ["inline_calls_jaxpr"]
 
 
 def _has_calls(jaxpr: Jaxpr) -> bool:
-    return any(getattr(e.prim, "call_jaxpr_param", None) for e in jaxpr.eqns)
+    return any(e.prim.call_jaxpr_param for e in jaxpr.eqns)
 
 
 def inline_calls_jaxpr(jaxpr: Jaxpr) -> Jaxpr:
@@ -28,7 +28,7 @@ def inline_calls_jaxpr(jaxpr: Jaxpr) -> Jaxpr:
             return env[a] if type(a) is Var else a
         for eqn in body.eqns:
             args = [read(a) for a in eqn.inputs]
-            param = getattr(eqn.prim, "call_jaxpr_param", None)
+            param = eqn.prim.call_jaxpr_param
             if param is not None:
                 sub = eqn.params[param]
                 outs = inline(sub, dict(zip(sub.invars, args, strict=True)))

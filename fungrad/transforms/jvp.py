@@ -49,8 +49,8 @@ def jvp_eval(jaxpr: Jaxpr, consts: Sequence, primals: Sequence, tangents: Sequen
             jvp = prim.rule("jvp")
             if getattr(jvp, "nondiff", False):
                 continue
-            # a rule marked symbolic_zeros (call primitives) receives Zero tangents as is
-            t_in = ts if getattr(jvp, "symbolic_zeros", False) else [instantiate(t) for t in ts]
+            # a rule declared with symbolic_zeros (call primitives) receives Zero tangents as is
+            t_in = ts if prim.jvp_symbolic_zeros else [instantiate(t) for t in ts]
             t_out = jvp(*t_in, *xs, out=outs, **eqn.params)
             if prim.multiple_results:
                 for v, t in zip(eqn.outputs, t_out, strict=True):

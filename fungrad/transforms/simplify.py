@@ -30,6 +30,11 @@ from typing import Any, Callable
 import numpy as np
 
 from ..core import ClosedJaxpr, Eqn, Jaxpr, Literal, Primitive, ShapedArray, Var, _param_key
+from ..lax.base import broadcast_in_dim_p, convert_element_type_p, reshape_p, transpose_p
+from ..lax.elementwise import mul_p, neg_p
+from ..lax.linalg import dot_general_p
+from .structure import diagonal_jaxpr
+from .util import dce_jaxpr
 
 __all__ = ["dce_jaxpr", "cse_jaxpr", "fold_constants_jaxpr", "algebraic_jaxpr",
            "subjaxprs_jaxpr", "simplify_jaxpr", "PASSES"]
@@ -40,37 +45,6 @@ __all__ = ["dce_jaxpr", "cse_jaxpr", "fold_constants_jaxpr", "algebraic_jaxpr",
 # ---------------------------------------------------------------------------
 
 _FOLD_MAX_SIZE = 4096       # materialise constants of at most this many elements
-
-
-def _lax():
-    from .. import lax
-    return lax
-
-
-_ELEMENTWISE: set | None = None
-
-
-def _elementwise_prims() -> set:
-    """Every primitive declared in lax/elementwise.py: these act elementwise, and a
-    0-d operand of a binary one applies to every element."""
-    global _ELEMENTWISE
-    if _ELEMENTWISE is None:
-        from ..lax import elementwise
-        _ELEMENTWISE = {v for v in vars(elementwise).values() if isinstance(v, Primitive)}
-    return _ELEMENTWISE
-
-
-_BY_NAME: dict[str, Primitive] = {}
-
-
-def _prim(name: str) -> Primitive:
-    """The lax primitive called `name` (looked up once)."""
-    prim = _BY_NAME.get(name)
-    if prim is None:
-        for p in _lax().ALL_PRIMITIVES:
-            _BY_NAME.setdefault(p.name, p)
-        prim = _BY_NAME[name]
-    return prim
 
 
 class _Rewriter:
@@ -117,7 +91,7 @@ class _Rewriter:
         broadcast to old's shape)."""
         if atom.aval != old.aval:
             assert atom.aval.shape == () and atom.aval.dtype == old.aval.dtype, (old, atom)
-            atom = self.emit(_prim("broadcast_in_dim"), (atom,),
+            atom = self.emit(broadcast_in_dim_p, (atom,),
                              {"shape": old.aval.shape, "broadcast_dimensions": ()})
         self.subst[old] = atom
         self.changed = True
@@ -134,7 +108,7 @@ class _Rewriter:
             if type(atom) is Literal:
                 return atom.val
             eqn = self.defs.get(atom)
-            if eqn is None or eqn.prim is not _prim("broadcast_in_dim"):
+            if eqn is None or eqn.prim is not broadcast_in_dim_p:
                 return None
             atom = eqn.inputs[0]
 
@@ -143,7 +117,7 @@ class _Rewriter:
         lit = Literal(value, ShapedArray((), aval.dtype))
         if aval.shape == ():
             return lit
-        return self.emit(_prim("broadcast_in_dim"), (lit,),
+        return self.emit(broadcast_in_dim_p, (lit,),
                          {"shape": aval.shape, "broadcast_dimensions": ()})
 
     def run(self, rewrite: Callable[["_Rewriter", Eqn, tuple], bool]) -> Jaxpr:
@@ -175,21 +149,7 @@ def _use_counts(jaxpr: Jaxpr) -> dict:
 # dead-code elimination
 # ---------------------------------------------------------------------------
 
-def dce_jaxpr(jaxpr: Jaxpr) -> Jaxpr:
-    """Dead-code elimination: drop equations none of whose outputs is used.
-
-    Preserves: the signature (every input is kept, used or not) and every output
-    value; primitives are pure, so an unused equation has no effect."""
-    live: set = {v for v in jaxpr.outvars if isinstance(v, Var)}
-    kept = []
-    for eqn in reversed(jaxpr.eqns):
-        if any(o in live for o in eqn.outputs):
-            kept.append(eqn)
-            live.update(x for x in eqn.inputs if isinstance(x, Var))
-    if len(kept) == len(jaxpr.eqns):
-        return jaxpr
-    kept.reverse()
-    return Jaxpr(jaxpr.constvars, jaxpr.invars, kept, jaxpr.outvars)
+# dce_jaxpr is in util.py (structure.py needs it too); imported above.
 
 
 # ---------------------------------------------------------------------------
@@ -217,12 +177,10 @@ def cse_jaxpr(jaxpr: Jaxpr) -> Jaxpr:
     order).
 
     Preserves: every value exactly (primitives are pure functions of their inputs
-    and params).  Primitives marked `effectful = True` are never merged."""
+    and params)."""
     seen: dict = {}
 
     def rewrite(rw: _Rewriter, eqn: Eqn, inputs) -> bool:
-        if getattr(eqn.prim, "effectful", False):
-            return False
         try:
             params = tuple((k, _param_key(v)) for k, v in eqn.params.items()) \
                 if eqn.params else ()
@@ -279,7 +237,7 @@ def _fold(eqn: Eqn, values: list):
             return np.asarray(np.multiply(values[0], out_aval.dtype.type(n)),
                               dtype=out_aval.dtype)[()]
     with np.errstate(all="ignore"):
-        if prim in _elementwise_prims():
+        if prim.kind == "elementwise":  # acts per element; a 0-d operand on every one
             out = prim.impl(*[np.asarray(v) for v in values], **eqn.params)
             out = np.asarray(out)
             if out.dtype != out_aval.dtype:
@@ -309,7 +267,7 @@ def fold_constants_jaxpr(jaxpr: Jaxpr) -> Jaxpr:
 
     def rewrite(rw: _Rewriter, eqn: Eqn, inputs) -> bool:
         prim = eqn.prim
-        if prim.multiple_results or prim.impl is None or getattr(prim, "effectful", False):
+        if prim.multiple_results or prim.impl is None:
             return False
         if eqn.outputs[0].aval.dtype.kind not in "biufc" or any(
                 isinstance(v, (Jaxpr, ClosedJaxpr)) for v in eqn.params.values()):
@@ -320,7 +278,7 @@ def fold_constants_jaxpr(jaxpr: Jaxpr) -> Jaxpr:
         if any(v is None for v in values):
             return False
         out = eqn.outputs[0]
-        if prim is _prim("broadcast_in_dim") and type(inputs[0]) is Literal and \
+        if prim is broadcast_in_dim_p and type(inputs[0]) is Literal and \
                 out.aval.shape != ():
             return False                     # already the canonical form
         try:
@@ -347,7 +305,7 @@ def _swapped_dot(rw: _Rewriter, eqn: Eqn, inputs, uses) -> bool:
     """transpose(dot_general(a, b)) that swaps the free blocks -> dot_general(b, a)."""
     (x,) = inputs
     dot = rw.defs.get(x)
-    if dot is None or dot.prim is not _prim("dot_general") or uses.get(x, 0) != 1:
+    if dot is None or dot.prim is not dot_general_p or uses.get(x, 0) != 1:
         return False
     (cx, cy), (bx, by) = dot.params["dimension_numbers"]
     if bx or by:
@@ -392,8 +350,6 @@ def algebraic_jaxpr(jaxpr: Jaxpr) -> Jaxpr:
     the user's code (`x * 0.0`) keeps IEEE semantics.  (2) The sign of a zero may
     change (x + 0 -> x turns -0.0 + 0.0 = 0.0 into -0.0)."""
     uses = _use_counts(jaxpr)
-    elementwise = _elementwise_prims()
-    names = {p: p.name for p in elementwise}
 
     def alias(rw: _Rewriter, eqn: Eqn, atom) -> bool:
         out = eqn.outputs[0]
@@ -417,8 +373,8 @@ def algebraic_jaxpr(jaxpr: Jaxpr) -> Jaxpr:
         name = prim.name
         out = eqn.outputs[0]
         params = eqn.params
-        if prim in elementwise:
-            name = names[prim]
+        if prim.kind == "elementwise":
+            name = prim.name
             u = [rw.uniform(a) for a in inputs]
             if name == "add":
                 x, y = inputs
@@ -431,7 +387,7 @@ def algebraic_jaxpr(jaxpr: Jaxpr) -> Jaxpr:
                 if _is(u[1], 0) and alias(rw, eqn, x):
                     return True
                 if _is(u[0], 0) and y.aval == out.aval:
-                    rw.replace(out, rw.emit(_prim("neg"), (y,), {}))
+                    rw.replace(out, rw.emit(neg_p, (y,), {}))
                     return True
             elif name == "mul":
                 x, y = inputs
@@ -446,7 +402,7 @@ def algebraic_jaxpr(jaxpr: Jaxpr) -> Jaxpr:
                     return True
             elif name == "neg":
                 inner = rw.defs.get(inputs[0])
-                if inner is not None and inner.prim is _prim("neg") and \
+                if inner is not None and inner.prim is neg_p and \
                         alias(rw, eqn, inner.inputs[0]):
                     return True
             elif name == "select":
@@ -459,7 +415,7 @@ def algebraic_jaxpr(jaxpr: Jaxpr) -> Jaxpr:
                     return True
                 if _is(u[1], 1) and _is(u[2], 0) and p.aval.shape == out.aval.shape and \
                         np.issubdtype(out.aval.dtype, np.inexact):
-                    rw.replace(out, rw.emit(_prim("convert_element_type"), (p,),
+                    rw.replace(out, rw.emit(convert_element_type_p, (p,),
                                             {"new_dtype": out.aval.dtype}))
                     return True
             elif name == "integer_pow":
@@ -473,7 +429,7 @@ def algebraic_jaxpr(jaxpr: Jaxpr) -> Jaxpr:
                     rw.replace(out, rw.constant(out.aval.dtype.type(1), out.aval))
                     return True
                 if y == 2:
-                    rw.replace(out, rw.emit(_prim("mul"), (inputs[0], inputs[0]), {}))
+                    rw.replace(out, rw.emit(mul_p, (inputs[0], inputs[0]), {}))
                     return True
             elif name == "convert_element_type":
                 if inputs[0].aval == out.aval and alias(rw, eqn, inputs[0]):
@@ -512,16 +468,16 @@ def algebraic_jaxpr(jaxpr: Jaxpr) -> Jaxpr:
         # (a 0-d broadcast of a literal stays until folding: `x * it` is still zeros)
         if identity and type(x) is Var:
             return alias(rw, eqn, x)
-        if name == "reshape" and inner is not None and inner.prim is _prim("reshape"):
-            rw.replace(out, rw.emit(_prim("reshape"), (inner.inputs[0],), params))
+        if name == "reshape" and inner is not None and inner.prim is reshape_p:
+            rw.replace(out, rw.emit(reshape_p, (inner.inputs[0],), params))
             return True
-        if name == "transpose" and inner is not None and inner.prim is _prim("transpose"):
+        if name == "transpose" and inner is not None and inner.prim is transpose_p:
             p1, p2 = inner.params["permutation"], params["permutation"]
             composed = tuple(p1[i] for i in p2)
             source = inner.inputs[0]
             if composed == tuple(range(len(composed))):
                 return alias(rw, eqn, source)
-            rw.replace(out, rw.emit(_prim("transpose"), (source,), {"permutation": composed}))
+            rw.replace(out, rw.emit(transpose_p, (source,), {"permutation": composed}))
             return True
         if name == "transpose" and _swapped_dot(rw, eqn, inputs, uses):
             return True
@@ -578,7 +534,6 @@ def subjaxprs_jaxpr(jaxpr: Jaxpr) -> Jaxpr:
 # broadcast (`x * zeros` -> zeros) until folding turns it into a literal 0
 def diagonal_pass(jaxpr: Jaxpr) -> Jaxpr:
     """Products with identity-derived diagonals become scalings (structure.py)."""
-    from .structure import diagonal_jaxpr
     return diagonal_jaxpr(jaxpr)
 
 

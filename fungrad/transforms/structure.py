@@ -20,8 +20,9 @@ from __future__ import annotations
 import numpy as np
 
 from ..core import Jaxpr, Literal, Var
-from .simplify import dce_jaxpr
-from .util import build_jaxpr, read_atom, rebinding
+from ..lax.base import broadcast_in_dim, full, transpose
+from ..lax.elementwise import mul, neg
+from .util import build_jaxpr, dce_jaxpr, read_atom, rebinding
 
 __all__ = ["diagonal_jaxpr"]
 
@@ -37,7 +38,6 @@ def diagonal_jaxpr(jaxpr: Jaxpr) -> Jaxpr:
     names = {e.prim.name for e in jaxpr.eqns}
     if "iota" not in names or "dot_general" not in names and "reduce_sum" not in names:
         return jaxpr
-    from .. import lax
 
     producer: dict = {}
     for eqn in jaxpr.eqns:
@@ -62,10 +62,10 @@ def diagonal_jaxpr(jaxpr: Jaxpr) -> Jaxpr:
 
         def vec(old, dtype, n):
             v = diag[old]
-            return lax.full((n,), 1, dtype) if v is _ONES else v
+            return full((n,), 1, dtype) if v is _ONES else v
 
         def scale(v, w):
-            return w if v is _ONES else lax.mul(v, w)
+            return w if v is _ONES else mul(v, w)
 
         with rebinding() as rb:
             for eqn in jaxpr.eqns:
@@ -85,9 +85,9 @@ def diagonal_jaxpr(jaxpr: Jaxpr) -> Jaxpr:
                     if a in diag:
                         n = out.aval.shape[0]
                         if isinstance(b, Literal) or b.aval.shape == ():
-                            diag[out] = scale(diag[a], lax.broadcast_in_dim(
+                            diag[out] = scale(diag[a], broadcast_in_dim(
                                 read_atom(env, b), (n,), ())) if diag[a] is not _ONES else \
-                                lax.broadcast_in_dim(read_atom(env, b), (n,), ())
+                                broadcast_in_dim(read_atom(env, b), (n,), ())
                         elif b in diag:
                             diag[out] = diag[b] if diag[a] is _ONES else scale(
                                 diag[b], diag[a]) if diag[b] is not _ONES else diag[a]
@@ -96,7 +96,7 @@ def diagonal_jaxpr(jaxpr: Jaxpr) -> Jaxpr:
                             diag[out] = scale(diag[a], src)
                 elif name == "neg" and ins[0] in diag:
                     n = out.aval.shape[0]
-                    diag[out] = lax.neg(vec(ins[0], out.aval.dtype, n))
+                    diag[out] = neg(vec(ins[0], out.aval.dtype, n))
                 elif name == "transpose" and ins[0] in diag:
                     diag[out] = diag[ins[0]]
                 elif name == "reduce_sum" and ins[0] in diag and len(eqn.params["axes"]) == 1:
@@ -109,17 +109,17 @@ def diagonal_jaxpr(jaxpr: Jaxpr) -> Jaxpr:
                         # it to the front (the diag's free axis comes first in the output)
                         y_val = read_atom(env, y)
                         yshape = y.aval.shape
-                        scaled = y_val if diag[x] is _ONES else lax.mul(
-                            y_val, lax.broadcast_in_dim(diag[x], yshape, cy))
+                        scaled = y_val if diag[x] is _ONES else mul(
+                            y_val, broadcast_in_dim(diag[x], yshape, cy))
                         perm = (cy[0],) + tuple(i for i in range(len(yshape)) if i != cy[0])
-                        new = lax.transpose(scaled, perm)
+                        new = transpose(scaled, perm)
                     elif not bx and len(cx) == 1 and y in diag and y.aval.ndim == 2:
                         x_val = read_atom(env, x)
                         xshape = x.aval.shape
-                        scaled = x_val if diag[y] is _ONES else lax.mul(
-                            x_val, lax.broadcast_in_dim(diag[y], xshape, cx))
+                        scaled = x_val if diag[y] is _ONES else mul(
+                            x_val, broadcast_in_dim(diag[y], xshape, cx))
                         perm = tuple(i for i in range(len(xshape)) if i != cx[0]) + (cx[0],)
-                        new = lax.transpose(scaled, perm)
+                        new = transpose(scaled, perm)
                 if new is not None:
                     changed.append(eqn)
                 if new is None:

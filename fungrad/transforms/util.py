@@ -4,9 +4,10 @@ from __future__ import annotations
 from typing import Any, Callable, Sequence
 
 from ..core import ClosedJaxpr, Jaxpr, Literal, ShapedArray, Var
+from ..lax.base import full
 from ..tracing import current_trace, trace_to_jaxpr
 
-__all__ = ["Zero", "instantiate", "build_jaxpr", "read_atom", "rebinding"]
+__all__ = ["Zero", "instantiate", "build_jaxpr", "read_atom", "rebinding", "dce_jaxpr"]
 
 
 class Zero:
@@ -23,7 +24,6 @@ class Zero:
 def instantiate(x: Any) -> Any:
     """A real array for a possibly symbolic zero."""
     if isinstance(x, Zero):
-        from ..lax.shape import full
         return full(x.aval.shape, 0, x.aval.dtype)
     return x
 
@@ -65,3 +65,20 @@ class rebinding:
     def __exit__(self, *exc):
         if self.trace is not None:
             self.trace.source_info = self.saved
+
+
+def dce_jaxpr(jaxpr: Jaxpr) -> Jaxpr:
+    """Dead-code elimination: drop equations none of whose outputs is used.
+
+    Preserves: the signature (every input is kept, used or not) and every output
+    value; primitives are pure, so an unused equation has no effect."""
+    live: set = {v for v in jaxpr.outvars if isinstance(v, Var)}
+    kept = []
+    for eqn in reversed(jaxpr.eqns):
+        if any(o in live for o in eqn.outputs):
+            kept.append(eqn)
+            live.update(x for x in eqn.inputs if isinstance(x, Var))
+    if len(kept) == len(jaxpr.eqns):
+        return jaxpr
+    kept.reverse()
+    return Jaxpr(jaxpr.constvars, jaxpr.invars, kept, jaxpr.outvars)

@@ -41,12 +41,17 @@ from typing import Any, Callable, Sequence
 
 import numpy as np
 
-from .core import ClosedJaxpr, Jaxpr, Primitive, ShapedArray, Var
-from .errors import FungradNotImplementedError, FungradTypeError, describe_function
-from .pytree import tree_flatten, tree_map
-from . import tracing
-from .interpreter import eval_concrete
-from .tracing import Trace, Tracer, aval_of, new_trace
+from ..core import ClosedJaxpr, Jaxpr, Primitive, ShapedArray, Var, jaxpr_key
+from ..errors import FungradNotImplementedError, FungradTypeError, describe_function
+from ..interpreter import eval_concrete, eval_jaxpr
+from ..lax.base import convert_element_type, full, reduce_sum, zeros_like_aval
+from ..lax.elementwise import add
+from ..pytree import tree_flatten, tree_map
+from ..tracing import Trace, Tracer, as_value, aval_of, current_trace, new_trace
+from ..transforms.ad import vjp_eval
+from ..transforms.jvp import jvp_eval
+from ..transforms.util import Zero, build_jaxpr, instantiate
+from ..transforms.vmap import _batched_aval, moveaxis_value, vmap_eval
 
 __all__ = ["custom_jvp", "custom_vjp", "custom_jvp_call_p", "custom_vjp_call_p",
            "eval_concrete", "batch_jaxpr", "call_primitive", "trace_with_consts"]
@@ -66,7 +71,6 @@ def _is_float(aval: ShapedArray) -> bool:
 
 def _inline(jaxpr: Jaxpr, args: Sequence, consts: Sequence = ()) -> list:
     """Evaluate `jaxpr` on values of the current trace (binds its equations there)."""
-    from .interpreter import eval_jaxpr
     return eval_jaxpr(jaxpr, consts, *args)
 
 
@@ -107,7 +111,6 @@ class _Rules:
 
     def _structure(self):
         if self._key is None:  # eager: the rules' programs
-            from .core import jaxpr_key
             self._key = tuple(jaxpr_key(j) for j, _ in self._jaxprs)
         return self._key
 
@@ -226,9 +229,6 @@ def batch_jaxpr(jaxpr: Jaxpr, axis_size: int, in_dims: Sequence[int | None],
     """`jaxpr` (no constvars) batched: inputs have batch dims `in_dims`, output i
     gets its batch dim at `out_dims[i]`; `None` there means "unbatched": a batched
     result is summed over the batch (what a cotangent of an unbatched input needs)."""
-    from .lax.reduce import reduce_sum
-    from .transforms.util import build_jaxpr
-    from .transforms.vmap import _batched_aval, moveaxis_value, vmap_eval
 
     def run(*args):
         outs, dims = vmap_eval(jaxpr, axis_size, [], args, in_dims)
@@ -247,17 +247,14 @@ def batch_jaxpr(jaxpr: Jaxpr, axis_size: int, in_dims: Sequence[int | None],
 
 
 def _zero(aval: ShapedArray):
-    from .transforms.util import Zero
     return Zero(aval)
 
 
 def _is_zero(x) -> bool:
-    from .transforms.util import Zero
     return isinstance(x, Zero)
 
 
 def _instantiate(x):
-    from .transforms.util import instantiate
     return instantiate(x)
 
 
@@ -266,7 +263,6 @@ def _add_tangents(a, b):
         return b
     if _is_zero(b):
         return a
-    from .lax.elementwise import add
     return add(a, b)
 
 
@@ -283,9 +279,10 @@ def _check_in_avals(name: str, jaxpr: Jaxpr, avals: Sequence[ShapedArray]) -> No
 
 
 def call_primitive(prim: Primitive) -> Primitive:
-    """Mark `prim` as a call: its `call_jaxpr` param, applied to the equation's
-    operands, gives its outputs (backends and debug_nans may look inside it)."""
-    prim.call_jaxpr_param = "call_jaxpr"
+    """The impl and shape rules of a call primitive (declared with kind="call",
+    call_jaxpr_param="call_jaxpr"): its `call_jaxpr` param, applied to the
+    equation's operands, gives its outputs (backends and debug_nans may look inside it)."""
+    assert prim.call_jaxpr_param == "call_jaxpr", prim
     prim.def_impl(lambda *args, call_jaxpr, **params: tuple(eval_concrete(call_jaxpr, args)))
 
     def shape(*avals, call_jaxpr, **params):
@@ -299,7 +296,6 @@ def _jvp_through_consts(where: str, call_jaxpr: Jaxpr, xs: Sequence,
                         const_ts: Sequence) -> list:
     """Output tangents from tangents of the closed-over values only, by ordinary
     forward-mode differentiation of the function itself."""
-    from .transforms.jvp import jvp_eval
     try:
         _, ts_out = jvp_eval(call_jaxpr, [], xs, list(const_ts) + [
             _zero(v.aval) for v in call_jaxpr.invars[len(const_ts):]], instantiate_out=False)
@@ -316,7 +312,6 @@ def _vjp_through_consts(where: str, call_jaxpr: Jaxpr, xs: Sequence, want: Seque
                         cts_out: Sequence) -> list:
     """Cotangents of the closed-over values marked in `want` (reverse mode through
     the function itself)."""
-    from .transforms.ad import vjp_eval
     n_x = len(call_jaxpr.invars) - len(want)
     try:
         _, cts = vjp_eval(call_jaxpr, [], xs, list(want) + [False] * n_x, cts_out)
@@ -363,7 +358,6 @@ class _Call:
         self.nondiff = tuple(sorted(i % n for i in nondiff_argnums)) if n else ()
         self.args = args
         self.dyn_pos = [i for i in range(n) if i not in self.nondiff]
-        from .transforms.api_util import as_value
         leaves, self.in_tree = tree_flatten(tuple(args[i] for i in self.dyn_pos))
         self.leaves = [as_value(x) for x in leaves]
         self.avals = [aval_of(x) for x in self.leaves]
@@ -392,7 +386,7 @@ def _lazy_key(fn: Any, rules: tuple, call: "_Call", const_avals: Sequence) -> tu
 
 
 def _needs_trace(leaves: Sequence) -> bool:
-    return tracing.current_trace() is not None or any(isinstance(x, Tracer) for x in leaves)
+    return current_trace() is not None or any(isinstance(x, Tracer) for x in leaves)
 
 
 def _flatten_out(where: str, out: Any, box: list) -> list:
@@ -416,7 +410,6 @@ def _trace_fun(where: str, fun: Callable, call: _Call) -> tuple[ClosedJaxpr, Any
 
 def _match_tangent(where: str, rule: Callable, t: Any, aval: ShapedArray, i: int):
     """A tangent output of a jvp rule, checked against its primal output's type."""
-    from .lax.elementwise import convert_element_type
     t_aval = aval_of(t)
     if t_aval.shape != aval.shape:
         raise FungradTypeError(
@@ -432,7 +425,8 @@ def _match_tangent(where: str, rule: Callable, t: Any, aval: ShapedArray, i: int
 # custom_jvp
 # ---------------------------------------------------------------------------
 
-custom_jvp_call_p = call_primitive(Primitive("custom_jvp_call", multiple_results=True))
+custom_jvp_call_p = call_primitive(Primitive(
+    "custom_jvp_call", kind="call", multiple_results=True, call_jaxpr_param="call_jaxpr"))
 
 
 def _custom_jvp_call_jvp(*args, out, call_jaxpr, rules, num_consts, const_diff, name):
@@ -458,14 +452,12 @@ def _custom_jvp_call_jvp(*args, out, call_jaxpr, rules, num_consts, const_diff, 
                  for t, a in zip(t_out, out_avals, strict=True))
 
 
-_custom_jvp_call_jvp.symbolic_zeros = True
 
 
 def _custom_jvp_call_vjp(ct, *xs, out, active, call_jaxpr, rules, num_consts, const_diff,
                          name):
     # (xs, ct) -> cts_xs by transposing the rule's tangent map: its vjp with respect
     # to the tangent inputs (at zero tangents; the map is linear in them)
-    from .transforms.ad import vjp_eval
     n = len(xs)
     in_avals = [v.aval for v in call_jaxpr.invars]
     out_avals = _out_avals(call_jaxpr)
@@ -488,7 +480,6 @@ def _custom_jvp_call_vjp(ct, *xs, out, active, call_jaxpr, rules, num_consts, co
     return tuple(cts_in)
 
 
-_custom_jvp_call_vjp.wants_active = True
 
 
 def _custom_jvp_call_vmap(axis_size, args, dims, *, call_jaxpr, rules, num_consts,
@@ -504,8 +495,8 @@ def _custom_jvp_call_vmap(axis_size, args, dims, *, call_jaxpr, rules, num_const
     return outs, [0] * n_out
 
 
-custom_jvp_call_p.def_jvp(_custom_jvp_call_jvp)
-custom_jvp_call_p.def_vjp(_custom_jvp_call_vjp)
+custom_jvp_call_p.def_jvp(_custom_jvp_call_jvp, symbolic_zeros=True)
+custom_jvp_call_p.def_vjp(_custom_jvp_call_vjp, wants_active=True)
 custom_jvp_call_p.def_vmap(_custom_jvp_call_vmap)
 
 
@@ -573,8 +564,7 @@ class custom_jvp:
                 term = rule(t, primal_out, *primals)
                 total = term if total is None else tree_map(lambda a, b: a + b, total, term)
             if total is None:
-                from . import numpy as fnp
-                total = tree_map(fnp.zeros_like, primal_out)
+                total = tree_map(lambda y: zeros_like_aval(aval_of(y)), primal_out)
             return primal_out, total
         jvp.__name__ = f"defjvps({getattr(self.fun, '__name__', 'fun')})"
         self.defjvp(jvp)
@@ -653,7 +643,8 @@ def _check_primal(where: str, rule: Callable, p: Any, aval: ShapedArray, i: int)
 # custom_vjp
 # ---------------------------------------------------------------------------
 
-custom_vjp_call_p = call_primitive(Primitive("custom_vjp_call", multiple_results=True))
+custom_vjp_call_p = call_primitive(Primitive(
+    "custom_vjp_call", kind="call", multiple_results=True, call_jaxpr_param="call_jaxpr"))
 
 
 def _residuals(rules: _Rules, xs: Sequence, n_out: int) -> list:
@@ -687,13 +678,11 @@ def _custom_vjp_call_vjp(ct, *xs, out, active, call_jaxpr, rules, num_consts, co
     return tuple(cts_in)
 
 
-_custom_vjp_call_vjp.wants_active = True
 
 
 def _custom_vjp_call_jvp(*args, out, call_jaxpr, rules, num_consts, const_diff, name):
     # J t by transposing bwd: bwd(ct) = J^T ct is linear in ct, so the vjp of
     # bwd with respect to ct, applied to t, is J t (exact, no extra user rule)
-    from .transforms.ad import vjp_eval
     n = len(call_jaxpr.invars)
     ts, xs = args[:n], args[n:]
     in_avals = [v.aval for v in call_jaxpr.invars]
@@ -728,7 +717,6 @@ def _custom_vjp_call_jvp(*args, out, call_jaxpr, rules, num_consts, const_diff, 
                  for t, a in zip(t_out, out_avals, strict=True))
 
 
-_custom_vjp_call_jvp.symbolic_zeros = True
 
 
 def _custom_vjp_call_vmap(axis_size, args, dims, *, call_jaxpr, rules, num_consts, const_diff,
@@ -750,8 +738,8 @@ def _custom_vjp_call_vmap(axis_size, args, dims, *, call_jaxpr, rules, num_const
     return outs, [0] * n_out
 
 
-custom_vjp_call_p.def_jvp(_custom_vjp_call_jvp)
-custom_vjp_call_p.def_vjp(_custom_vjp_call_vjp)
+custom_vjp_call_p.def_jvp(_custom_vjp_call_jvp, symbolic_zeros=True)
+custom_vjp_call_p.def_vjp(_custom_vjp_call_vjp, wants_active=True)
 custom_vjp_call_p.def_vmap(_custom_vjp_call_vmap)
 
 
@@ -884,8 +872,6 @@ class custom_vjp:
 
 def _bwd_leaves(where: str, bwd: Callable, cts: tuple, call: _Call) -> list:
     """bwd's cotangents as flat leaves matching the differentiable inputs (None: zero)."""
-    from .lax.elementwise import convert_element_type
-    from .lax.shape import full
     leaves = []
     avals = iter(call.avals)
     for pos, ct in zip(call.dyn_pos, cts, strict=True):

@@ -4,33 +4,20 @@ traced program's structure, and run the result (inline it into an enclosing
 trace, or execute it)."""
 from __future__ import annotations
 
-from collections import OrderedDict
 from typing import Any, Callable, Sequence
 
 import numpy as np
 
-from ..core import ClosedJaxpr, jaxpr_key
-from ..errors import FungradTypeError, FungradValueError, describe_function
-from ..interpreter import eval_jaxpr
-from ..pytree import PyTreeDef, tree_flatten
-from ..tracing import Tracer, aval_of, current_trace, trace_to_jaxpr
+from .caches import new_cache
+from .core import ClosedJaxpr, jaxpr_key
+from .errors import FungradTypeError, FungradValueError, describe_function
+from .backend import execute as backend_execute
+from .interpreter import eval_jaxpr
+from .pytree import PyTreeDef, tree_flatten
+from .tracing import Tracer, as_value, aval_of, current_trace, trace_to_jaxpr
 
 __all__ = ["prepare_call", "cached_rewrite", "execute", "as_value", "check_scalar_output",
            "aux_split", "PreparedCall"]
-
-
-def as_value(x: Any) -> Any:
-    """A leaf as fungrad sees it: tracers stay, everything else becomes an ndarray."""
-    if isinstance(x, Tracer):
-        return x
-    if isinstance(x, np.ndarray):
-        return x
-    arr = np.asarray(x)
-    if arr.dtype == object:
-        raise FungradTypeError(
-            f"a value of type {type(x).__name__} is not an array; arguments must be "
-            "arrays, scalars, or pytrees (tuple, list, dict) of them")
-    return arr
 
 
 def _normalize_argnums(where: str, fun, argnums, n_args: int) -> tuple[tuple[int, ...], bool]:
@@ -167,8 +154,7 @@ def aux_split(where: str, fun: Callable, out_tree: PyTreeDef) -> int:
     return out_tree.children[0].num_leaves
 
 
-_CACHE_SIZE = 1024
-_rewrites: OrderedDict = OrderedDict()
+_rewrites = new_cache("api.rewrites", 1024)
 
 
 def cached_rewrite(kind: tuple, closed: ClosedJaxpr, build: Callable) -> Any:
@@ -177,13 +163,8 @@ def cached_rewrite(kind: tuple, closed: ClosedJaxpr, build: Callable) -> Any:
     key = (kind, jaxpr_key(closed.jaxpr, with_source=True))
     hit = _rewrites.get(key)
     if hit is not None:
-        _rewrites.move_to_end(key)
         return hit
-    result = build(closed.jaxpr)
-    _rewrites[key] = result
-    if len(_rewrites) > _CACHE_SIZE:
-        _rewrites.popitem(last=False)
-    return result
+    return _rewrites.put(key, build(closed.jaxpr))
 
 
 def execute(jaxpr, consts: Sequence, args: Sequence) -> list:
@@ -192,5 +173,4 @@ def execute(jaxpr, consts: Sequence, args: Sequence) -> list:
     if current_trace() is not None or any(isinstance(x, Tracer) for x in args) or any(
             isinstance(x, Tracer) for x in consts):
         return eval_jaxpr(jaxpr, consts, *args)
-    from .. import backend
-    return backend.execute(jaxpr, consts, args)
+    return backend_execute(jaxpr, consts, args)

@@ -12,17 +12,21 @@ function is traced through, so its equations join the enclosing program.
 from __future__ import annotations
 
 import functools
+import weakref
 from typing import Any, Callable, Sequence
 
 import numpy as np
 
+from .caches import register
 from .config import config
 from .core import ClosedJaxpr, ShapedArray
 from .errors import FungradTypeError, FungradValueError, describe_function
 from .pytree import tree_flatten
+from .backend import executable
 from .tracing import Tracer, current_trace, trace_to_jaxpr
+from .transforms.simplify import simplify_jaxpr
 
-__all__ = ["jit", "JittedFunction", "Lowered"]
+__all__ = ["JittedFunction", "Lowered"]
 
 _ARRAY = np.ndarray
 _SCALAR_AVALS = {float: ShapedArray((), np.float64), int: ShapedArray((), np.int64),
@@ -63,36 +67,29 @@ def _aval(sig) -> ShapedArray:
 
 
 class _Compiled:
-    """One trace of the function: its jaxpr, constants, output tree and kernel."""
-    __slots__ = ("closed", "out_tree", "kernel", "consts", "unflatten")
+    """One trace of the function: its jaxpr, constants, output tree, and how it runs
+    (`backend.Executable`, which alone decides between kernel and interpreter)."""
+    __slots__ = ("closed", "out_tree", "executable", "consts", "unflatten")
 
-    def __init__(self, closed: ClosedJaxpr, out_tree, kernel):
-        self.closed, self.out_tree, self.kernel = closed, out_tree, kernel
+    def __init__(self, closed: ClosedJaxpr, out_tree):
+        self.closed, self.out_tree = closed, out_tree
+        self.executable = executable(closed.jaxpr, tiered=False)
         self.consts = list(closed.consts)
         self.unflatten = _fast_unflatten(out_tree)
 
     def run(self, leaves: Sequence) -> Any:
-        kernel = self.kernel
-        if kernel.direct and not (config.disable_jit or config.debug_nans or config.debug_infs):
+        fn = self.executable.direct()
+        if fn is not None:
             # compiled and checked, no 0-d arguments or results: call numba directly
             try:
-                return self.unflatten(kernel.fn(*self.consts, *leaves))
+                return self.unflatten(fn(*self.consts, *leaves))
             except Exception:  # noqa: BLE001 - the general path below reports it
                 pass
         return self.unflatten(self.run_flat(leaves))
 
     def run_flat(self, leaves: Sequence) -> list:
         """All outputs of the program as a list (guard predicates included)."""
-        if config.debug_nans or config.debug_infs:  # the checked interpreter
-            from .backend import execute
-            outs = execute(self.closed.jaxpr, self.consts, leaves)
-        elif config.disable_jit:
-            from .backend import finalize
-            from .interpreter import eval_jaxpr
-            outs = [finalize(x) for x in eval_jaxpr(self.closed.jaxpr, self.consts, *leaves)]
-        else:
-            outs = self.kernel(self.consts, leaves)
-        return outs
+        return self.executable(self.consts, leaves)
 
 
 class _Guarded:
@@ -114,7 +111,6 @@ class _Guarded:
                 return path.compiled.unflatten(outs)
         limit = config.jit_max_paths
         if len(self.paths) >= limit:
-            from .errors import FungradTypeError
             raise FungradTypeError(
                 f"jit({describe_function(self.jitted.fun)}): Python control flow on traced "
                 f"values has produced {len(self.paths)} different paths (the limit is "
@@ -173,7 +169,7 @@ class Lowered:
 
     def as_text(self) -> str:
         """The jaxpr, then the generated kernel source (or why there is none)."""
-        kernel = self._compiled.kernel
+        kernel = self._compiled.executable.kernel()
         if kernel.source is None:
             code = f"# no kernel: {kernel.fallback}; runs in the interpreter"
         else:
@@ -218,6 +214,7 @@ class JittedFunction:
             donate_argnums or ())
         self._plain = not self.static_argnums and not self.static_argnames
         self._cache: dict = {}
+        _jitted.add(self)
 
     # --- the hot path -------------------------------------------------------------
 
@@ -308,16 +305,10 @@ class JittedFunction:
 
         closed = trace_to_jaxpr(flat_fun, [_aval(s) for s in sigs], sources=leaves,
                                 guards=guards if leaves is not None else None)
-        from .transforms.simplify import simplify_jaxpr
         jaxpr = simplify_jaxpr(closed.jaxpr)
         closed = ClosedJaxpr(jaxpr, closed.consts)
-        from .backend import _use_interpreter, kernel_for
-        kernel = None if _use_interpreter() else kernel_for(closed.jaxpr)
-        if kernel is None:
-            from .backend.numba_jit import Kernel
-            kernel = Kernel(closed.jaxpr, None, fallback_reason="FUNGRAD_DISABLE_JIT")
         out_tree, n_out = out_tree_box[0]
-        compiled = _Compiled(closed, out_tree, kernel)
+        compiled = _Compiled(closed, out_tree)
         if guards:
             return _Path(compiled, n_out, [expected for _, expected in guards])
         return compiled
@@ -330,10 +321,6 @@ class JittedFunction:
         compiled, _ = self._lookup(args, kwargs)
         if isinstance(compiled, _Guarded):
             compiled = compiled.paths[0].compiled
-        if compiled.kernel.source is None and compiled.kernel.fallback == "FUNGRAD_DISABLE_JIT":
-            from .backend.numba_jit import compile_jaxpr
-            compiled = _Compiled(compiled.closed, compiled.out_tree,
-                                 compile_jaxpr(compiled.closed.jaxpr))
         return Lowered(compiled)
 
     def clear_cache(self) -> None:
@@ -353,37 +340,22 @@ def _flat_tree(n: int):
     return tree_flatten(([0] * n, {}))[1]
 
 
+register("jit.flat_trees", _flat_tree.cache_clear, lambda: _flat_tree.cache_info().currsize)
+# every jitted function's traces (one per argument signature), cleared together
+_jitted: "weakref.WeakSet[JittedFunction]" = weakref.WeakSet()
+
+
+def _clear_traces() -> None:
+    for jitted in list(_jitted):
+        jitted.clear_cache()
+
+
+register("jit.traces", _clear_traces, lambda: sum(len(f._cache) for f in list(_jitted)))
+
+
 def _has_tracer(args, kwargs) -> bool:
     for a in args:
         if isinstance(a, Tracer):
             return True
     leaves, _ = tree_flatten((args, kwargs))
     return any(isinstance(x, Tracer) for x in leaves)
-
-
-def jit(fun: Callable | None = None, *, static_argnums: int | Sequence[int] = (),
-        static_argnames: str | Sequence[str] = (), donate_argnums: int | Sequence[int] = ()):
-    """Compile `fun`: trace it once per (pytree structure, shapes/dtypes, static
-    argument values) into a jaxpr, compile that into one numba kernel, cache it.
-
-    Args:
-      fun: a pure function of arrays (pytrees of arrays) returning arrays.
-      static_argnums / static_argnames: arguments passed as Python values and
-        hashed by value (each distinct value traces again), e.g. a shape or a flag.
-      donate_argnums: accepted for JAX compatibility (kernels never write inputs).
-
-    Returns:
-      a `JittedFunction`; `.lower(*args).as_text()` shows the jaxpr and kernel.
-
-    Under jit values are abstract: a Python `if` on a traced value raises
-    `TracerBoolConversionError` (use `fungrad.numpy.where`).  Composes with every
-    transform: `jit(grad(f))`, `grad(jit(f))`, `jit(vmap(f))`, `jit(jacrev(f))`.
-
-    >>> import fungrad as fg, numpy as np
-    >>> fg.jit(lambda x: x * 2.0)(np.ones(2))
-    array([2., 2.])
-    """
-    if fun is None:
-        return functools.partial(jit, static_argnums=static_argnums,
-                                 static_argnames=static_argnames, donate_argnums=donate_argnums)
-    return JittedFunction(fun, static_argnums, static_argnames, donate_argnums)

@@ -1,0 +1,215 @@
+"""`cond` and `switch`: the `cond` primitive runs branches[index](*operands)."""
+from __future__ import annotations
+
+import builtins
+from typing import Any, Callable, Sequence
+
+import numpy as np
+
+from ..core import Jaxpr, Primitive, Var
+from ..errors import FungradTypeError, FungradValueError, describe_function
+from ..interpreter import eval_concrete
+from ..lax.base import broadcast_in_dim, convert_element_type, move_axis_to_front
+from ..lax.elementwise import eq, ne, select
+from ..lax.elementwise import max as lax_max, min as lax_min
+from ..pytree import tree_flatten
+from ..tracing import Tracer, aval_of
+from ..transforms.ad import vjp_eval
+from ..transforms.jvp import jvp_eval
+from ..transforms.util import Zero, instantiate
+from ..transforms.vmap import vmap_jaxpr
+from .subjaxpr import _as_operand, _closed, _inline, _is_float_aval, _trace_fun, _types, _where
+
+
+# ---------------------------------------------------------------------------
+# cond_p: run branches[index](*operands)
+# ---------------------------------------------------------------------------
+
+cond_p = Primitive("cond", kind="control", multiple_results=True)
+
+
+def _cond_impl(index, *operands, branches):
+    i = builtins.min(builtins.max(int(index), 0), len(branches) - 1)
+    return tuple(eval_concrete(branches[i].jaxpr, operands))
+
+
+def _cond_shape(index, *operands, branches):
+    if index.shape != () or not np.issubdtype(index.dtype, np.integer):
+        raise FungradTypeError(f"cond: the branch index must be an integer scalar, got {index}")
+    out = branches[0].out_avals
+    for b in branches:
+        if list(b.in_avals) != list(operands):
+            raise FungradTypeError(f"cond: a branch takes {_types(b.in_avals)}, "
+                                   f"operands are {_types(operands)}")
+        if list(b.out_avals) != list(out):
+            raise FungradTypeError(f"cond: branches return {_types(out)} and "
+                                   f"{_types(b.out_avals)}")
+    return tuple(out)
+
+
+# d cond(i, xs) = cond(i, jvp of each branch)
+def _cond_jvp(*args, out, branches):
+    n = len(branches[0].in_avals)
+    tangents, index, operands = args[1:1 + n], args[1 + n], list(args[2 + n:])
+    ts = [t if _is_float_aval(aval_of(x)) else Zero(aval_of(x))
+          for t, x in zip(tangents, operands, strict=True)]
+
+    float_pos = [i for i, t in enumerate(ts) if not isinstance(t, Zero)]
+
+    def make(jaxpr):
+        def branch(xs, ts_float):
+            full = list(ts)
+            for i, t in zip(float_pos, ts_float, strict=True):
+                full[i] = t
+            return jvp_eval(jaxpr, (), xs, full)[1]
+        return branch
+
+    funs = [make(b.jaxpr) for b in branches]
+    t_out = _switch_traced(index, funs, (operands, [ts[i] for i in float_pos]))
+    return tuple(t if _is_float_aval(aval_of(t)) else None for t in t_out)
+
+
+# (ct, i, xs) -> cond(i, vjp of each branch)
+def _cond_vjp(ct, index, *operands, out, branches):
+    operands = list(operands)
+    wrt = [_is_float_aval(aval_of(x)) for x in operands]
+    out_avals = branches[0].out_avals
+    ct = [c if _is_float_aval(a) else Zero(a) for c, a in zip(ct, out_avals, strict=True)]
+    ct_float = [c for c in ct if not isinstance(c, Zero)]
+
+    def make(jaxpr):
+        def branch(xs, cts_given):
+            it = iter(cts_given)
+            cts = [c if isinstance(c, Zero) else next(it) for c in ct]
+            return [instantiate(c) for c in vjp_eval(jaxpr, (), xs, wrt, cts)[1]]
+        return branch
+
+    cts_in = iter(_switch_traced(index, [make(b.jaxpr) for b in branches], (operands, ct_float)))
+    return (None,) + tuple(next(cts_in) if w else None for w in wrt)
+
+
+def _cond_vmap(axis_size, args, dims, *, branches):
+    index, operands = args[0], list(args[1:])
+    index_dim, op_dims = dims[0], list(dims[1:])
+    n_out = len(branches[0].out_avals)
+    batched = tuple(_closed(vmap_jaxpr(b.jaxpr, axis_size, op_dims, [0] * n_out))
+                    for b in branches)
+    if index_dim is None:
+        return cond_p.bind(index, *operands, branches=batched), [0] * n_out
+    # a batched predicate: compute every branch, then pick per example
+    index = move_axis_to_front(index, index_dim)
+    results = [_inline(b.jaxpr, operands) for b in batched]
+    outs = list(results[0])
+    for k in range(1, len(branches)):
+        for j, (new, old) in enumerate(zip(results[k], outs, strict=True)):
+            shape = aval_of(old).shape
+            pred = broadcast_in_dim(eq(index, k), shape, (0,))
+            outs[j] = select(pred, new, old)
+    return outs, [0] * n_out
+
+
+cond_p.def_impl(_cond_impl)
+cond_p.def_shape(_cond_shape)
+cond_p.def_jvp(_cond_jvp)
+cond_p.def_vjp(_cond_vjp)
+cond_p.def_vmap(_cond_vmap)
+
+
+def _switch_traced(index, branches: Sequence[Callable], operands: tuple,
+                   names: Sequence[str] | None = None, where: str | None = None) -> Any:
+    """Bind `cond_p` for traced `index`: trace every branch on the operands' types."""
+    op_leaves, op_tree = tree_flatten(operands)
+    op_leaves = [_as_operand(x) for x in op_leaves]
+    avals = [aval_of(x) for x in op_leaves]
+    traced = [_trace_fun(b, op_tree, avals) for b in branches]
+    # weakly typed Python scalars take the dtype a strongly typed branch gives
+    n_outs = {len(t.out_avals) for t in traced}
+    if len(n_outs) == 1 and any(any(t.weak) for t in traced):
+        n = n_outs.pop()
+        target = [None] * n
+        for t in traced:
+            for i, (a, w) in enumerate(zip(t.out_avals, t.weak)):
+                if not w and target[i] is None:
+                    target[i] = a.dtype
+        traced = [_trace_fun(b, op_tree, avals, out_dtypes=target) if any(t.weak) else t
+                  for b, t in zip(branches, traced, strict=True)]
+    first = traced[0]
+    for k, t in enumerate(traced[1:], start=1):
+        if t.out_tree != first.out_tree or t.out_avals != first.out_avals:
+            label = names or [f"branches[{i}]" for i in range(len(branches))]
+            raise FungradTypeError(
+                f"{'cond' if names else 'switch'} at {where or _where()}: the branches must "
+                f"return the same structure, shapes and dtypes, but "
+                f"{label[0]} ({describe_function(branches[0])}) returned "
+                f"{first.out_tree} of types {_types(first.out_avals)} and "
+                f"{label[k]} ({describe_function(branches[k])}) returned "
+                f"{t.out_tree} of types {_types(t.out_avals)}.\n"
+                "  Make every branch return the same pytree of arrays (cast with .astype, "
+                "broadcast with fungrad.numpy.broadcast_to).")
+    # every branch takes all branches' constants, then the operands
+    const_avals = [[aval_of(c) for c in t.consts] for t in traced]
+    jaxprs = []
+    for k, t in enumerate(traced):
+        own = t.jaxpr.invars[:len(t.consts)]
+        invars = []
+        for j, avals_j in enumerate(const_avals):
+            invars.extend(own if j == k else [Var(a) for a in avals_j])
+        invars.extend(t.jaxpr.invars[len(t.consts):])
+        jaxprs.append(_closed(Jaxpr((), invars, t.jaxpr.eqns, t.jaxpr.outvars)))
+    consts = [c for t in traced for c in t.consts]
+    outs = cond_p.bind(index, *consts, *op_leaves, branches=tuple(jaxprs))
+    return first.out_tree.unflatten(outs)
+
+
+def switch(index: Any, branches: Sequence[Callable], *operands: Any) -> Any:
+    """Apply `branches[index](*operands)`; `index` is clamped to `[0, len(branches) - 1]`.
+
+    Every branch must return the same pytree of arrays (shapes and dtypes).  With a
+    traced `index` all branches are traced and the choice is made when the program
+    runs (under `vmap` with a batched index, each example picks its own branch).
+
+    >>> switch(1, [lambda x: x + 1, lambda x: x * 10], 2.0)   # 20.0
+    """
+    branches = list(branches)
+    if not branches:
+        raise FungradValueError("switch: branches must be a non-empty sequence of functions")
+    if not isinstance(index, Tracer):
+        i = np.asarray(index)
+        if i.shape != () or not np.issubdtype(i.dtype, np.integer):
+            raise FungradTypeError(f"switch at {_where()}: the index must be an integer scalar, "
+                                   f"got {i!r}")
+        return branches[builtins.min(builtins.max(int(i), 0), len(branches) - 1)](*operands)
+    aval = index.aval
+    if aval.shape != () or not np.issubdtype(aval.dtype, np.integer):
+        raise FungradTypeError(
+            f"switch at {_where()}: the index must be an integer scalar, got {aval}")
+    index = convert_element_type(index, np.int64)
+    index = lax_min(lax_max(index, np.int64(0)), np.int64(len(branches) - 1))
+    return _switch_traced(index, branches, operands, where=_where())
+
+
+def cond(pred: Any, true_fun: Callable, false_fun: Callable, *operands: Any) -> Any:
+    """`true_fun(*operands)` if `pred` else `false_fun(*operands)`, as one primitive.
+
+    `pred` is a boolean (or numeric, nonzero = true) scalar.  Both branches must
+    return the same pytree of arrays.  A concrete `pred` (a Python bool or an array)
+    just calls the chosen branch; a traced one records both branches.
+
+    >>> grad(lambda x: cond(x > 0, lambda y: y * y, lambda y: -y, x))(3.0)   # 6.0
+    """
+    if not isinstance(pred, Tracer):
+        p = np.asarray(pred)
+        if p.shape != ():
+            raise FungradTypeError(f"cond: the predicate must be a scalar, got shape {p.shape}")
+        return (true_fun if bool(p) else false_fun)(*operands)
+    where = _where()
+    aval = pred.aval
+    if aval.shape != ():
+        raise FungradTypeError(
+            f"cond at {where}: the predicate must be a scalar, got {aval}.\n"
+            "  For elementwise choices use fungrad.numpy.where (or lax.select).")
+    if aval.dtype != np.bool_:
+        pred = ne(pred, aval.dtype.type(0))
+    index = convert_element_type(pred, np.int64)
+    return _switch_traced(index, [false_fun, true_fun], operands,
+                          names=["false_fun", "true_fun"], where=where)
