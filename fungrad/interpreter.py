@@ -16,17 +16,19 @@ __all__ = ["eval_jaxpr", "eval_closed", "eval_concrete", "eval_jaxpr_checked", "
            "owned_array"]
 
 
-def eval_jaxpr(jaxpr: Jaxpr, consts: Sequence[Any], *args: Any) -> list[Any]:
-    """Evaluate `jaxpr` on `consts` and `args`; returns the list of outputs."""
-    env: dict = {}
+def _environment(jaxpr: Jaxpr, consts: Sequence[Any], args: Sequence[Any]):
+    """(env, read): the values of the program's inputs, and the reader of an atom."""
+    env: dict = dict(zip(jaxpr.constvars, consts, strict=True))
+    env.update(zip(jaxpr.invars, args, strict=True))
 
     def read(atom):
         return atom.val if type(atom) is Literal else env[atom]
+    return env, read
 
-    for var, val in zip(jaxpr.constvars, consts, strict=True):
-        env[var] = val
-    for var, val in zip(jaxpr.invars, args, strict=True):
-        env[var] = val
+
+def eval_jaxpr(jaxpr: Jaxpr, consts: Sequence[Any], *args: Any) -> list[Any]:
+    """Evaluate `jaxpr` on `consts` and `args`; returns the list of outputs."""
+    env, read = _environment(jaxpr, consts, args)
     trace = current_trace()
     if trace is None:
         return _eval_impl(jaxpr, env, read)
@@ -85,15 +87,7 @@ def eval_jaxpr_checked(jaxpr: Jaxpr, consts: Sequence[Any], args: Sequence[Any],
     (`infs`), naming the primitive and the user's file:line the equation comes from
     (derivative equations carry the line of the primal operation they differentiate).
     Used by the backend when `config.debug_nans` / `config.debug_infs` is on."""
-    env: dict = {}
-
-    def read(atom):
-        return atom.val if type(atom) is Literal else env[atom]
-
-    for var, val in zip(jaxpr.constvars, consts, strict=True):
-        env[var] = val
-    for var, val in zip(jaxpr.invars, args, strict=True):
-        env[var] = val
+    env, read = _environment(jaxpr, consts, args)
     for eqn in jaxpr.eqns:
         prim = eqn.prim
         ins = [read(x) for x in eqn.inputs]

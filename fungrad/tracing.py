@@ -32,7 +32,6 @@ from .errors import (ConcretizationError, FungradTypeError, FungradValueError,
                      TracerArrayConversionError, TracerBoolConversionError,
                      TracerIntegerConversionError, UnexpectedTracerError, format_location,
                      user_location)
-from .config import config as _config
 from .pytree import tree_flatten
 
 __all__ = ["Trace", "Tracer", "trace_to_jaxpr", "make_jaxpr", "current_trace",
@@ -416,8 +415,9 @@ def _lift_to(x: "Tracer", root: Trace) -> "Tracer | None":
     return out if isinstance(out, Tracer) else None
 
 
-def as_value(x: Any) -> Any:
-    """A leaf as fungrad sees it: tracers stay, everything else becomes an ndarray."""
+def as_value(x: Any, what: str = "arguments") -> Any:
+    """A leaf as fungrad sees it: tracers stay, everything else becomes an ndarray
+    (`what` names the leaves in the error for a value that is not an array)."""
     if isinstance(x, Tracer):
         return x
     if isinstance(x, np.ndarray):
@@ -425,7 +425,7 @@ def as_value(x: Any) -> Any:
     arr = np.asarray(x)
     if arr.dtype == object:
         raise FungradTypeError(
-            f"a value of type {type(x).__name__} is not an array; arguments must be "
+            f"a value of type {type(x).__name__} is not an array; {what} must be "
             "arrays, scalars, or pytrees (tuple, list, dict) of them")
     return arr
 

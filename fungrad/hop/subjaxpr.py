@@ -7,12 +7,12 @@ from typing import Any, Callable, Sequence
 import numpy as np
 
 from ..core import ClosedJaxpr, Jaxpr, ShapedArray
-from ..errors import FungradTypeError, format_location, user_location
+from ..errors import format_location, user_location
 from ..interpreter import eval_jaxpr
 from ..lax._util import is_float
 from ..lax.base import full
 from ..pytree import PyTreeDef, tree_flatten
-from ..tracing import Tracer, trace_to_jaxpr
+from ..tracing import as_value, trace_to_jaxpr
 from ..transforms.simplify import dce_jaxpr
 
 
@@ -22,14 +22,7 @@ from ..transforms.simplify import dce_jaxpr
 
 def _as_operand(x: Any) -> Any:
     """A pytree leaf as an operand: tracers stay, anything else becomes an ndarray."""
-    if isinstance(x, Tracer):
-        return x
-    arr = np.asarray(x)
-    if arr.dtype == object:
-        raise FungradTypeError(
-            f"a value of type {type(x).__name__} is not an array; loop carries and operands "
-            "must be arrays, scalars or pytrees (tuple, list, dict) of them")
-    return arr
+    return as_value(x, "loop carries and operands")
 
 
 def _where() -> str:
