@@ -16,11 +16,10 @@ import numpy as np
 from ..core import Primitive, ShapedArray
 from ..errors import FungradNotImplementedError, FungradTypeError
 from ..tracing import aval_of
-from . import elementwise
 from ._util import is_float
 from .base import (bdim_to_front, broadcast_in_dim, convert_element_type, move_axis_to_front,
                    reduce_sum, transpose, zeros_like_aval)
-from .elementwise import add
+from .elementwise import add, div, eq, ge, le, mul, neg, safe_mul, select, sub
 from .shape import iota
 
 __all__ = ["dot_general", "dot_general_p", "cholesky", "triangular_solve", "solve", "inv", "det",
@@ -166,23 +165,23 @@ def _tri_mask(aval, k=0, lower=True):
     """bool mask of the lower (col <= row + k) or upper (col >= row + k) triangle."""
     rows = iota(np.int64, aval.shape, aval.ndim - 2)
     cols = iota(np.int64, aval.shape, aval.ndim - 1)
-    shifted = elementwise.add(rows, np.int64(k))
-    return elementwise.le(cols, shifted) if lower else elementwise.ge(cols, shifted)
+    shifted = add(rows, np.int64(k))
+    return le(cols, shifted) if lower else ge(cols, shifted)
 
 
 def _where_mask(mask, x):
-    return elementwise.select(mask, x, zeros_like_aval(aval_of(x)))
+    return select(mask, x, zeros_like_aval(aval_of(x)))
 
 
 def _eye(aval):
     rows = iota(np.int64, aval.shape, aval.ndim - 2)
     cols = iota(np.int64, aval.shape, aval.ndim - 1)
-    return convert_element_type(elementwise.eq(rows, cols), aval.dtype)
+    return convert_element_type(eq(rows, cols), aval.dtype)
 
 
 def _trace(x):
     nd = aval_of(x).ndim
-    return reduce_sum(elementwise.mul(x, _eye(aval_of(x))), (nd - 2, nd - 1))
+    return reduce_sum(mul(x, _eye(aval_of(x))), (nd - 2, nd - 1))
 
 
 def _expand_matrix(s, like_aval):
@@ -250,15 +249,15 @@ def _cholesky_impl(a):
 def _phi(x):
     """The lower triangle of x with its diagonal halved."""
     aval = aval_of(x)
-    half = elementwise.mul(x, aval.dtype.type(0.5))
-    return elementwise.select(_tri_mask(aval, -1), x, elementwise.select(_tri_mask(aval, 0), half,
+    half = mul(x, aval.dtype.type(0.5))
+    return select(_tri_mask(aval, -1), x, select(_tri_mask(aval, 0), half,
                                                        zeros_like_aval(aval)))
 
 
 def _symmetric_from_lower(t):
     """The symmetric matrix whose lower triangle is t's (what the impl reads)."""
     aval = aval_of(t)
-    return elementwise.select(_tri_mask(aval, 0), t, _mT(t))
+    return select(_tri_mask(aval, 0), t, _mT(t))
 
 
 def _cholesky_jvp(t, a, *, out):
@@ -275,10 +274,10 @@ def _cholesky_vjp(ct, a, *, out):
     g = _phi(_mm(_mT(out), ct))
     left = triangular_solve(out, g, left_side=True, lower=True, transpose_a=True)
     s = _mT(triangular_solve(out, _mT(left), left_side=True, lower=True, transpose_a=True))
-    both = elementwise.add(s, _mT(s))        # 2 sym(S)
+    both = add(s, _mT(s))        # 2 sym(S)
     aval = aval_of(both)
-    return (elementwise.select(_tri_mask(aval, -1), both,
-                      elementwise.select(_tri_mask(aval, 0), elementwise.mul(both, aval.dtype.type(0.5)),
+    return (select(_tri_mask(aval, -1), both,
+                      select(_tri_mask(aval, 0), mul(both, aval.dtype.type(0.5)),
                                 zeros_like_aval(aval))),)
 
 
@@ -300,7 +299,7 @@ def cholesky(a, symmetrize_input: bool = True):
     >>> cholesky(np.array([[4., 2.], [2., 2.]]))   # [[2., 0.], [1., 1.]]
     """
     if symmetrize_input:
-        a = elementwise.mul(elementwise.add(a, _mT(a)), aval_of(a).dtype.type(0.5))
+        a = mul(add(a, _mT(a)), aval_of(a).dtype.type(0.5))
     return cholesky_p.bind(a)
 
 
@@ -339,7 +338,7 @@ def _trisolve_jvp(ta, tb, a, b, *, out, lower, transpose_a):
     # x = op(A)^-1 b:  dx = op(A)^-1 (db - op(dA) x), dA restricted to the triangle read
     ta = _tri_part(ta, lower)
     op_ta = _mT(ta) if transpose_a else ta
-    rhs = elementwise.sub(tb, _mm(op_ta, out))
+    rhs = sub(tb, _mm(op_ta, out))
     return triangular_solve_p.bind(a, rhs, lower=lower, transpose_a=transpose_a)
 
 
@@ -347,7 +346,7 @@ def _trisolve_vjp(ct, a, b, *, out, lower, transpose_a):
     # b_bar = op(A)^-T x_bar;  A_bar = -b_bar x^T (or -x b_bar^T when op is a transpose)
     b_bar = triangular_solve_p.bind(a, ct, lower=lower, transpose_a=not transpose_a)
     a_bar = _mm(out, _mT(b_bar)) if transpose_a else _mm(b_bar, _mT(out))
-    return (_tri_part(elementwise.neg(a_bar), lower), b_bar)
+    return (_tri_part(neg(a_bar), lower), b_bar)
 
 
 triangular_solve_p = Primitive("triangular_solve", kind="linalg")
@@ -370,7 +369,7 @@ def triangular_solve(a, b, left_side: bool = False, lower: bool = False,
     """
     if unit_diagonal:
         eye = _eye(aval_of(a))
-        a = elementwise.select(elementwise.eq(eye, 1), eye, a)
+        a = select(eq(eye, 1), eye, a)
     if left_side:
         return triangular_solve_p.bind(a, b, lower=bool(lower), transpose_a=bool(transpose_a))
     # X op(A) = B  <=>  op(A)^T X^T = B^T
@@ -389,13 +388,13 @@ def _solve_impl(a, b):
 
 def _solve_jvp(ta, tb, a, b, *, out):
     # x = A^-1 b:  dx = A^-1 (db - dA x)
-    return solve_p.bind(a, elementwise.sub(tb, _mm(ta, out)))
+    return solve_p.bind(a, sub(tb, _mm(ta, out)))
 
 
 def _solve_vjp(ct, a, b, *, out):
     # b_bar = A^-T x_bar;  A_bar = -b_bar x^T
     b_bar = solve_p.bind(_mT(a), ct)
-    return (elementwise.neg(_mm(b_bar, _mT(out))), b_bar)
+    return (neg(_mm(b_bar, _mT(out))), b_bar)
 
 
 solve_p = Primitive("solve", kind="linalg")
@@ -431,14 +430,14 @@ def _det_impl(a):
 
 def _det_jvp(t, a, *, out):
     # d det A = det A tr(A^-1 dA)   (NaN at singular A: the adjugate is not used)
-    return elementwise.mul(out, _trace(solve_p.bind(a, t)))
+    return mul(out, _trace(solve_p.bind(a, t)))
 
 
 def _det_vjp(ct, a, *, out):
     # A_bar = ct det A A^-T
     a_aval = aval_of(a)
-    scale = _expand_matrix(elementwise.mul(ct, out), a_aval)
-    return (elementwise.mul(scale, solve_p.bind(_mT(a), _eye(a_aval))),)
+    scale = _expand_matrix(mul(ct, out), a_aval)
+    return (mul(scale, solve_p.bind(_mT(a), _eye(a_aval))),)
 
 
 det_p = Primitive("det", kind="linalg")
@@ -476,7 +475,7 @@ def _slogdet_jvp(t, a, *, out):
 def _slogdet_vjp(ct, a, *, out):
     _, ct_logabsdet = ct
     a_aval = aval_of(a)
-    return (elementwise.mul(_expand_matrix(ct_logabsdet, a_aval), solve_p.bind(_mT(a), _eye(a_aval))),)
+    return (mul(_expand_matrix(ct_logabsdet, a_aval), solve_p.bind(_mT(a), _eye(a_aval))),)
 
 
 slogdet_p = Primitive("slogdet", kind="linalg", multiple_results=True)
@@ -498,7 +497,7 @@ def slogdet(a):
 def _diag_part(m):
     """(..., n, n) -> (..., n): the diagonal."""
     nd = aval_of(m).ndim
-    return reduce_sum(elementwise.mul(m, _eye(aval_of(m))), (nd - 1,))
+    return reduce_sum(mul(m, _eye(aval_of(m))), (nd - 1,))
 
 
 def _along(v, shape, last: bool):
@@ -508,16 +507,16 @@ def _along(v, shape, last: bool):
 
 
 def _diag_matrix(v, shape):
-    return elementwise.mul(_along(v, shape, True), _eye(ShapedArray(shape, aval_of(v).dtype)))
+    return mul(_along(v, shape, True), _eye(ShapedArray(shape, aval_of(v).dtype)))
 
 
 def _lower_adjoint(g):
     """Cotangent of A for a primitive that reads only A's lower triangle, given the
     cotangent g of the symmetric matrix built from it: tril(g + g^T) with the diagonal g's."""
-    both = elementwise.add(g, _mT(g))
+    both = add(g, _mT(g))
     aval = aval_of(both)
-    return elementwise.select(_tri_mask(aval, -1), both,
-                     elementwise.select(_tri_mask(aval, 0), elementwise.mul(both, aval.dtype.type(0.5)),
+    return select(_tri_mask(aval, -1), both,
+                     select(_tri_mask(aval, 0), mul(both, aval.dtype.type(0.5)),
                                zeros_like_aval(aval)))
 
 
@@ -525,10 +524,10 @@ def _inverse_gaps(values, shape, squared=False):
     """F[i, j] = 1 / (v_j - v_i) (or 1 / (v_j^2 - v_i^2)) off the diagonal, 0 on it.
     Equal values give inf; callers multiply with safe_mul so a zero cotangent wins."""
     row, col = _along(values, shape, True), _along(values, shape, False)
-    gaps = elementwise.mul(elementwise.add(row, col), elementwise.sub(row, col)) if squared else elementwise.sub(row, col)
+    gaps = mul(add(row, col), sub(row, col)) if squared else sub(row, col)
     dtype = aval_of(values).dtype
-    on_diag = elementwise.eq(_eye(ShapedArray(shape, dtype)), dtype.type(1))
-    return elementwise.select(on_diag, dtype.type(0), elementwise.div(dtype.type(1), elementwise.select(
+    on_diag = eq(_eye(ShapedArray(shape, dtype)), dtype.type(1))
+    return select(on_diag, dtype.type(0), div(dtype.type(1), select(
         on_diag, dtype.type(1), gaps)))
 
 
@@ -551,7 +550,7 @@ def _eigh_jvp(t, a, *, out):
     w, v = out
     shape = aval_of(v).shape
     m = _mm(_mT(v), _mm(_symmetric_from_lower(t), v))
-    return (_diag_part(m), _mm(v, elementwise.safe_mul(m, _inverse_gaps(w, shape))))
+    return (_diag_part(m), _mm(v, safe_mul(m, _inverse_gaps(w, shape))))
 
 
 def _eigh_vjp(ct, a, *, out):
@@ -559,8 +558,8 @@ def _eigh_vjp(ct, a, *, out):
     w, v = out
     ct_w, ct_v = ct
     shape = aval_of(v).shape
-    inner = elementwise.add(_diag_matrix(ct_w, shape),
-                      elementwise.safe_mul(_mm(_mT(v), ct_v), _inverse_gaps(w, shape)))
+    inner = add(_diag_matrix(ct_w, shape),
+                      safe_mul(_mm(_mT(v), ct_v), _inverse_gaps(w, shape)))
     return (_lower_adjoint(_mm(v, _mm(inner, _mT(v)))),)
 
 
@@ -577,7 +576,7 @@ def eigh(a, symmetrize_input: bool = True):
     stack.  Derivatives are undefined (inf) at repeated eigenvalues unless the cotangent
     of v vanishes there.  With `symmetrize_input`, (a + a^T) / 2 is decomposed."""
     if symmetrize_input:
-        a = elementwise.mul(elementwise.add(a, _mT(a)), aval_of(a).dtype.type(0.5))
+        a = mul(add(a, _mT(a)), aval_of(a).dtype.type(0.5))
     return tuple(eigh_p.bind(a))
 
 
@@ -612,8 +611,8 @@ def _qr_jvp(t, a, *, out):
     c = triangular_solve(r, t, left_side=False, lower=False)
     k = _mm(_mT(q), c)
     low = _where_mask(_tri_mask(aval_of(k), -1), k)
-    d_omega = elementwise.sub(low, _mT(low))
-    return (elementwise.add(_mm(q, elementwise.sub(d_omega, k)), c), _mm(elementwise.sub(k, d_omega), r))
+    d_omega = sub(low, _mT(low))
+    return (add(_mm(q, sub(d_omega, k)), c), _mm(sub(k, d_omega), r))
 
 
 def _qr_vjp(ct, a, *, out):
@@ -621,9 +620,9 @@ def _qr_vjp(ct, a, *, out):
     _qr_check(a)
     q, r = out
     ct_q, ct_r = ct
-    m = elementwise.sub(_mm(r, _mT(ct_r)), _mm(_mT(ct_q), q))
-    copyltu = elementwise.select(_tri_mask(aval_of(m), 0), m, _mT(m))
-    b = elementwise.add(ct_q, _mm(q, copyltu))
+    m = sub(_mm(r, _mT(ct_r)), _mm(_mT(ct_q), q))
+    copyltu = select(_tri_mask(aval_of(m), 0), m, _mT(m))
+    b = add(ct_q, _mm(q, copyltu))
     return (triangular_solve(r, b, left_side=False, lower=False, transpose_a=True),)
 
 
@@ -667,8 +666,8 @@ def _svd_impl(a):
 
 def _safe_inverse(s):
     dtype = aval_of(s).dtype
-    zero = elementwise.eq(s, dtype.type(0))
-    return elementwise.select(zero, dtype.type(0), elementwise.div(dtype.type(1), elementwise.select(zero, dtype.type(1), s)))
+    zero = eq(s, dtype.type(0))
+    return select(zero, dtype.type(0), div(dtype.type(1), select(zero, dtype.type(1), s)))
 
 
 def _svd_jvp(t, a, *, out):
@@ -681,18 +680,18 @@ def _svd_jvp(t, a, *, out):
     f = _inverse_gaps(s, k_shape, squared=True)
     ds_full = _mm(_mT(u), _mm(t, v))
     s_row, s_col = _along(s, k_shape, True), _along(s, k_shape, False)
-    dss = elementwise.mul(ds_full, s_row)
-    sds = elementwise.mul(ds_full, s_col)
-    du = _mm(u, elementwise.safe_mul(elementwise.add(dss, _mT(dss)), f))
-    dv = _mm(v, elementwise.safe_mul(elementwise.add(sds, _mT(sds)), f))
+    dss = mul(ds_full, s_row)
+    sds = mul(ds_full, s_col)
+    du = _mm(u, safe_mul(add(dss, _mT(dss)), f))
+    dv = _mm(v, safe_mul(add(sds, _mT(sds)), f))
     if m > n:
         dav = _mm(t, v)
         s_inv_u = _along(_safe_inverse(s), aval_of(u).shape, True)
-        du = elementwise.add(du, elementwise.mul(elementwise.sub(dav, _mm(u, _mm(_mT(u), dav))), s_inv_u))
+        du = add(du, mul(sub(dav, _mm(u, _mm(_mT(u), dav))), s_inv_u))
     if n > m:
         dau = _mm(_mT(t), u)
         s_inv_v = _along(_safe_inverse(s), aval_of(v).shape, True)
-        dv = elementwise.add(dv, elementwise.mul(elementwise.sub(dau, _mm(v, _mm(vt, dau))), s_inv_v))
+        dv = add(dv, mul(sub(dau, _mm(v, _mm(vt, dau))), s_inv_v))
     return (du, _diag_part(ds_full), _mT(dv))
 
 
@@ -705,18 +704,18 @@ def _svd_vjp(ct, a, *, out):
     m, n = aval_of(a).shape[-2:]
     k_shape = aval_of(s).shape + aval_of(s).shape[-1:]
     f = _inverse_gaps(s, k_shape, squared=True)
-    x = elementwise.safe_mul(_mm(_mT(u), ct_u), f)
-    y = elementwise.safe_mul(_mm(_mT(v), ct_v), f)
-    inner = elementwise.add(_diag_matrix(ct_s, k_shape),
-                   elementwise.add(elementwise.mul(elementwise.add(x, _mT(x)), _along(s, k_shape, True)),
-                          elementwise.mul(elementwise.add(y, _mT(y)), _along(s, k_shape, False))))
+    x = safe_mul(_mm(_mT(u), ct_u), f)
+    y = safe_mul(_mm(_mT(v), ct_v), f)
+    inner = add(_diag_matrix(ct_s, k_shape),
+                   add(mul(add(x, _mT(x)), _along(s, k_shape, True)),
+                          mul(add(y, _mT(y)), _along(s, k_shape, False))))
     a_bar = _mm(u, _mm(inner, vt))
     if m > n:
-        scaled = elementwise.mul(ct_u, _along(_safe_inverse(s), aval_of(u).shape, True))
-        a_bar = elementwise.add(a_bar, _mm(elementwise.sub(scaled, _mm(u, _mm(_mT(u), scaled))), vt))
+        scaled = mul(ct_u, _along(_safe_inverse(s), aval_of(u).shape, True))
+        a_bar = add(a_bar, _mm(sub(scaled, _mm(u, _mm(_mT(u), scaled))), vt))
     if n > m:
-        scaled = elementwise.mul(ct_v, _along(_safe_inverse(s), aval_of(v).shape, True))
-        a_bar = elementwise.add(a_bar, _mm(u, _mT(elementwise.sub(scaled, _mm(v, _mm(vt, scaled))))))
+        scaled = mul(ct_v, _along(_safe_inverse(s), aval_of(v).shape, True))
+        a_bar = add(a_bar, _mm(u, _mT(sub(scaled, _mm(v, _mm(vt, scaled))))))
     return (a_bar,)
 
 

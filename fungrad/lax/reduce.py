@@ -18,11 +18,12 @@ import numpy as np
 from ..core import Primitive, ShapedArray
 from ..errors import FungradTypeError, FungradValueError
 from ..tracing import aval_of
-from . import elementwise
 from ._util import is_float, nondifferentiable
 from .base import (_expand_to, _kept_dims, _normalize_axes, _reduce_shape, _reduce_vmap,
                    convert_element_type, full, move_axis_to_front, reduce_sum,
                    reshape, transpose)
+from .elementwise import add, div, eq, mul
+from .elementwise import max as lax_max
 from .shape import pad, slice
 
 __all__ = ["reduce_max", "reduce_min", "reduce_prod", "reduce_and",
@@ -63,18 +64,18 @@ def _min_impl(x, *, axes):
 def _tie_weights(x, out, axes):
     """1/count where x attains the reduced value, 0 elsewhere (ties split evenly)."""
     x_aval = aval_of(x)
-    hits = convert_element_type(elementwise.eq(x, _expand_to(out, x_aval, axes)), x_aval.dtype)
-    count = elementwise.max(reduce_sum(hits, axes), x_aval.dtype.type(1))  # 1 if x holds a NaN
-    return elementwise.div(hits, _expand_to(count, x_aval, axes))
+    hits = convert_element_type(eq(x, _expand_to(out, x_aval, axes)), x_aval.dtype)
+    count = lax_max(reduce_sum(hits, axes), x_aval.dtype.type(1))  # 1 if x holds a NaN
+    return div(hits, _expand_to(count, x_aval, axes))
 
 
 def _extremum_jvp(t, x, *, out, axes):
-    return reduce_sum(elementwise.mul(t, _tie_weights(x, out, axes)), axes)
+    return reduce_sum(mul(t, _tie_weights(x, out, axes)), axes)
 
 
 def _extremum_vjp(ct, x, *, out, axes):
     weights = _tie_weights(x, out, axes)
-    return (elementwise.mul(_expand_to(ct, aval_of(x), axes), weights),)
+    return (mul(_expand_to(ct, aval_of(x), axes), weights),)
 
 
 reduce_max_p = Primitive("reduce_max", kind="reduction")
@@ -183,8 +184,8 @@ def _linear_scan(a, b, axis, toward_end=True):
         a_prev = _shift(a, step, axis, 1, toward_end)
         b_prev = _shift(b, step, axis, 0, toward_end)
         # compose (a_prev, b_prev) then (a, b): h -> a (a_prev h + b_prev) + b
-        b = elementwise.add(elementwise.mul(a, b_prev), b)
-        a = elementwise.mul(a, a_prev)
+        b = add(mul(a, b_prev), b)
+        a = mul(a, a_prev)
         step *= 2
     return b
 
@@ -254,7 +255,7 @@ def cumsum(x, axis: int, reverse: bool = False):
 def _cumprod_jvp(t, x, *, out, axis, reverse):
     # dy_k = x_k dy_(k-1) + t_k y_(k-1): a linear recurrence, exact when x has zeros
     y_before = _shift(out, 1, axis, 1, not reverse)
-    return _linear_scan(x, elementwise.mul(t, y_before), axis, not reverse)
+    return _linear_scan(x, mul(t, y_before), axis, not reverse)
 
 
 def _cumprod_vjp(ct, x, *, out, axis, reverse):
@@ -262,7 +263,7 @@ def _cumprod_vjp(ct, x, *, out, axis, reverse):
     y_before = _shift(out, 1, axis, 1, not reverse)
     x_next = _shift(x, 1, axis, 0, reverse)
     suffix = _linear_scan(x_next, ct, axis, reverse)
-    return (elementwise.mul(y_before, suffix),)
+    return (mul(y_before, suffix),)
 
 
 cumprod_p = Primitive("cumprod", kind="cumulative")
@@ -290,11 +291,11 @@ def _cum_tie_weights(x, out, axis, reverse):
     x_aval = aval_of(x)
     dtype = x_aval.dtype
     forward = not reverse
-    hits = convert_element_type(elementwise.eq(x, out), dtype)
+    hits = convert_element_type(eq(x, out), dtype)
     has_prev = _shift(_ones(x_aval), 1, axis, 0, forward)
-    same = elementwise.mul(convert_element_type(elementwise.eq(out, _shift(out, 1, axis, 0, forward)), dtype),
+    same = mul(convert_element_type(eq(out, _shift(out, 1, axis, 0, forward)), dtype),
                   has_prev)
-    count = elementwise.max(_linear_scan(same, hits, axis, forward), dtype.type(1))  # 1 if x holds NaN
+    count = lax_max(_linear_scan(same, hits, axis, forward), dtype.type(1))  # 1 if x holds NaN
     return hits, same, count
 
 
@@ -305,14 +306,14 @@ def _ones(aval):
 def _cum_extremum_jvp(t, x, *, out, axis, reverse):
     # dy_k = (sum of t_i over the positions tied with y_k in its prefix) / their count
     hits, same, count = _cum_tie_weights(x, out, axis, reverse)
-    return elementwise.div(_linear_scan(same, elementwise.mul(hits, t), axis, not reverse), count)
+    return div(_linear_scan(same, mul(hits, t), axis, not reverse), count)
 
 
 def _cum_extremum_vjp(ct, x, *, out, axis, reverse):
     # the transpose: x_bar_i = hit_i * sum of ct_k / count_k over the k whose run holds i
     hits, same, count = _cum_tie_weights(x, out, axis, reverse)
     same_next = _shift(same, 1, axis, 0, reverse)
-    return (elementwise.mul(hits, _linear_scan(same_next, elementwise.div(ct, count), axis, reverse)),)
+    return (mul(hits, _linear_scan(same_next, div(ct, count), axis, reverse)),)
 
 
 cummax_p = Primitive("cummax", kind="cumulative")
@@ -361,7 +362,7 @@ def _prod_partials(x, axes):
     last = len(kept)
     before = _shift(cumprod(flat, last), 1, last, 1, True)
     after = _shift(cumprod(flat, last, reverse=True), 1, last, 1, False)
-    partials = reshape(elementwise.mul(before, after), moved_shape)
+    partials = reshape(mul(before, after), moved_shape)
     return transpose(partials, tuple(np.argsort(perm).tolist()))
 
 
@@ -369,9 +370,9 @@ reduce_prod_p = Primitive("reduce_prod", kind="reduction")
 reduce_prod_p.def_impl(_prod_impl)
 reduce_prod_p.def_shape(_reduce_shape("reduce_prod"))
 reduce_prod_p.def_jvp(lambda t, x, *, out, axes: reduce_sum(
-    elementwise.mul(t, _prod_partials(x, axes)), axes))
+    mul(t, _prod_partials(x, axes)), axes))
 reduce_prod_p.def_vjp(lambda ct, x, *, out, axes: (
-    elementwise.mul(_expand_to(ct, aval_of(x), axes), _prod_partials(x, axes)),))
+    mul(_expand_to(ct, aval_of(x), axes), _prod_partials(x, axes)),))
 reduce_prod_p.def_vmap(_reduce_vmap(reduce_prod_p))
 
 
