@@ -495,22 +495,23 @@ def sinc(x):
     return lax.select(small, taylor, lax.div(lax.sin(safe), safe))
 
 
-def fmax(x1, x2):
-    """Elementwise maximum that ignores NaN (NaN only where both are NaN)."""
+def _nan_ignoring(x1, x2, pick):
+    """pick(x, y) elementwise, but the other operand where one of them is NaN."""
     x, y = _broadcast(*_promote(x1, x2))
     if not np.issubdtype(result_type(x), np.inexact):
-        return lax.max(x, y)
+        return pick(x, y)
     return lax.select(lax.ne(y, y), _full_as(x, y), lax.select(lax.ne(x, x), _full_as(y, x),
-                                                                lax.max(x, y)))
+                                                                pick(x, y)))
+
+
+def fmax(x1, x2):
+    """Elementwise maximum that ignores NaN (NaN only where both are NaN)."""
+    return _nan_ignoring(x1, x2, lax.max)
 
 
 def fmin(x1, x2):
     """Elementwise minimum that ignores NaN (NaN only where both are NaN)."""
-    x, y = _broadcast(*_promote(x1, x2))
-    if not np.issubdtype(result_type(x), np.inexact):
-        return lax.min(x, y)
-    return lax.select(lax.ne(y, y), _full_as(x, y), lax.select(lax.ne(x, x), _full_as(y, x),
-                                                                lax.min(x, y)))
+    return _nan_ignoring(x1, x2, lax.min)
 
 
 def _full_as(x, other):
