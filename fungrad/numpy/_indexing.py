@@ -1,5 +1,7 @@
-"""NumPy advanced indexing, `x.at[idx]` updates and item assignment on traced arrays.
+"""NumPy indexing, `x.at[idx]` updates and item assignment on traced arrays.
 
+* `getitem(x, idx)`: basic indexing (ints, slices, None, Ellipsis) as slice, rev and
+  reshape; anything else goes to `advanced_getitem`.
 * `advanced_getitem(x, idx)`: integer arrays (concrete or traced), concrete boolean
   masks, mixed with ints, slices, None and Ellipsis, with NumPy's rule for where
   the advanced dimensions go (in place if the advanced indices are adjacent,
@@ -27,13 +29,93 @@ from .. import lax
 from ..errors import (FungradIndexError, FungradNotImplementedError, FungradTypeError,
                       FungradValueError, format_location, user_location)
 from ..tracing import Tracer, aval_of, current_trace
+from ._promotion import _convert
+from ._coercion import _as_array, _as_operand, _contains_tracer, array, ravel
+from ._shape import broadcast_to
+from ._elementwise import negative, reciprocal
 
-import fungrad.numpy as _fnp  # the package importing this module: its functions exist already
-
-__all__ = ["advanced_getitem", "at", "index_update", "take", "take_along_axis"]
+__all__ = ["getitem", "advanced_getitem", "at", "index_update", "take", "take_along_axis"]
 
 _BAD_INDEX = ("only integers, slices (`:`), ellipsis (`...`), numpy.newaxis (`None`) and "
               "integer or boolean arrays are valid indices")
+
+
+# ---------------------------------------------------------------------------
+# basic indexing
+# ---------------------------------------------------------------------------
+
+def _normalize_index(idx, shape):
+    """Split a basic index into per-dimension slices/ints, plus None positions."""
+    if not isinstance(idx, tuple):
+        idx = (idx,)
+    n_ellipsis = builtins.sum(1 for i in idx if i is Ellipsis)
+    if n_ellipsis > 1:
+        raise FungradIndexError("an index can only have a single ellipsis ('...')")
+    n_real = builtins.sum(1 for i in idx if i is not None and i is not Ellipsis)
+    if n_real > len(shape):
+        raise FungradIndexError(f"too many indices for array: array is {len(shape)}-"
+                                f"dimensional, but {n_real} were indexed")
+    expanded = []
+    for i in idx:
+        if i is Ellipsis:
+            expanded.extend([builtins.slice(None)] * (len(shape) - n_real))
+        else:
+            expanded.append(i)
+    if n_ellipsis == 0:
+        expanded.extend([builtins.slice(None)] * (len(shape) - n_real))
+    return expanded
+
+
+def _is_basic(i):
+    return i is None or i is Ellipsis or isinstance(i, (builtins.slice, int, np.integer)) \
+        and not isinstance(i, bool)
+
+
+def getitem(x, idx):
+    """NumPy indexing: basic (ints, slices, None, ...) as slice/rev/reshape;
+    integer-array and boolean indices as gather (see fungrad.numpy._indexing)."""
+    x = _as_array(x)
+    items = idx if isinstance(idx, tuple) else (idx,)
+    if not builtins.all(_is_basic(i) for i in items):
+        return advanced_getitem(x, idx)
+    shape = aval_of(x).shape
+    expanded = _normalize_index(idx, shape)
+    starts, limits, strides, flips, out_shape = [], [], [], [], []
+    dim = 0
+    for i in expanded:
+        if i is None:
+            out_shape.append(1)
+            continue
+        size_d = shape[dim]
+        if isinstance(i, builtins.slice):
+            lo, hi, st = i.indices(size_d)
+            if st > 0:
+                n = builtins.max(0, -(-(hi - lo) // st))
+                starts.append(lo)
+                limits.append(lo + (n - 1) * st + 1 if n else lo)
+                strides.append(st)
+            else:
+                n = builtins.max(0, -(-(lo - hi) // -st))
+                last = lo + (n - 1) * st if n else lo
+                starts.append(last if n else 0)
+                limits.append(lo + 1 if n else 0)
+                strides.append(-st)
+                flips.append(dim)
+            out_shape.append(n)
+        else:
+            k = int(i)
+            if not -size_d <= k < size_d:
+                raise FungradIndexError(
+                    f"index {k} is out of bounds for axis {dim} with size {size_d}")
+            k %= size_d
+            starts.append(k)
+            limits.append(k + 1)
+            strides.append(1)
+        dim += 1
+    out = lax.slice(x, starts, limits, strides)
+    if flips:
+        out = lax.rev(out, flips)
+    return lax.reshape(out, out_shape)
 
 
 # ---------------------------------------------------------------------------
@@ -96,8 +178,8 @@ def _classify(item) -> tuple:
     if isinstance(item, (bool, np.bool_)):
         raise FungradIndexError(
             "boolean scalar indices (x[True]) are not supported; use x[None] to add an axis")
-    if isinstance(item, (list, tuple)) and _fnp._contains_tracer(item):
-        return _classify(_fnp.array(item))
+    if isinstance(item, (list, tuple)) and _contains_tracer(item):
+        return _classify(array(item))
     arr = np.asarray(item)
     if arr.dtype == np.bool_:
         if arr.ndim == 0:
@@ -256,16 +338,16 @@ def advanced_getitem(x, idx):
     >>> advanced_getitem(np.arange(12).reshape(3, 4), (slice(None), [3, 0]))
     array([[ 3,  0], [ 7,  4], [11,  8]])
     """
-    x = _fnp._as_array(x)
+    x = _as_array(x)
     shape = aval_of(x).shape
     index = _parse(shape, idx)
     if index.traced_mask is not None:
         raise _traced_mask_error("indexing")
     if not index.adv:
-        return _fnp.getitem(x, tuple(e[2] if e[0] == "slice" else None for e in index.entries
+        return getitem(x, tuple(e[2] if e[0] == "slice" else None for e in index.entries
                                      if e[0] in ("slice", "none")))
     by_dim = sorted((e for e in index.entries if e[0] in ("slice", "adv")), key=lambda e: e[1])
-    y = _fnp.getitem(x, tuple(e[2] if e[0] == "slice" else builtins.slice(None)
+    y = getitem(x, tuple(e[2] if e[0] == "slice" else builtins.slice(None)
                               for e in by_dim))
     stacked = _stack_columns([e[2] for e in index.adv], index.batch)
     g = lax.gather(y, stacked, tuple(e[1] for e in index.adv))
@@ -300,7 +382,7 @@ def _result_shape(index: _Index, shape: tuple) -> tuple:
 def _fit_values(values, dtype, target: tuple, where: str):
     """`values` in x's dtype, broadcast to the selected shape (NumPy's assignment rule;
     leading size-1 dimensions beyond the target are dropped)."""
-    v = _fnp._convert(_fnp._as_operand(values), dtype)
+    v = _convert(_as_operand(values), dtype)
     v_shape = aval_of(v).shape
     while len(v_shape) > len(target) and v_shape[0] == 1:
         v_shape = v_shape[1:]
@@ -325,7 +407,7 @@ def _masked_update(x, index: _Index, values, kind: str, where: str):
         raise _traced_mask_error(where)
     shape, dtype = aval_of(x).shape, aval_of(x).dtype
     rest = shape[mask.ndim:]
-    v = _fnp._convert(_fnp._as_operand(values), dtype)
+    v = _convert(_as_operand(values), dtype)
     try:
         ok = np.broadcast_shapes(aval_of(v).shape, rest) == rest
     except ValueError:
@@ -351,7 +433,7 @@ def index_update(x, idx, values, kind: str = "set"):
     array([2., 0., 1.])
     """
     where = f"x.at[...].{kind}"
-    x = _fnp._as_array(x)
+    x = _as_array(x)
     shape, dtype = aval_of(x).shape, aval_of(x).dtype
     index = _parse(shape, idx)
     if index.traced_mask is not None:
@@ -461,7 +543,7 @@ class _IndexUpdateRef:
             fill_value=None):
         """`x[idx]` (out-of-bounds indices raise IndexError)."""
         _check_mode(mode, "x.at[...].get")
-        return _fnp.getitem(self.array, self.index)
+        return getitem(self.array, self.index)
 
     def set(self, values, *, indices_are_sorted=False, unique_indices=False, mode=None):
         """A copy of x with x[idx] = values; for duplicate indices the last one wins."""
@@ -476,7 +558,7 @@ class _IndexUpdateRef:
     def subtract(self, values, *, indices_are_sorted=False, unique_indices=False, mode=None):
         """A copy of x with values subtracted at idx; duplicate indices accumulate."""
         _check_mode(mode, "x.at[...].subtract")
-        return index_update(self.array, self.index, _fnp.negative(values), "add")
+        return index_update(self.array, self.index, negative(values), "add")
 
     def multiply(self, values, *, indices_are_sorted=False, unique_indices=False, mode=None):
         """A copy of x multiplied by values at idx; duplicate indices multiply in turn."""
@@ -488,10 +570,10 @@ class _IndexUpdateRef:
     def divide(self, values, *, indices_are_sorted=False, unique_indices=False, mode=None):
         """A copy of x divided by values at idx (multiplies by 1 / values)."""
         _check_mode(mode, "x.at[...].divide")
-        if not np.issubdtype(aval_of(_fnp._as_array(self.array)).dtype, np.inexact):
+        if not np.issubdtype(aval_of(_as_array(self.array)).dtype, np.inexact):
             raise FungradTypeError("x.at[...].divide needs a floating-point x")
-        return index_update(self.array, self.index, _fnp.reciprocal(
-            _fnp._convert(_fnp._as_operand(values), aval_of(_fnp._as_array(self.array)).dtype)),
+        return index_update(self.array, self.index, reciprocal(
+            _convert(_as_operand(values), aval_of(_as_array(self.array)).dtype)),
             "mul")
 
     def min(self, values, *, indices_are_sorted=False, unique_indices=False, mode=None):
@@ -535,12 +617,12 @@ def take(a, indices, axis=None, mode=None):
     >>> take(np.array([[1., 2.], [3., 4.]]), [1, 0], axis=1)   # [[2, 1], [4, 3]]
     """
     _check_mode(mode, "take")
-    a = _fnp._as_array(a)
+    a = _as_array(a)
     if axis is None:
-        return _fnp.getitem(_fnp.ravel(a), _as_index(indices))
+        return getitem(ravel(a), _as_index(indices))
     nd = aval_of(a).ndim
     axis = _axis(axis, nd, "take")
-    return _fnp.getitem(a, (builtins.slice(None),) * axis + (_as_index(indices),))
+    return getitem(a, (builtins.slice(None),) * axis + (_as_index(indices),))
 
 
 def take_along_axis(arr, indices, axis, mode=None):
@@ -550,10 +632,10 @@ def take_along_axis(arr, indices, axis, mode=None):
     >>> take_along_axis(np.array([[10., 30., 20.]]), np.array([[1, 2]]), axis=1)  # [[30, 20]]
     """
     _check_mode(mode, "take_along_axis")
-    arr = _fnp._as_array(arr)
+    arr = _as_array(arr)
     indices = _as_index(indices)
     if axis is None:
-        return take(arr, _fnp.ravel(indices) if isinstance(indices, Tracer) else
+        return take(arr, ravel(indices) if isinstance(indices, Tracer) else
                     np.ravel(indices))
     nd = aval_of(arr).ndim
     if aval_of(indices).ndim != nd:
@@ -573,16 +655,16 @@ def take_along_axis(arr, indices, axis, mode=None):
             view[d] = n
             index.append(np.arange(n).reshape(view))
     if any(aval_of(arr).shape[d] != shape[d - (d > axis)] for d in range(nd) if d != axis):
-        arr = _fnp.broadcast_to(arr, tuple(shape[:axis]) + (aval_of(arr).shape[axis],)
+        arr = broadcast_to(arr, tuple(shape[:axis]) + (aval_of(arr).shape[axis],)
                                 + tuple(shape[axis:]))
-    return _fnp.getitem(arr, tuple(index))
+    return getitem(arr, tuple(index))
 
 
 def _as_index(indices):
     if isinstance(indices, Tracer):
         return indices
-    if isinstance(indices, (list, tuple)) and _fnp._contains_tracer(indices):
-        return _fnp.array(indices)
+    if isinstance(indices, (list, tuple)) and _contains_tracer(indices):
+        return array(indices)
     return np.asarray(indices)
 
 
@@ -685,10 +767,10 @@ def _fresh(fn):
 
 
 def _getitem(self, idx):
-    out = _fnp.getitem(self, idx)
+    out = getitem(self, idx)
     items = idx if isinstance(idx, tuple) else (idx,)
-    if builtins.all(_fnp._is_basic(i) for i in items):   # basic indexing gives a view
-        return _mark_view(out, self, lambda base: _fnp.getitem(base, idx), f"x[{_fmt(idx)}]")
+    if builtins.all(_is_basic(i) for i in items):   # basic indexing gives a view
+        return _mark_view(out, self, lambda base: getitem(base, idx), f"x[{_fmt(idx)}]")
     return out
 
 
@@ -706,30 +788,3 @@ def _fmt(idx) -> str:
         return str(i)
     return ", ".join(one(i) for i in items)
 
-
-def _install():
-    T = Tracer
-    T.__getitem__ = _getitem
-    T.__setitem__ = _setitem
-    T.at = property(_IndexUpdateHelper, doc="JAX-style functional updates: x.at[idx].set(v)")
-    for name, how in (("reshape", "x.reshape"), ("transpose", "x.transpose"),
-                      ("ravel", "x.ravel"), ("squeeze", "x.squeeze"),
-                      ("swapaxes", "x.swapaxes")):
-        setattr(T, name, _view_method(name, getattr(T, name), how))
-    for name, how in (("T", "x.T"), ("mT", "x.mT")):
-        prop = getattr(T, name)
-        setattr(T, name, property(_view_method(name, prop.fget, how)))
-    for name in ("copy", "astype", "flatten", "conj", "conjugate", "__pos__"):
-        if hasattr(T, name):
-            setattr(T, name, _fresh(getattr(T, name)))
-
-
-_install()
-_fnp.at = at
-for _name, _fn in (("take", take), ("take_along_axis", take_along_axis)):
-    if not hasattr(_fnp, _name):        # fungrad.numpy's own definition wins, if it has one
-        setattr(_fnp, _name, _fn)
-del _name, _fn
-if "take" not in Tracer.__dict__:
-    Tracer.take = lambda self, indices, axis=None, mode=None: _fnp.take(self, indices, axis,
-                                                                         mode=mode)

@@ -19,6 +19,7 @@ from .. import lax
 from ..errors import (ConcretizationError, FungradNotImplementedError, FungradTypeError,
                       FungradValueError)
 from ..tracing import Tracer, aval_of
+from . import _coercion, _creation, _diagonals, _products, _shape
 
 __all__ = ["norm", "vector_norm", "matrix_norm", "det", "slogdet", "inv", "solve",
            "cholesky", "eigh", "eigvalsh", "qr", "svd", "svdvals", "pinv", "cond", "matrix_rank",
@@ -49,20 +50,14 @@ class SVDResult(NamedTuple):
     Vh: object
 
 
-def _fnp():
-    from .. import numpy as fnp
-    return fnp
-
-
 def _float_array(x, where: str):
     """x as an array (tracer or ndarray) of an inexact dtype (ints become float64)."""
-    fnp = _fnp()
-    x = fnp.asarray(x)
+    x = _coercion.asarray(x)
     dtype = aval_of(x).dtype
     if np.issubdtype(dtype, np.complexfloating):
         raise FungradTypeError(f"linalg.{where}: complex inputs are not supported")
     if not np.issubdtype(dtype, np.inexact):
-        x = fnp.asarray(x, dtype=np.float64)
+        x = _coercion.asarray(x, dtype=np.float64)
     return x
 
 
@@ -79,15 +74,14 @@ def _square(x, where: str):
 
 def _broadcast_batch(a, b, b_core: int):
     """Broadcast the batch dims of a (..., n, n) and b (..., core dims)."""
-    fnp = _fnp()
     a_shape, b_shape = aval_of(a).shape, aval_of(b).shape
     try:
         batch = np.broadcast_shapes(a_shape[:-2], b_shape[:len(b_shape) - b_core])
     except ValueError:
         raise FungradValueError(
             f"linalg.solve: batch dimensions do not broadcast: {a_shape} and {b_shape}") from None
-    a = fnp.broadcast_to(a, batch + a_shape[-2:])
-    b = fnp.broadcast_to(b, batch + b_shape[len(b_shape) - b_core:])
+    a = _shape.broadcast_to(a, batch + a_shape[-2:])
+    b = _shape.broadcast_to(b, batch + b_shape[len(b_shape) - b_core:])
     return a, b
 
 
@@ -394,12 +388,11 @@ def pinv(a, rcond=None, hermitian: bool = False, *, rtol=None):
     keep = lax.gt(s, cutoff)
     s_inv = lax.select(keep, lax.div(dtype.type(1), lax.select(keep, s, dtype.type(1))),
                        dtype.type(0))
-    fnp = _fnp()
-    v = fnp.swapaxes(vt, -1, -2)
+    v = _shape.swapaxes(vt, -1, -2)
     batch_dims = tuple(range(aval_of(s).ndim - 1))
     v_scaled = lax.mul(v, lax.broadcast_in_dim(s_inv, aval_of(v).shape, batch_dims + (
         aval.ndim - 1,)))
-    return fnp.matmul(v_scaled, fnp.swapaxes(u, -1, -2))
+    return _products.matmul(v_scaled, _shape.swapaxes(u, -1, -2))
 
 
 def cond(x, p=None):
@@ -429,71 +422,69 @@ def matrix_rank(A, tol=None, hermitian: bool = False, *, rtol=None):
     if tol is None:
         ratio = rtol if rtol is not None else max(aval.shape[-2:]) * np.finfo(aval.dtype).eps
         tol = lax.mul(lax.reduce_max(s, (last,)), aval.dtype.type(ratio))
-    tol = lax.convert_element_type(_fnp().asarray(tol), aval.dtype)
+    tol = lax.convert_element_type(_coercion.asarray(tol), aval.dtype)
     tol_b = lax.broadcast_in_dim(tol, aval_of(s).shape, tuple(range(aval_of(tol).ndim)))
     return lax.reduce_sum(lax.convert_element_type(lax.gt(s, tol_b), np.int64), (last,))
 
 
 def matrix_power(a, n: int):
     """a @ a @ ... (n times) by repeated squaring; n < 0 uses inv(a), n == 0 the identity."""
-    fnp = _fnp()
-    a = _square(fnp.asarray(a), "matrix_power")
+    a = _square(_coercion.asarray(a), "matrix_power")
     n = int(n)
     if n < 0:
         a, n = inv(a), -n
     aval = aval_of(a)
     if n == 0:
-        return fnp.broadcast_to(fnp.eye(aval.shape[-1], dtype=aval.dtype), aval.shape)
+        return _shape.broadcast_to(_creation.eye(aval.shape[-1], dtype=aval.dtype), aval.shape)
     result, base = None, a
     while n:
         if n & 1:
-            result = base if result is None else fnp.matmul(result, base)
+            result = base if result is None else _products.matmul(result, base)
         n >>= 1
         if n:
-            base = fnp.matmul(base, base)
+            base = _products.matmul(base, base)
     return result
 
 
 def multi_dot(arrays):
     """matmul of a sequence of arrays (the first may be 1-D, the last too), left to right."""
-    fnp = _fnp()
     arrays = list(arrays)
     if len(arrays) < 2:
         raise FungradValueError("linalg.multi_dot: needs at least two arrays")
     out = arrays[0]
     for b in arrays[1:]:
-        out = fnp.matmul(out, b)
+        out = _products.matmul(out, b)
     return out
 
 
 def matmul(x1, x2, /):
     """The matrix product (numpy.linalg.matmul = numpy.matmul)."""
-    return _fnp().matmul(x1, x2)
+    return _products.matmul(x1, x2)
 
 
 def outer(x1, x2, /):
     """Outer product of two vectors."""
-    return _fnp().outer(x1, x2)
+    return _products.outer(x1, x2)
 
 
 def tensordot(x1, x2, /, *, axes=2):
     """numpy.linalg.tensordot = numpy.tensordot."""
-    return _fnp().tensordot(x1, x2, axes)
+    return _products.tensordot(x1, x2, axes)
 
 
 def trace(x, /, *, offset: int = 0, dtype=None):
     """Trace of each matrix in a (..., m, n) stack (over the last two axes)."""
-    return _fnp().trace(x, offset=offset, axis1=-2, axis2=-1, dtype=dtype)
+    return _diagonals.trace(x, offset=offset, axis1=-2, axis2=-1, dtype=dtype)
 
 
 def diagonal(x, /, *, offset: int = 0):
     """Diagonal of each matrix in a (..., m, n) stack (over the last two axes)."""
-    return _fnp().diagonal(x, offset=offset, axis1=-2, axis2=-1)
+    return _diagonals.diagonal(x, offset=offset, axis1=-2, axis2=-1)
 
 
 def matrix_transpose(x, /):
     """Swap the last two axes."""
-    return _fnp().swapaxes(x, -1, -2)
+    return _shape.swapaxes(x, -1, -2)
 
 
 class LstsqResult(NamedTuple):
@@ -511,7 +502,6 @@ def lstsq(a, b, rcond=None):
 
     >>> lstsq(np.array([[1., 0.], [0., 1.], [1., 1.]]), np.array([1., 2., 3.])).x  # [1., 2.]
     """
-    fnp = _fnp()
     a, b = _promote_pair(a, b, "lstsq")
     m, n = aval_of(a).shape[-2:] if aval_of(a).ndim == 2 else (None, None)
     if m is None:
@@ -520,11 +510,11 @@ def lstsq(a, b, rcond=None):
     if aval_of(b).shape[0] != m:
         raise LinAlgError(f"linalg.lstsq: incompatible dimensions {aval_of(a)} and {aval_of(b)}")
     ratio = np.finfo(aval_of(a).dtype).eps * max(m, n) if rcond is None else rcond
-    x = fnp.matmul(pinv(a, rcond=ratio), b)
+    x = _products.matmul(pinv(a, rcond=ratio), b)
     s = svdvals(a)
     rank = matrix_rank(a, tol=None if rcond is None else lax.mul(
         lax.reduce_max(s, (0,)), aval_of(s).dtype.type(ratio))) if min(m, n) else np.int64(0)
-    residual = lax.sub(fnp.matmul(a, x), b)
+    residual = lax.sub(_products.matmul(a, x), b)
     squares = lax.reduce_sum(lax.mul(residual, residual), (0,))
     squares = lax.reshape(squares, (1,)) if vector else squares
     try:
@@ -537,8 +527,7 @@ def lstsq(a, b, rcond=None):
 
 def cross(x1, x2, /, *, axis: int = -1):
     """Cross product of 3-vectors along `axis` (numpy.linalg.cross)."""
-    fnp = _fnp()
-    a, b = fnp.broadcast_arrays(*_promote_pair(x1, x2, "cross"))
+    a, b = _shape.broadcast_arrays(*_promote_pair(x1, x2, "cross"))
     nd = aval_of(a).ndim
     ax = axis % nd
     if aval_of(a).shape[ax] != 3:
@@ -557,6 +546,5 @@ def cross(x1, x2, /, *, axis: int = -1):
 
 def vecdot(x1, x2, /, *, axis: int = -1):
     """Dot product of vectors along `axis`, broadcasting the rest (numpy.linalg.vecdot)."""
-    fnp = _fnp()
-    a, b = fnp.broadcast_arrays(*_promote_pair(x1, x2, "vecdot"))
+    a, b = _shape.broadcast_arrays(*_promote_pair(x1, x2, "vecdot"))
     return lax.reduce_sum(lax.mul(a, b), (axis % aval_of(a).ndim,))
