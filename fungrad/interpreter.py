@@ -26,6 +26,15 @@ def _environment(jaxpr: Jaxpr, consts: Sequence[Any], args: Sequence[Any]):
     return env, read
 
 
+def _store(env: dict, eqn, outs: Any) -> None:
+    """Bind an equation's result(s) to its output variable(s)."""
+    if eqn.prim.multiple_results:
+        for var, val in zip(eqn.outputs, outs, strict=True):
+            env[var] = val
+    else:
+        env[eqn.outputs[0]] = outs
+
+
 def eval_jaxpr(jaxpr: Jaxpr, consts: Sequence[Any], *args: Any) -> list[Any]:
     """Evaluate `jaxpr` on `consts` and `args`; returns the list of outputs."""
     env, read = _environment(jaxpr, consts, args)
@@ -37,12 +46,7 @@ def eval_jaxpr(jaxpr: Jaxpr, consts: Sequence[Any], *args: Any) -> list[Any]:
         for eqn in jaxpr.eqns:
             trace.source_info = eqn.source_info or saved
             prim = eqn.prim
-            outs = prim.bind(*[read(x) for x in eqn.inputs], **eqn.params)
-            if prim.multiple_results:
-                for var, val in zip(eqn.outputs, outs, strict=True):
-                    env[var] = val
-            else:
-                env[eqn.outputs[0]] = outs
+            _store(env, eqn, prim.bind(*[read(x) for x in eqn.inputs], **eqn.params))
     finally:
         trace.source_info = saved
     return [read(v) for v in jaxpr.outvars]
@@ -52,12 +56,7 @@ def _eval_impl(jaxpr, env, read):
     """The NumPy path: every equation runs its primitive's impl."""
     for eqn in jaxpr.eqns:
         prim = eqn.prim
-        outs = prim.impl(*[read(x) for x in eqn.inputs], **eqn.params)
-        if prim.multiple_results:
-            for var, val in zip(eqn.outputs, outs, strict=True):
-                env[var] = val
-        else:
-            env[eqn.outputs[0]] = outs
+        _store(env, eqn, prim.impl(*[read(x) for x in eqn.inputs], **eqn.params))
     return [read(v) for v in jaxpr.outvars]
 
 

@@ -28,6 +28,21 @@ def _keepdims(out, x_shape, axes):
     return lax.reshape(out, shape)
 
 
+def _accumulate(name, a, axis, dtype, out, keepdims, initial, where, identity, reduce, combine):
+    """sum and prod: accumulate in NumPy's dtype, masked elements count as `identity`,
+    `initial` joins the result with `combine`."""
+    _no_out(name, out)
+    x = _as_array(a)
+    x = _convert(x, _accumulator_dtype(aval_of(x).dtype, dtype))
+    if where is not None:
+        x = _where(where, x, _scalar(x, identity))
+    axes = _axes(axis, aval_of(x).ndim)
+    res = reduce(x, axes)
+    if initial is not None:
+        res = combine(res, _convert(initial, aval_of(x).dtype))
+    return _keepdims(res, aval_of(x).shape, axes) if keepdims else res
+
+
 def sum(a, axis=None, dtype=None, out=None, keepdims=False, initial=None, where=None):
     """Sum of the elements along `axis` (all of them when None).
 
@@ -36,16 +51,8 @@ def sum(a, axis=None, dtype=None, out=None, keepdims=False, initial=None, where=
     >>> fungrad.numpy.sum(np.array([[1., 2.], [3., 4.]]), axis=0)
     array([4., 6.])
     """
-    _no_out("sum", out)
-    x = _as_array(a)
-    x = _convert(x, _accumulator_dtype(aval_of(x).dtype, dtype))
-    if where is not None:
-        x = _where(where, x, _scalar(x, 0))
-    axes = _axes(axis, aval_of(x).ndim)
-    res = lax.reduce_sum(x, axes)
-    if initial is not None:
-        res = add(res, _convert(initial, aval_of(x).dtype))
-    return _keepdims(res, aval_of(x).shape, axes) if keepdims else res
+    return _accumulate("sum", a, axis, dtype, out, keepdims, initial, where, 0,
+                       lax.reduce_sum, add)
 
 
 def mean(a, axis=None, dtype=None, out=None, keepdims=False, *, where=None):
@@ -165,16 +172,8 @@ def prod(a, axis=None, dtype=None, out=None, keepdims=False, initial=None, where
     >>> fungrad.numpy.prod(np.array([[1., 2.], [3., 4.]]), axis=0)
     array([3., 8.])
     """
-    _no_out("prod", out)
-    x = _as_array(a)
-    x = _convert(x, _accumulator_dtype(aval_of(x).dtype, dtype))
-    if where is not None:
-        x = _where(where, x, _scalar(x, 1))
-    axes = _axes(axis, aval_of(x).ndim)
-    res = lax.reduce_prod(x, axes) if axes else x
-    if initial is not None:
-        res = multiply(res, _convert(initial, aval_of(x).dtype))
-    return _keepdims(res, aval_of(x).shape, axes) if keepdims else res
+    return _accumulate("prod", a, axis, dtype, out, keepdims, initial, where, 1,
+                       lambda x, axes: lax.reduce_prod(x, axes) if axes else x, multiply)
 
 
 def _nan_reduction(name, reduce_fn, fill):
