@@ -94,6 +94,10 @@ def _imports(module: str, path: Path):
             elif isinstance(child, ast.ImportFrom):
                 if child.level:
                     base = package.split(".")
+                    if child.level - 1 >= len(base):   # climbs past the top package
+                        yield f"<relative import beyond fungrad: {child.module}>", \
+                            child.lineno, True
+                        continue
                     base = base[:len(base) - (child.level - 1)]
                     source = ".".join(base + ([child.module] if child.module else []))
                 else:

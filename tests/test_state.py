@@ -104,3 +104,16 @@ def test_eval_concrete_ignores_the_enclosing_trace():
         return x
     fg.make_jaxpr(f)(1.0)
     assert values == [6.0]
+
+
+def test_jvp_and_vjp_convert_a_tangent_or_cotangent_of_another_dtype():
+    # a float32 tangent for a float64 primal (and the reverse for a cotangent) is
+    # converted to the primal's dtype, in the wrappers' own code path
+    f = lambda x: fnp.sin(x) * x                        # noqa: E731
+    x = np.array([0.5, 1.5])
+    y, t = fg.jvp(f, (x,), (np.ones(2, np.float32),))
+    np.testing.assert_allclose(t, np.cos(x) * x + np.sin(x), rtol=1e-15)
+    assert t.dtype == np.float64
+    _, pullback = fg.vjp(f, x)
+    (ct,) = pullback(np.ones(2, np.float32))
+    np.testing.assert_allclose(ct, np.cos(x) * x + np.sin(x), rtol=1e-15)
