@@ -96,7 +96,8 @@ def test_flatten_unflatten_round_trip(tree):
     assert all(isinstance(x, int) for x in leaves)       # None is a node, never a leaf
     rebuilt = tu.tree_unflatten(treedef, leaves)
     assert rebuilt == tree and type(rebuilt) is type(tree)
-    assert tu.tree_structure(rebuilt) == treedef and hash(tu.tree_structure(rebuilt)) == hash(treedef)
+    assert tu.tree_structure(rebuilt) == treedef
+    assert hash(tu.tree_structure(rebuilt)) == hash(treedef)
     assert tu.tree_leaves(tree) == leaves
 
 
