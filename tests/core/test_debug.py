@@ -124,7 +124,10 @@ def test_environment_variable_turns_debug_nans_on(tmp_path):
         "def loss(x):\n"
         "    return fnp.sum(fnp.log(x - 1.0))\n"
         "fg.value_and_grad(loss)(np.array([0.5]))\n")
-    env = dict(os.environ, FUNGRAD_DEBUG_NANS="1", FUNGRAD_DISABLE_JIT="1")
+    # the script runs from tmp_path: import the fungrad under test, not an installed one
+    package_root = os.path.dirname(os.path.dirname(os.path.abspath(fg.__file__)))
+    path = os.pathsep.join(p for p in (package_root, os.environ.get("PYTHONPATH")) if p)
+    env = dict(os.environ, FUNGRAD_DEBUG_NANS="1", FUNGRAD_DISABLE_JIT="1", PYTHONPATH=path)
     proc = subprocess.run([sys.executable, str(script)], capture_output=True, text=True,
                           env=env, timeout=120)
     assert proc.returncode != 0

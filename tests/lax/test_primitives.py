@@ -665,7 +665,7 @@ def _spec(prim) -> Spec:
     spec = SPECS.get(prim.name)
     if spec is None:
         pytest.skip(f"no SPECS entry for primitive '{prim.name}' yet: add one in "
-                    "tests/test_primitives.py to run its property tests")
+                    "tests/lax/test_primitives.py to run its property tests")
     return spec
 
 

@@ -1,0 +1,196 @@
+"""fungrad.tracing: make_jaxpr's output, what a Tracer knows (shape, dtype, ndim),
+leaked tracers, Python conversions of traced values, static_argnums."""
+import hypothesis.extra.numpy as hnp
+import numpy as np
+import pytest
+from hypothesis import given, strategies as st
+
+import fungrad as fg
+import fungrad.numpy as fnp
+from fungrad.core import ShapedArray
+from fungrad.errors import FungradError, FungradTypeError, FungradValueError
+from fungrad.tracing import Tracer, current_trace, is_tracer
+
+
+def line_of(marker: str) -> int:
+    with open(__file__) as f:
+        for i, line in enumerate(f, 1):
+            if marker in line and "line_of(" not in line:
+                return i
+    raise AssertionError(marker)
+
+
+def where(marker: str, fun: str) -> str:
+    return f"test_tracing.py:{line_of(marker)} (in {fun})"
+
+
+# ---------------------------------------------------------------------------
+# make_jaxpr
+# ---------------------------------------------------------------------------
+
+def test_make_jaxpr_prints_the_program():
+    closed = fg.make_jaxpr(lambda x: fnp.sin(x) * 2.0)(1.0)
+    assert str(closed) == ("{ lambda ; a:f64[] . let\n"
+                           "    b:f64[] = sin a\n"
+                           "    c:f64[] = mul b 2.0:f64[]\n"
+                           "  in (c) }")
+    assert isinstance(closed, fg.ClosedJaxpr) and closed.consts == []
+    assert closed.in_avals == [ShapedArray((), np.float64)]
+
+
+def test_make_jaxpr_of_pytrees_and_keywords():
+    def f(d, scale=None):
+        return {"s": d["a"].sum() * scale, "t": (d["b"],)}
+    closed, shapes = fg.make_jaxpr(f, return_shape=True)(
+        {"a": np.ones((2, 3)), "b": np.float32(1)}, scale=2.0)
+    assert [str(a) for a in closed.in_avals] == ["f64[2,3]", "f32[]", "f64[]"]
+    assert [str(a) for a in closed.out_avals] == ["f64[]", "f32[]"]
+    assert shapes["s"].shape == () and shapes["t"][0].dtype == np.float32
+    assert "reduce_sum[axes=(0,1)] a" in str(closed)
+
+
+def test_closed_over_arrays_become_constants_and_0d_arrays_literals():
+    w = np.arange(6.0).reshape(2, 3)
+    closed = fg.make_jaxpr(lambda x: x @ w + np.array(5.0))(np.ones(2))
+    assert len(closed.consts) == 1 and closed.consts[0] is w
+    assert str(closed).startswith("{ lambda a:f64[2,3] ; b:f64[2] . let")
+    assert "5.0:f64[]" in str(closed)
+
+
+def test_static_argnums_are_baked_in():
+    def f(x, n, scale):
+        for _ in range(n):            # a Python int: fine because it is static
+            x = x * scale
+        return x
+    for argnums in ((1,), (1, -1)):
+        closed = fg.make_jaxpr(f, static_argnums=argnums)(np.ones(2), 3, 2.0)
+        assert len(closed.in_avals) == (1 if -1 in argnums else 2)
+        assert str(closed).count(" mul ") == 3
+    assert len(fg.make_jaxpr(f, static_argnums=1)(np.ones(2), 1, 2.0).eqns) == 1
+    with pytest.raises(fg.TracerIntegerConversionError):
+        fg.make_jaxpr(f)(np.ones(2), 3, 2.0)
+
+
+@given(shape=hnp.array_shapes(min_dims=0, max_dims=3, max_side=4),
+       dtype=st.sampled_from([np.float64, np.float32, np.int64, np.bool_]))
+def test_tracer_knows_shape_dtype_ndim_size(shape, dtype):
+    seen = []
+
+    def f(x):
+        seen.append((x.shape, x.dtype, x.ndim, x.size, x.aval, is_tracer(x), repr(x)))
+        assert current_trace() is x._trace
+        return x
+    closed = fg.make_jaxpr(f)(np.zeros(shape, dtype))
+    aval = ShapedArray(shape, dtype)
+    assert seen == [(shape, np.dtype(dtype), len(shape), int(np.prod(shape)), aval, True,
+                     f"Traced<{aval}>")]
+    assert closed.out_avals == [aval] and current_trace() is None
+
+
+def test_tracer_len_and_iteration():
+    def f(x):
+        assert len(x) == 3
+        rows = list(x)
+        assert len(rows) == 3 and rows[0].shape == (2,)
+        return rows[2]
+    assert fg.make_jaxpr(f)(np.ones((3, 2))).out_avals == [ShapedArray((2,), np.float64)]
+    with pytest.raises(FungradTypeError, match="len\\(\\) of a 0-d traced array"):
+        fg.make_jaxpr(lambda x: len(x))(1.0)
+
+
+def test_eager_tracer_shows_its_value():
+    seen = []
+    fg.grad(lambda x: (seen.append(repr(x)), x * x)[1])(2.0)
+    assert seen == ["Traced<f64[]>(value=2.)"]
+
+
+# ---------------------------------------------------------------------------
+# errors
+# ---------------------------------------------------------------------------
+
+def test_leaked_tracer_error_names_the_use():
+    saved = []
+
+    def leak(x):
+        saved.append(x)
+        return x * 2.0
+    fg.make_jaxpr(leak)(1.0)
+    with pytest.raises(fg.UnexpectedTracerError) as info:
+        saved[0] + 1.0  # MARK-leak-use
+    msg = str(info.value)
+    assert isinstance(info.value, FungradError) and isinstance(info.value, RuntimeError)
+    assert "escaped the transform" in msg and "traced f64[] value" in msg
+    assert "it was an argument of the transformed function" in msg
+    assert where("MARK-leak-use", "test_leaked_tracer_error_names_the_use") in msg, msg
+
+
+def test_leaked_tracer_cannot_be_read_or_fed_to_another_trace():
+    saved = []
+    fg.make_jaxpr(lambda x: saved.append(fnp.sin(x)) or x)(1.0)
+    with pytest.raises(fg.UnexpectedTracerError, match="it was created at .*test_tracing.py"):
+        fg.make_jaxpr(lambda y: y + saved[0])(1.0)
+    with pytest.raises(fg.UnexpectedTracerError):
+        saved[0].concrete_value()
+
+
+def branch_on_value(x):
+    if x > 0:  # MARK-bool
+        return x
+    return -x
+
+
+def test_bool_conversion_error_names_the_users_line():
+    with pytest.raises(fg.TracerBoolConversionError) as info:
+        fg.make_jaxpr(branch_on_value)(1.0)
+    msg = str(info.value)
+    assert isinstance(info.value, TypeError)
+    assert msg.startswith("a traced bool[] value was used as a Python bool"), msg
+    assert where("MARK-bool", "branch_on_value") in msg, msg
+    assert "fungrad.numpy.where" in msg and "static_argnums" in msg
+
+
+def test_bool_of_a_non_scalar_is_ambiguous():
+    with pytest.raises(FungradValueError, match="truth value of a traced bool\\[3\\] array"):
+        fg.make_jaxpr(lambda x: 1.0 if x > 0 else 0.0)(np.ones(3))
+
+
+def test_other_conversions_under_abstract_tracing():
+    with pytest.raises(fg.ConcretizationError, match="as a Python float"):
+        fg.make_jaxpr(lambda x: float(x))(1.0)
+    with pytest.raises(fg.TracerIntegerConversionError, match="as a Python int"):
+        fg.make_jaxpr(lambda x: int(x))(1)
+    with pytest.raises(fg.ConcretizationError, match="x.item"):
+        fg.make_jaxpr(lambda x: x.item())(1.0)
+    with pytest.raises(fg.TracerArrayConversionError) as info:
+        fg.make_jaxpr(lambda x: np.asarray(x))(np.ones(2))  # MARK-asarray
+    assert "test_tracing.py" in str(info.value) and "fungrad.numpy" in str(info.value)
+    with pytest.raises(FungradTypeError, match="unhashable"):
+        fg.make_jaxpr(lambda x: hash(x))(1.0)
+
+
+def test_non_array_arguments_are_refused():
+    with pytest.raises(FungradTypeError, match="make_jaxpr: an argument leaf of type object"):
+        fg.make_jaxpr(lambda x: x)(object())
+    with pytest.raises(FungradTypeError, match="fungrad.numpy.asarray"):
+        fg.make_jaxpr(lambda x: fg.lax.add(x, [1.0, 2.0]))(np.ones(2))   # lax takes arrays only
+
+
+@pytest.mark.xfail(strict=True, reason="make_jaxpr accepts a str argument as a <U3[] "
+                   "leaf instead of refusing it like other non-array leaves")
+def test_string_arguments_are_refused():
+    with pytest.raises(FungradTypeError, match="is not an array"):
+        fg.make_jaxpr(lambda x: x)("abc")
+
+
+def test_eager_transforms_know_values_so_python_control_flow_works():
+    assert fg.grad(branch_on_value)(2.0) == 1.0 and fg.grad(branch_on_value)(-2.0) == -1.0
+    assert fg.grad(lambda x: x * float(x))(3.0) == 3.0   # float(x) is a constant
+
+
+def test_isinstance_tracer_and_nothing_left_on_the_context():
+    seen = []
+    fg.make_jaxpr(lambda x: seen.append(isinstance(x, Tracer)) or x)(1.0)
+    assert seen == [True] and current_trace() is None
+    with pytest.raises(fg.TracerBoolConversionError):
+        fg.make_jaxpr(branch_on_value)(1.0)
+    assert current_trace() is None                     # an error leaves no trace behind
