@@ -506,7 +506,7 @@ for _name in ("scatter_min", "scatter_max"):
                         dtypes=NUMERIC)
 
 
-# --- control flow (fungrad/lax/control_flow.py), from traces of the public wrappers --------
+# --- control flow (fungrad/hop/ (branching, while_loops, scans)), from traces of the public wrappers --------
 
 def traced(name, build):
     """Spec.avals for a primitive whose params are easiest made by its public wrapper:
