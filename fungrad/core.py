@@ -570,6 +570,8 @@ def pp_jaxpr(jaxpr: Jaxpr, source: bool = False, mark: Eqn | None = None,
 # ---------------------------------------------------------------------------
 
 def _param_key(v: Any) -> Any:
+    if type(v) is float:   # by its bits: 0.0 and -0.0 differ, a NaN equals itself
+        return (float, v.hex())
     if isinstance(v, ClosedJaxpr):
         return ("closed_jaxpr", jaxpr_key(v.jaxpr), len(v.consts))
     if isinstance(v, Jaxpr):
@@ -579,7 +581,7 @@ def _param_key(v: Any) -> Any:
     return v
 
 
-_SIMPLE = (int, str, bool, float, np.dtype, type(None))
+_SIMPLE = (int, str, bool, np.dtype, type(None))   # their own key (floats: _param_key)
 
 
 _PLAIN = new_cache("core.plain_params", 65536)   # nested tuples of plain values (their own key)
@@ -603,6 +605,12 @@ def _params_key(params: dict) -> tuple:
     return tuple(out)
 
 
+def _literal_key(x: Literal) -> tuple:
+    """A literal by its dtype and bits: 0.0 and -0.0 are different programs (1 / (x * s)
+    is +inf or -inf), and a NaN literal is the same program as itself."""
+    return (x.aval.dtype, x.val.tobytes())
+
+
 def jaxpr_key(jaxpr: Jaxpr, with_source: bool = False) -> tuple:
     """A hashable key equal for two jaxprs iff they are the same program up to
     variable names (the text the printer shows, without building the text).
@@ -622,7 +630,7 @@ def jaxpr_key(jaxpr: Jaxpr, with_source: bool = False) -> tuple:
         ins = []
         for x in eqn.inputs:
             i = index.get(x)
-            ins.append(i if i is not None else (x.val.item(), x.aval.dtype))
+            ins.append(i if i is not None else _literal_key(x))
         outs = []
         for o in eqn.outputs:
             index[o] = n
@@ -633,6 +641,6 @@ def jaxpr_key(jaxpr: Jaxpr, with_source: bool = False) -> tuple:
     outs = []
     for x in jaxpr.outvars:
         i = index.get(x)
-        outs.append(i if i is not None else (x.val.item(), x.aval.dtype))
+        outs.append(i if i is not None else _literal_key(x))
     append(tuple(outs))
     return tuple(parts)
