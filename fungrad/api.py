@@ -148,7 +148,6 @@ class _Pullback:
                     f"{aval_of(ct).shape} was given for an output of shape {aval.shape}; "
                     "it must have the output's shape (e.g. ones_like(out))")
             if aval_of(ct).dtype != aval.dtype:
-                from ..lax import convert_element_type
                 ct = convert_element_type(ct, aval.dtype)
             cts.append(ct)
         outs = api_util.execute(self._bwd, [], list(self._residuals) + cts)
@@ -218,7 +217,6 @@ def jvp(fun: Callable, primals: Sequence, tangents: Sequence, has_aux: bool = Fa
     for x, t, w in zip(call.leaves, t_leaves, wrt):
         if w:
             if aval_of(t).dtype != aval_of(x).dtype:
-                from ..lax import convert_element_type
                 t = convert_element_type(t, aval_of(x).dtype)
             tangents_in.append(t)
     outs = api_util.execute(derived, closed.consts, list(call.leaves) + tangents_in)
