@@ -520,11 +520,17 @@ def vmap(fun: Callable, in_axes: Any = 0, out_axes: Any = 0, axis_size: int | No
 # linear_transpose
 # ---------------------------------------------------------------------------
 
-_LINEAR = {"neg", "add", "sub", "convert_element_type", "reduce_sum", "broadcast_in_dim",
-           "reshape", "squeeze", "expand_dims", "transpose", "slice", "rev", "concatenate",
-           "pad", "select", "copy", "cumsum", "dynamic_slice", "dynamic_update_slice",
-           "gather", "scatter_add", "real", "imag", "conj", "complex", "stop_gradient"}
-_BILINEAR = {"mul", "dot_general", "conv"}
+def _linear_use(prim, flags: list) -> bool:
+    """Is `prim` linear in its input-dependent operands (`flags`), by its declared
+    `linear_in`?  Undeclared elementwise primitives are nonlinear; other undeclared
+    primitives are trusted."""
+    if prim.linear_in is None:
+        return prim.kind != "elementwise"
+    if prim.linear_in == "all":
+        return True
+    if prim.linear_in == "each":     # a product: one dependent factor at most
+        return sum(flags) <= 1
+    return all(i in prim.linear_in for i, f in enumerate(flags) if f)
 
 
 def _check_linear(where: str, jaxpr: Jaxpr) -> None:
@@ -535,15 +541,12 @@ def _check_linear(where: str, jaxpr: Jaxpr) -> None:
         flags = [type(a) is Var and a in dependent for a in eqn.inputs]
         if not any(flags):
             continue
-        name = eqn.prim.name
-        nonlinear = eqn.prim.kind == "elementwise" and name not in _LINEAR | _BILINEAR | {"div"}
-        bad = (nonlinear or (name in _BILINEAR and sum(flags) > 1)
-               or (name == "div" and flags[1]))
-        if bad:
+        if not _linear_use(eqn.prim, flags):
             raise FungradTypeError(
-                f"{where}: the function is not linear in its inputs: primitive '{name}' at "
+                f"{where}: the function is not linear in its inputs: primitive "
+                f"'{eqn.prim.name}' at "
                 f"{format_location(eqn.source_info)} is applied to an input-dependent value"
-                + (" twice (a product of inputs)" if name in _BILINEAR else "")
+                + (" twice (a product of inputs)" if eqn.prim.linear_in == "each" else "")
                 + ".\n  linear_transpose needs a linear function; for a nonlinear one use "
                 "vjp(fun, *primals), whose pullback is the transposed linearization.")
         dependent.update(eqn.outputs)

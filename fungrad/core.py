@@ -32,6 +32,7 @@ __all__ = [
     "ShapedArray", "Var", "Literal", "Atom", "Eqn", "Jaxpr", "ClosedJaxpr", "Primitive",
     "typecheck", "dtype_name", "jaxpr_key", "JaxprTypeError", "AbstractTracer",
     "current_trace", "trace_context", "outside_trace", "check_outputs", "register_svg_renderer",
+    "nondifferentiable",
 ]
 
 
@@ -296,12 +297,29 @@ class AbstractTracer:
 # ---------------------------------------------------------------------------
 
 RULE_KINDS = ("impl", "shape", "jvp", "vjp", "vmap", "emit")
+# optional rules, read only by the passes that know them (codegen):
+#   scalar_emit  (*input_names, out, in_avals, **params) -> text, or None for `emit`
+#   loop         (at, idx, *in_avals, out, **params) -> text of one output element
+#   accumulate   (acc, value, dtype) -> statement folding `value` into `acc`
+#   lower        (gen, inputs, outputs, **params) -> None; writes the kernel lines
+OPTIONAL_RULE_KINDS = ("scalar_emit", "loop", "accumulate", "lower")
+
+# linear_in= of a primitive: "all" (a linear function of all operands together),
+# "each" (linear in each operand while the others are fixed: a product), or a tuple
+# of operand positions it is linear in while the others are fixed
+LINEARITY = ("all", "each")
 
 # what a primitive is (Primitive(kind=...)): elementwise maps, structural shape
 # changes, reductions and cumulative scans, gather/scatter, linear algebra, calls of a
 # sub-jaxpr (custom rules, checkpoint), structured control flow, and anything else
 KINDS = ("elementwise", "shape", "reduction", "cumulative", "indexing", "linalg", "call",
          "control", "other")
+
+
+def nondifferentiable(*args, **params):
+    """jvp/vjp rule of a primitive whose output is piecewise constant (or opaque):
+    `p.def_jvp(nondifferentiable)` declares that no tangent flows through it."""
+    return None
 
 
 class Primitive:
@@ -322,11 +340,21 @@ class Primitive:
     instead of names (one of `KINDS`): an "elementwise" primitive maps each
     element (or a 0-d operand, to every element) on its own, so it fuses into
     loops; a "call" primitive evaluates the sub-jaxpr in its `call_jaxpr_param`
-    parameter and may be inlined by it.
+    parameter and may be inlined by it.  Algebraic properties are declared too:
+    `commutative=True` (CSE orders the operands), `value_preserving=True` (every
+    output element is an input element: constant folding keeps a uniform value),
+    `linear_in=` ("all", "each" or operand positions; see `LINEARITY`, read by
+    linear_transpose).
+
+    Codegen reads optional rules (`OPTIONAL_RULE_KINDS`) and their options:
+    def_scalar_emit, def_loop(when=, relabels=), def_accumulate(identity=,
+    reads_twice=), def_lower.  `def_jvp(nondifferentiable)` and
+    `def_vjp(nondifferentiable)` declare that no derivative flows through.
     """
 
     def __init__(self, name: str, *, kind: str = "other", multiple_results: bool = False,
-                 call_jaxpr_param: str | None = None):
+                 call_jaxpr_param: str | None = None, commutative: bool = False,
+                 value_preserving: bool = False, linear_in: str | tuple | None = None):
         if kind not in KINDS:
             raise FungradTypeError(
                 f"Primitive({name!r}): kind must be one of {', '.join(KINDS)}, got {kind!r}")
@@ -344,6 +372,21 @@ class Primitive:
         # rule options, declared with the rule (def_jvp(..., symbolic_zeros=True))
         self.jvp_symbolic_zeros = False   # the jvp rule takes `Zero` tangents as they are
         self.vjp_wants_active = False     # the vjp rule takes `active=` (which inputs need one)
+        self.jvp_nondifferentiable = False  # def_jvp(nondifferentiable): no tangent flows
+        self.vjp_nondifferentiable = False  # def_vjp(nondifferentiable): no cotangent flows
+        self.loop_when: Callable | None = None  # def_loop(..., when=): which equations fuse
+        self.loop_relabels = False        # def_loop(..., relabels=True)
+        self.accumulate_identity: Callable | None = None  # def_accumulate(..., identity=)
+        self.accumulate_reads_twice = False  # def_accumulate(..., reads_twice=True)
+        # algebraic properties (simplify, linear_transpose)
+        if linear_in is not None and linear_in not in LINEARITY and not isinstance(
+                linear_in, tuple):
+            raise FungradTypeError(
+                f"Primitive({name!r}): linear_in must be one of {LINEARITY} or a tuple of "
+                f"operand positions, got {linear_in!r}")
+        self.commutative = commutative          # op(a, b) == op(b, a)
+        self.value_preserving = value_preserving  # every output element is an input element
+        self.linear_in = linear_in
 
     def __repr__(self) -> str:
         return f"Primitive({self.name})"
@@ -379,11 +422,15 @@ class Primitive:
         return self._def("shape", fn)
 
     def def_jvp(self, fn: Callable, *, symbolic_zeros: bool = False) -> Callable:
+        """`fn` may be `nondifferentiable`: the transforms then skip the equation."""
         self.jvp_symbolic_zeros = symbolic_zeros
+        self.jvp_nondifferentiable = fn is nondifferentiable
         return self._def("jvp", fn)
 
     def def_vjp(self, fn: Callable, *, wants_active: bool = False) -> Callable:
+        """`fn` may be `nondifferentiable`: the transforms then skip the equation."""
         self.vjp_wants_active = wants_active
+        self.vjp_nondifferentiable = fn is nondifferentiable
         return self._def("vjp", fn)
 
     def def_vmap(self, fn: Callable) -> Callable:
@@ -391,6 +438,41 @@ class Primitive:
 
     def def_emit(self, fn: Callable) -> Callable:
         return self._def("emit", fn)
+
+    # --- codegen: how the primitive lowers inside a numba kernel ----------------
+
+    def def_scalar_emit(self, fn: Callable) -> Callable:
+        """The scalar form of an elementwise primitive inside a loop, when it differs
+        from `emit`: `fn(*input_names, out, in_avals, **params)` returns the text, or
+        None to use `emit`."""
+        return self._def("scalar_emit", fn)
+
+    def def_loop(self, fn: Callable, *, when: Callable | None = None,
+                 relabels: bool = False) -> Callable:
+        """A member of a fused loop nest that reads its operands at mapped positions:
+        `fn(at, idx, *in_avals, out, **params)` returns the output element at the
+        index expressions `idx`, where `at(k, index)` is the text of operand k at
+        `index`.  `when(*in_avals, **params)` says which equations can be members
+        (default: all); `relabels=True` says that an equation keeping every
+        dimension other than 1 reads its operand at the same loop position."""
+        self.loop_when = when
+        self.loop_relabels = relabels
+        return self._def("loop", fn)
+
+    def def_accumulate(self, fn: Callable, *, identity: Callable,
+                       reads_twice: bool = False) -> Callable:
+        """A reduction that accumulates inside a fused loop nest: `fn(acc, value,
+        dtype)` is the statement folding `value` into `acc`, `identity(dtype)` the
+        starting value; `reads_twice=True` names the value first."""
+        self.accumulate_identity = identity
+        self.accumulate_reads_twice = reads_twice
+        return self._def("accumulate", fn)
+
+    def def_lower(self, fn: Callable) -> Callable:
+        """Statements of the kernel instead of one expression (control flow, BLAS
+        calls): `fn(gen, inputs, outputs, **params)` writes the lines with the code
+        generator `gen` (backend/codegen.py `_Gen`)."""
+        return self._def("lower", fn)
 
     def has_rule(self, kind: str) -> bool:
         return kind in self.rules

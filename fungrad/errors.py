@@ -16,7 +16,7 @@ __all__ = [
     "FungradError", "FungradTypeError", "FungradValueError", "FungradIndexError",
     "FungradNotImplementedError", "TracerBoolConversionError", "ConcretizationError",
     "TracerArrayConversionError", "TracerIntegerConversionError", "UnexpectedTracerError",
-    "FungradFloatingPointError",
+    "FungradFloatingPointError", "CodegenError",
     "user_frame", "user_location", "describe_function",
 ]
 
@@ -59,6 +59,15 @@ class TracerArrayConversionError(FungradTypeError):
 
 class UnexpectedTracerError(FungradError, RuntimeError):
     """A traced value escaped the transform that created it and was used later."""
+
+
+class CodegenError(Exception):
+    """The jaxpr has an equation the kernel code generator cannot lower (the
+    program then runs in the interpreter)."""
+
+    def __init__(self, msg: str, primitive: str):
+        super().__init__(msg)
+        self.primitive = primitive
 
 
 class FungradFloatingPointError(FungradError, FloatingPointError):

@@ -115,6 +115,32 @@ cond_p.def_vjp(_cond_vjp)
 cond_p.def_vmap(_cond_vmap)
 
 
+def _cond_lower(gen, inputs, outputs, *, branches):
+    """Kernel `if/elif/else` on the index, clamped like lax.switch."""
+    index, operands = inputs[0], inputs[1:]
+    ins = [gen.name(x) for x in operands]
+    i = gen.name(index)
+    lines = gen.lines
+    n = len(branches)
+    for k, b in enumerate(branches):
+        body, outs, fresh = gen.sub(b, ins)
+        if n == 1:
+            lines.append("    if True:")
+        elif k == 0:
+            lines.append(f"    if {i} <= 0:")
+        elif k < n - 1:
+            lines.append(f"    elif {i} == {k}:")
+        else:
+            lines.append("    else:")
+        gen.emit_sub(body, 1)
+        for o, expr, f in zip(outputs, outs, fresh, strict=True):
+            lines.append(f"        {gen.name(o)} = {gen.own(expr, o.aval, f)}")
+    gen.fresh.update(o for o in outputs if o.aval.shape != ())
+
+
+cond_p.def_lower(_cond_lower)
+
+
 def _switch_traced(index, branches: Sequence[Callable], operands: tuple,
                    names: Sequence[str] | None = None, where: str | None = None) -> Any:
     """Bind `cond_p` for traced `index`: trace every branch on the operands' types."""

@@ -11,6 +11,7 @@ from ..caches import new_cache
 from ..core import Jaxpr, Primitive, ShapedArray
 from ..errors import FungradTypeError, FungradValueError, describe_function
 from ..interpreter import eval_concrete
+from ..lax._util import np_dtype
 from ..lax.base import bdim_to_front, convert_element_type, reshape, transpose
 from ..lax.elementwise import add, lt
 from ..lax.shape import concatenate, slice as lax_slice
@@ -205,6 +206,38 @@ scan_p.def_shape(_scan_shape)
 scan_p.def_jvp(_scan_jvp)
 scan_p.def_vjp(_scan_vjp)
 scan_p.def_vmap(_scan_vmap)
+
+
+def _scan_lower(gen, inputs, outputs, *, jaxpr, num_consts, num_carry, length, reverse):
+    """A kernel `for` loop: carries are local variables, each step reads row `t` of
+    its xs and writes row `t` of preallocated ys (`reverse=True` counts down)."""
+    nc, nk = num_consts, num_carry
+    consts, carry, xs = inputs[:nc], inputs[nc:nc + nk], inputs[nc + nk:]
+    u = gen.uid()
+    lines = gen.lines
+    cvars = [f"_k{u}_{k}" for k in range(nk)]
+    for c, x in zip(cvars, carry, strict=True):
+        lines.append(f"    {c} = {gen.own(gen.name(x), x.aval, False)}")
+    y_avals = [v.aval for v in jaxpr.jaxpr.outvars[nk:]]
+    yvars = [gen.name(o) for o in outputs[nk:]]
+    for y, a in zip(yvars, y_avals, strict=True):
+        lines.append(f"    {y} = np.empty({(length,) + tuple(a.shape)!r}, {np_dtype(a.dtype)})")
+    t = f"_t{u}"
+    steps = f"range({length - 1}, -1, -1)" if reverse else f"range({length})"
+    ins = [gen.name(x) for x in consts] + cvars + [f"{gen.name(x)}[{t}]" for x in xs]
+    body, outs, fresh = gen.sub(jaxpr, ins)
+    lines.append(f"    for {t} in {steps}:")
+    gen.emit_sub(body, 1)
+    for y, o, a in zip(yvars, outs[nk:], y_avals, strict=True):
+        gen.store_rows(y, t, o, a, "        ")
+    for c, o, x, f in zip(cvars, outs[:nk], carry, fresh[:nk], strict=True):
+        lines.append(f"        {c} = {gen.own(o, x.aval, f)}")
+    for c, o in zip(cvars, outputs[:nk], strict=True):
+        lines.append(f"    {gen.name(o)} = {c}")
+    gen.fresh.update(o for o in outputs if o.aval.shape != ())
+
+
+scan_p.def_lower(_scan_lower)
 
 
 def scan(f: Callable, init: Any, xs: Any = None, length: int | None = None,

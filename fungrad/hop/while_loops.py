@@ -7,7 +7,7 @@ from typing import Any, Callable, Sequence
 import numpy as np
 
 from ..caches import new_cache
-from ..core import ClosedJaxpr, Jaxpr, Primitive, ShapedArray
+from ..core import ClosedJaxpr, Jaxpr, Primitive, ShapedArray, nondifferentiable
 from ..errors import FungradTypeError, describe_function
 from ..interpreter import eval_concrete
 from ..lax.base import bdim_to_front, broadcast_in_dim, convert_element_type, reduce_sum
@@ -194,6 +194,33 @@ while_p.def_vjp(_while_vjp)
 while_p.def_vmap(_while_vmap)
 
 
+def _while_lower(gen, inputs, outputs, *, cond_jaxpr, body_jaxpr, cond_nconsts, body_nconsts):
+    """A kernel `while True:` loop that evaluates the cond sub-jaxpr and breaks."""
+    ncc, nbc = cond_nconsts, body_nconsts
+    cc, bc = inputs[:ncc], inputs[ncc:ncc + nbc]
+    carry = inputs[ncc + nbc:]
+    u = gen.uid()
+    lines = gen.lines
+    cvars = [f"_k{u}_{k}" for k in range(len(carry))]
+    for c, x in zip(cvars, carry, strict=True):
+        lines.append(f"    {c} = {gen.own(gen.name(x), x.aval, False)}")
+    c_lines, (pred,), _ = gen.sub(cond_jaxpr, [gen.name(x) for x in cc] + cvars)
+    b_lines, outs, fresh = gen.sub(body_jaxpr, [gen.name(x) for x in bc] + cvars)
+    lines.append("    while True:")
+    gen.emit_sub(c_lines, 1)
+    lines.append(f"        if not {pred}:")
+    lines.append("            break")
+    gen.emit_sub(b_lines, 1)
+    for c, o, x, f in zip(cvars, outs, carry, fresh, strict=True):
+        lines.append(f"        {c} = {gen.own(o, x.aval, f)}")
+    for c, o in zip(cvars, outputs, strict=True):
+        lines.append(f"    {gen.name(o)} = {c}")
+    gen.fresh.update(o for o in outputs if o.aval.shape != ())
+
+
+while_p.def_lower(_while_lower)
+
+
 def while_loop(cond_fun: Callable, body_fun: Callable, init_val: Any) -> Any:
     """`val = init_val; while cond_fun(val): val = body_fun(val); return val`.
 
@@ -295,17 +322,11 @@ def _while_tape_vmap(axis_size, args, dims, **params):
     return while_tape_p.bind(*operands, **batched), None
 
 
-def _no_derivative(*args, **params):
-    """The tape is not differentiable (its dtype is object)."""
-    return None
-
-
-_no_derivative.nondiff = True
-
 while_tape_p.def_impl(_while_tape_impl)
 while_tape_p.def_shape(_while_tape_shape)
-while_tape_p.def_jvp(_no_derivative)
-while_tape_p.def_vjp(_no_derivative)
+# the tape is not differentiable (its dtype is object)
+while_tape_p.def_jvp(nondifferentiable)
+while_tape_p.def_vjp(nondifferentiable)
 while_tape_p.def_vmap(_while_tape_vmap)
 
 while_tape_vjp_p = Primitive("while_tape_vjp", kind="control", multiple_results=True)

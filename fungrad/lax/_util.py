@@ -4,12 +4,12 @@ from __future__ import annotations
 
 import numpy as np
 
-from ..core import ShapedArray
+from ..core import ShapedArray, nondifferentiable
 from ..errors import FungradTypeError
 from ..tracing import Tracer, aval_of
 
 __all__ = ["same_shape", "binary_shape", "bool_shape", "coerce_scalars", "nondifferentiable",
-           "is_float"]
+           "is_float", "np_dtype", "affine", "strides", "reshape_index"]
 
 
 def is_float(dtype) -> bool:
@@ -54,9 +54,49 @@ def coerce_scalars(*args):
                  for a in args)
 
 
-def nondifferentiable(*args, **params):
-    """vjp/jvp rule of a primitive whose output is piecewise constant."""
-    return None
+# --- text for generated kernels (loop and emit rules) ----------------------------
+
+def np_dtype(dtype) -> str:
+    """The NumPy name of `dtype` in kernel text (`np.float32`, `np.bool_`)."""
+    dtype = np.dtype(dtype)
+    return "np.bool_" if dtype == np.bool_ else f"np.{dtype.name}"
 
 
-nondifferentiable.nondiff = True
+def affine(lo: int, step: int, i: str) -> str:
+    """The text of lo + step * i."""
+    text = i if step == 1 else f"{step} * {i}"
+    return f"({lo} + {text})" if lo else text
+
+
+def strides(shape) -> list[int]:
+    """Element strides of a C-ordered array of `shape`."""
+    out, acc = [], 1
+    for n in reversed(shape):
+        out.append(acc)
+        acc *= n
+    return out[::-1]
+
+
+def reshape_index(in_shape, out_shape, idx) -> list[str]:
+    """Index of `in_shape` holding the element at `idx` of the reshaped `out_shape`."""
+    kept_in = [d for d, n in enumerate(in_shape) if n != 1]
+    kept_out = [k for k, n in enumerate(out_shape) if n != 1]
+    if [in_shape[d] for d in kept_in] == [out_shape[k] for k in kept_out]:
+        # only size-1 dimensions inserted or removed
+        sub = ["0"] * len(in_shape)
+        for d, k in zip(kept_in, kept_out, strict=True):
+            sub[d] = idx[k]
+        return sub
+    ostr = strides(out_shape)
+    terms = [i if st == 1 else f"{i} * {st}" for i, st, n in zip(idx, ostr, out_shape,
+                                                                 strict=True) if n != 1]
+    linear = " + ".join(terms) or "0"
+    istr = strides(in_shape)
+    sub = []
+    for d, (n, st) in enumerate(zip(in_shape, istr, strict=True)):
+        if n == 1:
+            sub.append("0")
+            continue
+        t = f"({linear})" if st == 1 else f"(({linear}) // {st})"
+        sub.append(t if d == 0 else f"({t} % {n})")
+    return sub

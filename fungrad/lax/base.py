@@ -12,7 +12,7 @@ import numpy as np
 from ..core import Primitive, ShapedArray
 from ..errors import FungradTypeError, FungradValueError
 from ..tracing import Tracer, aval_of
-from ._util import is_float
+from ._util import is_float, reshape_index
 
 __all__ = ["convert_element_type", "broadcast_in_dim", "broadcast_to", "full", "reshape",
            "expand_dims", "transpose", "reduce_sum", "zeros_like_aval",
@@ -79,13 +79,22 @@ def _convert_tangent(t, new_dtype):
     return convert_element_type(t, new_dtype)
 
 
-convert_element_type_p = Primitive("convert_element_type", kind="elementwise")
+convert_element_type_p = Primitive("convert_element_type", kind="elementwise", linear_in="all")
 convert_element_type_p.def_impl(_convert_impl)
 convert_element_type_p.def_shape(lambda x, *, new_dtype: x.update(dtype=new_dtype))
 convert_element_type_p.def_vmap(
     lambda n, args, dims, *, new_dtype: (convert_element_type(args[0], new_dtype), dims[0]))
 convert_element_type_p.def_emit(
     lambda x, *, new_dtype: f"np.{np.dtype(new_dtype).name}({x})")
+
+
+def _convert_scalar_emit(x, *, out, in_avals, new_dtype):
+    if out.dtype == np.bool_:
+        return f"({x} != 0)"
+    return x if in_avals[0].dtype == out.dtype else None
+
+
+convert_element_type_p.def_scalar_emit(_convert_scalar_emit)
 convert_element_type_p.def_jvp(lambda t, x, *, out, new_dtype: _convert_tangent(t, new_dtype))
 convert_element_type_p.def_vjp(lambda ct, x, *, out, new_dtype: (
     convert_element_type(ct, aval_of(x).dtype) if is_float(aval_of(x).dtype) else None,))
@@ -145,7 +154,13 @@ def _broadcast_emit(x, *, shape, broadcast_dimensions):
     return f"np.broadcast_to({x}, {tuple(shape)!r})"  # codegen reshapes first when needed
 
 
-broadcast_in_dim_p = Primitive("broadcast_in_dim", kind="shape")
+def _broadcast_loop(at, idx, x, *, out, shape, broadcast_dimensions):
+    return at(0, ["0" if x.shape[k] == 1 and out.shape[d] != 1 else idx[d]
+                  for k, d in enumerate(broadcast_dimensions)])
+
+
+broadcast_in_dim_p = Primitive("broadcast_in_dim", kind="shape", value_preserving=True,
+                               linear_in="all")
 broadcast_in_dim_p.def_impl(_broadcast_impl)
 broadcast_in_dim_p.def_shape(_broadcast_shape)
 broadcast_in_dim_p.def_jvp(lambda t, x, *, out, shape, broadcast_dimensions: broadcast_in_dim(
@@ -153,6 +168,7 @@ broadcast_in_dim_p.def_jvp(lambda t, x, *, out, shape, broadcast_dimensions: bro
 broadcast_in_dim_p.def_vjp(_broadcast_vjp)
 broadcast_in_dim_p.def_vmap(_broadcast_vmap)
 broadcast_in_dim_p.def_emit(_broadcast_emit)
+broadcast_in_dim_p.def_loop(_broadcast_loop, relabels=True)
 
 
 def broadcast_in_dim(x, shape, broadcast_dimensions):
@@ -195,7 +211,7 @@ def _reshape_shape(x, *, new_sizes):
     return ShapedArray(new_sizes, x.dtype)
 
 
-reshape_p = Primitive("reshape", kind="shape")
+reshape_p = Primitive("reshape", kind="shape", value_preserving=True, linear_in="all")
 reshape_p.def_impl(lambda x, *, new_sizes: np.reshape(x, new_sizes))
 reshape_p.def_shape(_reshape_shape)
 reshape_p.def_jvp(lambda t, x, *, out, new_sizes: reshape(t, new_sizes))
@@ -203,6 +219,8 @@ reshape_p.def_vjp(lambda ct, x, *, out, new_sizes: (reshape(ct, aval_of(x).shape
 reshape_p.def_vmap(lambda n, args, dims, *, new_sizes: (
     reshape(move_axis_to_front(args[0], dims[0]), (n,) + tuple(new_sizes)), 0))
 reshape_p.def_emit(lambda x, *, new_sizes: f"np.ascontiguousarray({x}).reshape({tuple(new_sizes)!r})")
+reshape_p.def_loop(lambda at, idx, x, *, out, new_sizes: at(
+    0, reshape_index(x.shape, out.shape, idx)), relabels=True)
 
 
 def reshape(x, new_sizes):
@@ -229,7 +247,7 @@ def _transpose_shape(x, *, permutation):
     return ShapedArray([x.shape[p] for p in permutation], x.dtype)
 
 
-transpose_p = Primitive("transpose", kind="shape")
+transpose_p = Primitive("transpose", kind="shape", value_preserving=True, linear_in="all")
 transpose_p.def_impl(lambda x, *, permutation: np.transpose(x, permutation))
 transpose_p.def_shape(_transpose_shape)
 transpose_p.def_jvp(lambda t, x, *, out, permutation: transpose(t, permutation))
@@ -239,6 +257,8 @@ transpose_p.def_vmap(lambda n, args, dims, *, permutation: (
     transpose(move_axis_to_front(args[0], dims[0]), (0,) + tuple(p + 1 for p in permutation)),
     0))
 transpose_p.def_emit(lambda x, *, permutation: f"np.transpose({x}, {tuple(permutation)!r})")
+transpose_p.def_loop(lambda at, idx, x, *, out, permutation: at(
+    0, [idx[permutation.index(d)] for d in range(x.ndim)]))
 
 
 def transpose(x, permutation):
@@ -303,7 +323,7 @@ def _sum_emit(x, *, axes):
     return text
 
 
-reduce_sum_p = Primitive("reduce_sum", kind="reduction")
+reduce_sum_p = Primitive("reduce_sum", kind="reduction", linear_in="all")
 reduce_sum_p.def_impl(_sum_impl)
 reduce_sum_p.def_shape(_reduce_shape("reduce_sum"))
 reduce_sum_p.def_jvp(lambda t, x, *, out, axes: reduce_sum(t, axes))
@@ -311,6 +331,7 @@ reduce_sum_p.def_jvp(lambda t, x, *, out, axes: reduce_sum(t, axes))
 reduce_sum_p.def_vjp(lambda ct, x, *, out, axes: (_expand_to(ct, aval_of(x), axes),))
 reduce_sum_p.def_vmap(_reduce_vmap(reduce_sum_p))
 reduce_sum_p.def_emit(_sum_emit)
+reduce_sum_p.def_accumulate(lambda acc, v, dtype: f"{acc} += {v}", identity=lambda dtype: 0)
 
 
 def reduce_sum(x, axes):

@@ -83,10 +83,11 @@ def _unary(name, impl, emit, *, jvp=None, float_only=True):
     return p
 
 
-def _binary(name, impl, emit, *, jvp, vjp):
+def _binary(name, impl, emit, *, jvp, vjp, **props):
     """Declare a strict binary elementwise primitive (a 0-d operand applies to every
-    element): its impl, emit text, and jvp/vjp rules; shape and vmap are shared."""
-    p = Primitive(name, kind="elementwise")
+    element): its impl, emit text, and jvp/vjp rules; shape and vmap are shared.
+    `props` are Primitive's declared properties (commutative=, linear_in=)."""
+    p = Primitive(name, kind="elementwise", **props)
     p.def_impl(impl)
     p.def_shape(binary_shape(name))
     p.def_vmap(elementwise_vmap(p))
@@ -98,7 +99,7 @@ def _binary(name, impl, emit, *, jvp, vjp):
 
 # --- arithmetic --------------------------------------------------------------
 
-neg_p = Primitive("neg", kind="elementwise")
+neg_p = Primitive("neg", kind="elementwise", linear_in="all")
 neg_p.def_impl(np.negative)
 neg_p.def_shape(same_shape)
 neg_p.def_vmap(elementwise_vmap(neg_p))
@@ -123,7 +124,7 @@ def _aval(x):
 
 
 # d(x + y) = dx + dy
-add_p = _binary("add", np.add, lambda x, y: f"({x} + {y})",
+add_p = _binary("add", np.add, lambda x, y: f"({x} + {y})", commutative=True, linear_in="all",
                 jvp=lambda tx, ty, x, y, *, out: add(tx, ty),
                 vjp=lambda ct, x, y, *, out: (_sum_to(ct, _aval(x)), _sum_to(ct, _aval(y))))
 
@@ -132,7 +133,7 @@ def add(x, y):
     return add_p.bind(*coerce_scalars(x, y))
 
 
-sub_p = _binary("sub", np.subtract, lambda x, y: f"({x} - {y})",
+sub_p = _binary("sub", np.subtract, lambda x, y: f"({x} - {y})", linear_in="all",
                 jvp=lambda tx, ty, x, y, *, out: sub(tx, ty),
                 vjp=lambda ct, x, y, *, out: (_sum_to(ct, _aval(x)), _sum_to(neg(ct), _aval(y))))
 
@@ -142,7 +143,8 @@ def sub(x, y):
 
 
 # d(x y) = dx y + x dy
-mul_p = _binary("mul", np.multiply, lambda x, y: f"({x} * {y})",
+mul_p = _binary("mul", np.multiply, lambda x, y: f"({x} * {y})", commutative=True,
+                linear_in="each",
                 jvp=lambda tx, ty, x, y, *, out: add(mul(tx, y), mul(x, ty)),
                 vjp=lambda ct, x, y, *, out: (_sum_to(mul(ct, y), _aval(x)),
                     _sum_to(mul(x, ct), _aval(y))))
@@ -162,11 +164,16 @@ def _div_impl(x, y):
 
 
 # d(x / y) = dx / y - (x / y) dy / y
-div_p = _binary("div", _div_impl, lambda x, y: f"({x} / {y})",
+div_p = _binary("div", _div_impl, lambda x, y: f"({x} / {y})", linear_in=(0,),
                 jvp=lambda tx, ty, x, y, *, out: sub(div(tx, y), safe_mul(ty, div(out, y))),
                 vjp=lambda ct, x, y, *, out: (
                     _sum_to(div(ct, y), _aval(x)),
                     _sum_to(neg(safe_mul(ct, div(out, y))), _aval(y))))
+
+
+# integers divide truncating toward zero (a kernel helper)
+div_p.def_scalar_emit(lambda x, y, *, out, in_avals: f"_idiv({x}, {y})"
+                      if np.issubdtype(out.dtype, np.integer) else None)
 
 
 def div(x, y):
@@ -315,7 +322,7 @@ def _minmax_vjp(weights):
     return vjp
 
 
-max_p = _binary("max", np.maximum, lambda x, y: f"np.maximum({x}, {y})",
+max_p = _binary("max", np.maximum, lambda x, y: f"np.maximum({x}, {y})", commutative=True,
                 jvp=_minmax_jvp(_max_weights),
                 vjp=_minmax_vjp(_max_weights))
 
@@ -324,7 +331,7 @@ def max(x, y):
     return max_p.bind(*coerce_scalars(x, y))
 
 
-min_p = _binary("min", np.minimum, lambda x, y: f"np.minimum({x}, {y})",
+min_p = _binary("min", np.minimum, lambda x, y: f"np.minimum({x}, {y})", commutative=True,
                 jvp=_minmax_jvp(_min_weights),
                 vjp=_minmax_vjp(_min_weights))
 
@@ -518,8 +525,8 @@ def atan2(x, y):
 
 # --- rounding and predicates (piecewise constant) -------------------------------
 
-def _piecewise_constant(name, impl, emit, shape=same_shape):
-    p = Primitive(name, kind="elementwise")
+def _piecewise_constant(name, impl, emit, shape=same_shape, **props):
+    p = Primitive(name, kind="elementwise", **props)
     p.def_impl(impl)
     p.def_shape(shape)
     p.def_vmap(elementwise_vmap(p))
@@ -559,13 +566,13 @@ def is_finite(x):
     return is_finite_p.bind(x)
 
 
-def _comparison(name, impl, op):
+def _comparison(name, impl, op, **props):
     return _piecewise_constant(name, impl, lambda x, y: f"({x} {op} {y})",
-                               shape=bool_shape(binary_shape(name)))
+                               shape=bool_shape(binary_shape(name)), **props)
 
 
-eq_p = _comparison("eq", np.equal, "==")
-ne_p = _comparison("ne", np.not_equal, "!=")
+eq_p = _comparison("eq", np.equal, "==", commutative=True)
+ne_p = _comparison("ne", np.not_equal, "!=", commutative=True)
 lt_p = _comparison("lt", np.less, "<")
 le_p = _comparison("le", np.less_equal, "<=")
 gt_p = _comparison("gt", np.greater, ">")
@@ -607,11 +614,11 @@ def _bitwise_shape(name):
 
 
 bitwise_and_p = _piecewise_constant("and", np.bitwise_and, lambda x, y: f"({x} & {y})",
-                                    shape=_bitwise_shape("and"))
+                                    shape=_bitwise_shape("and"), commutative=True)
 bitwise_or_p = _piecewise_constant("or", np.bitwise_or, lambda x, y: f"({x} | {y})",
-                                   shape=_bitwise_shape("or"))
+                                   shape=_bitwise_shape("or"), commutative=True)
 bitwise_xor_p = _piecewise_constant("xor", np.bitwise_xor, lambda x, y: f"({x} ^ {y})",
-                                    shape=_bitwise_shape("xor"))
+                                    shape=_bitwise_shape("xor"), commutative=True)
 
 
 def _not_shape(x, **params):
@@ -621,6 +628,9 @@ def _not_shape(x, **params):
 
 
 bitwise_not_p = _piecewise_constant("not", np.invert, lambda x: f"(~{x})", shape=_not_shape)
+# a bool scalar in a loop is a Python bool: ~True is -2
+bitwise_not_p.def_scalar_emit(lambda x, *, out, in_avals: f"(not {x})"
+                              if out.dtype == np.bool_ else None)
 
 
 def bitwise_and(x, y):
@@ -659,7 +669,7 @@ def _select_vjp(ct, pred, on_true, on_false, *, out):
             _sum_to(select(pred, zeros, ct), _aval(on_false)))
 
 
-select_p = Primitive("select", kind="elementwise")
+select_p = Primitive("select", kind="elementwise", linear_in=(1, 2))
 select_p.def_impl(np.where)
 select_p.def_shape(_select_shape)
 select_p.def_vmap(elementwise_vmap(select_p))
@@ -667,6 +677,7 @@ select_p.def_emit(lambda p, x, y: f"np.where({p}, {x}, {y})")
 select_p.def_jvp(lambda tp, tx, ty, p, x, y, *, out: select(
     p, _bcast(tx, _aval(out).shape), _bcast(ty, _aval(out).shape)))
 select_p.def_vjp(_select_vjp)
+select_p.def_scalar_emit(lambda p, x, y, *, out, in_avals: f"({x} if {p} else {y})")
 
 
 def select(pred, on_true, on_false):
@@ -681,7 +692,8 @@ def _identity_impl(x):
     return x
 
 
-stop_gradient_p = Primitive("stop_gradient", kind="elementwise")
+stop_gradient_p = Primitive("stop_gradient", kind="elementwise", value_preserving=True,
+                            linear_in="all")
 stop_gradient_p.def_impl(_identity_impl)
 stop_gradient_p.def_shape(same_shape)
 stop_gradient_p.def_vmap(lambda n, args, dims: (stop_gradient(args[0]), dims[0]))

@@ -32,7 +32,7 @@ import builtins
 import numpy as np
 
 from ..core import Primitive, ShapedArray
-from ..errors import FungradIndexError, FungradTypeError, FungradValueError
+from ..errors import CodegenError, FungradIndexError, FungradTypeError, FungradValueError
 from ..tracing import Tracer, aval_of
 from .base import (bdim_to_front, broadcast_in_dim, convert_element_type, full, move_axis_to_front,
                    reshape, transpose)
@@ -191,12 +191,31 @@ def _gather_vmap(axis_size, args, dims, *, axes):
     return gather(move_axis_to_front(x, dx), idx, new_axes), 0
 
 
-gather_p = Primitive("gather", kind="indexing")
+def gather_index(at_indices, x_shape, n_batch, axes, idx) -> list[str]:
+    """Kernel text: x's index for element `idx` of gather(x, indices, axes), which is
+    also scatter's target index of update element `idx`; `at_indices(index)` reads
+    `indices` (a traced index wraps like NumPy and raises out of bounds)."""
+    batch, rest = idx[:n_batch], iter(idx[n_batch:])
+    out = []
+    for d, n in enumerate(x_shape):
+        if d in axes:
+            out.append(f"_wrap({at_indices(batch + [str(axes.index(d))])}, {n})")
+        else:
+            out.append(next(rest))
+    return out
+
+
+def _gather_loop(at, idx, x, indices, *, out, axes):
+    return at(0, gather_index(lambda i: at(1, i), x.shape, indices.ndim - 1, axes, idx))
+
+
+gather_p = Primitive("gather", kind="indexing", linear_in=(0,))
 gather_p.def_impl(_gather_impl)
 gather_p.def_shape(_gather_shape)
 gather_p.def_jvp(lambda tx, ti, x, idx, *, out, axes: gather(tx, idx, axes))
 gather_p.def_vjp(_gather_vjp)
 gather_p.def_vmap(_gather_vmap)
+gather_p.def_loop(_gather_loop)
 
 
 def gather(operand, indices, axes):
@@ -297,8 +316,25 @@ def _scatter_vmap(bind):
     return rule
 
 
-def _scatter_family(name, doc):
-    p = Primitive(name, kind="indexing")
+def _scatter_lower(name, update):
+    """Kernel lines of a scatter: copy the operand, then one loop over the updates
+    writing each with the statement operator `update` ("=", "+=", "*=")."""
+    def lower(gen, inputs, outputs, *, axes):
+        x, ind, u = inputs
+        if not x.aval.ndim:
+            raise CodegenError(f"primitive '{name}' has no emit rule", name)
+        o = gen.name(outputs[0])
+        gen.lines.append(f"    {o} = {gen.name(x)}.copy()")
+        idx = [f"_i{q}" for q in range(u.aval.ndim)]
+        target = gather_index(lambda i: gen.at(ind, i), x.aval.shape, ind.aval.ndim - 1, axes,
+                              idx)
+        gen.loops(u.aval.shape, f"{o}[{', '.join(target)}] {update} {gen.at(u, idx)}")
+        gen.fresh.update(outputs)
+    return lower
+
+
+def _scatter_family(name, doc, **props):
+    p = Primitive(name, kind="indexing", **props)
     p.def_impl(_scatter_impl(name))
     p.def_shape(_scatter_shape(name))
 
@@ -331,7 +367,7 @@ scatter_p, scatter = _scatter_family("scatter", _SCATTER_DOC.format(
 scatter_add_p, scatter_add = _scatter_family("scatter_add", _SCATTER_DOC.format(
     what="Add `updates` at the positions `indices`; duplicates accumulate (np.add.at).",
     example="scatter_add(np.zeros(3), np.array([[0], [0]]), np.array([1., 2.]), (0,))"
-            "  # [3, 0, 0]"))
+            "  # [3, 0, 0]"), linear_in=(0, 2))
 scatter_mul_p, scatter_mul = _scatter_family("scatter_mul", _SCATTER_DOC.format(
     what="Multiply by `updates` at the positions `indices`; duplicates multiply in turn.",
     example="scatter_mul(np.ones(3), np.array([[0], [0]]), np.array([2., 3.]), (0,))  # [6, 1, 1]"))
@@ -365,12 +401,14 @@ def _scatter_set_vjp(ct, x, idx, u, *, out, axes):
     return (ct_x, None, ct_u)
 
 
+scatter_p.def_lower(_scatter_lower("scatter", "="))
 scatter_p.def_jvp(lambda tx, ti, tu, x, idx, u, *, out, axes: scatter(tx, idx, tu, axes))
 scatter_p.def_vjp(_scatter_set_vjp)
 
 
 # --- scatter_add: linear --------------------------------------------------------------
 
+scatter_add_p.def_lower(_scatter_lower("scatter_add", "+="))
 scatter_add_p.def_jvp(lambda tx, ti, tu, x, idx, u, *, out, axes: scatter_add(tx, idx, tu, axes))
 scatter_add_p.def_vjp(lambda ct, x, idx, u, *, out, axes: (ct, None, gather(ct, idx, axes)))
 
@@ -413,6 +451,7 @@ def _scatter_mul_vjp(ct, x, idx, u, *, out, axes):
     return (scatter_mul(ct, idx, u, axes), None, ct_u)
 
 
+scatter_mul_p.def_lower(_scatter_lower("scatter_mul", "*="))
 scatter_mul_p.def_jvp(_scatter_mul_jvp)
 scatter_mul_p.def_vjp(_scatter_mul_vjp)
 

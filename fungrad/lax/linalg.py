@@ -14,9 +14,9 @@ from __future__ import annotations
 import numpy as np
 
 from ..core import Primitive, ShapedArray
-from ..errors import FungradNotImplementedError, FungradTypeError
+from ..errors import CodegenError, FungradNotImplementedError, FungradTypeError
 from ..tracing import aval_of
-from ._util import is_float
+from ._util import is_float, np_dtype, reshape_index
 from .base import (bdim_to_front, broadcast_in_dim, convert_element_type, move_axis_to_front,
                    reduce_sum, transpose, zeros_like_aval)
 from .elementwise import add, div, eq, ge, le, mul, neg, safe_mul, select, sub
@@ -118,7 +118,64 @@ def _dot_vmap(axis_size, args, dims, *, dimension_numbers):
     return dot_general(x, y, dn), len(bx) + len(_free(x_aval.ndim, cx, bx))
 
 
-dot_general_p = Primitive("dot_general", kind="linalg")
+def _is_outer(x, y, *, dimension_numbers):
+    """An outer product (no contraction, no batch): a member of a fused loop nest."""
+    (cx, _), (bx, _) = dimension_numbers
+    return not cx and not bx and x.ndim > 0 and y.ndim > 0
+
+
+def _dot_loop(at, idx, x, y, *, out, dimension_numbers):
+    return f"({at(0, idx[:x.ndim])} * {at(1, idx[x.ndim:])})"
+
+
+def _dot_lower(gen, inputs, outputs, *, dimension_numbers):
+    """np.dot (BLAS) on C-contiguous operands, straight for the matrix layouts and
+    after copying to (batch, free, contract) x (batch, contract, free) otherwise."""
+    x, y = inputs
+    xa, ya = x.aval, y.aval
+    (cx, cy), (bx, by) = dimension_numbers
+    out = outputs[0].aval
+    o = gen.name(outputs[0])
+    if not np.issubdtype(out.dtype, np.floating) or xa.ndim == 0 or ya.ndim == 0:
+        raise CodegenError("dot_general on integers or 0-d operands is not compiled",
+                           "dot_general")
+    X, Y = gen.name(x), gen.name(y)
+    if not bx and xa.ndim <= 2 and ya.ndim <= 2 and cx == (xa.ndim - 1,) and cy == (0,):
+        return gen.assign(outputs, f"np.dot(np.ascontiguousarray({X}), np.ascontiguousarray({Y}))")
+    if not bx and xa.ndim == 2 and ya.ndim <= 2 and cx == (0,) and cy == (0,):
+        # x^T y: BLAS reads the transposed view directly (F layout)
+        return gen.assign(outputs, f"np.dot({X}.T, np.ascontiguousarray({Y}))" if ya.ndim == 2
+                          else f"np.dot(np.ascontiguousarray({Y}), np.ascontiguousarray({X}))")
+    if not bx and xa.ndim <= 2 and ya.ndim == 2 and cx == (xa.ndim - 1,) and cy == (1,):
+        return gen.assign(outputs, f"np.dot(np.ascontiguousarray({X}), {Y}.T)")
+    # general: copy to (batch, free, contract) x (batch, contract, free) with loops,
+    # then one BLAS product per batch element (loops compile far faster than
+    # numba's transpose/reshape of arbitrary layouts)
+    fx = tuple(i for i in range(xa.ndim) if i not in cx and i not in bx)
+    fy = tuple(i for i in range(ya.ndim) if i not in cy and i not in by)
+    size = lambda a, dims: int(np.prod([a.shape[i] for i in dims], dtype=np.int64))  # noqa
+    nb, m, k, n = size(xa, bx), size(xa, fx), size(xa, cx), size(ya, fy)
+    dt = np_dtype(out.dtype)
+    gen.copy_loop(f"{o}_x", (nb, m, k), x, bx + fx + cx, dt)
+    gen.copy_loop(f"{o}_y", (nb, k, n), y, by + cy + fy, dt)
+    lines = gen.lines
+    lines.append(f"    {o}_o = np.empty(({nb}, {m}, {n}), {dt})")
+    # (assigning a whole array to a slice is slow to compile in numba: copy by loop)
+    lines.append(f"    for _b in range({nb}):")
+    lines.append(f"        {o}_t = np.dot({o}_x[_b], {o}_y[_b])")
+    lines.append(f"        for _r in range({m}):")
+    lines.append(f"            for _c in range({n}):")
+    lines.append(f"                {o}_o[_b, _r, _c] = {o}_t[_r, _c]")
+    if out.shape == ():
+        return gen.assign(outputs, f"{o}_o[0, 0, 0]")
+    lines.append(f"    {o} = np.empty({out.shape!r}, {dt})")
+    idx = [f"_i{q}" for q in range(out.ndim)]
+    src = reshape_index((nb, m, n), out.shape, idx)
+    gen.loops(out.shape, f"{o}[{', '.join(idx)}] = {o}_o[{', '.join(src)}]")
+    return gen.assign(outputs, o)
+
+
+dot_general_p = Primitive("dot_general", kind="linalg", linear_in="each")
 dot_general_p.def_impl(_dot_impl)
 dot_general_p.def_shape(_dot_shape)
 # bilinear: d(x . y) = dx . y + x . dy
@@ -128,6 +185,8 @@ dot_general_p.def_vjp(lambda ct, x, y, *, out, dimension_numbers: (
     _dot_transpose_lhs(ct, aval_of(x), y, dimension_numbers),
     _dot_transpose_rhs(ct, x, aval_of(y), dimension_numbers)))
 dot_general_p.def_vmap(_dot_vmap)
+dot_general_p.def_loop(_dot_loop, when=_is_outer)
+dot_general_p.def_lower(_dot_lower)
 
 
 def dot_general(x, y, dimension_numbers, precision=None, preferred_element_type=None):

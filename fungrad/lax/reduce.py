@@ -78,12 +78,25 @@ def _extremum_vjp(ct, x, *, out, axes):
     return (mul(_expand_to(ct, aval_of(x), axes), weights),)
 
 
+def _max_update(acc, v, dtype):
+    if np.issubdtype(dtype, np.floating):   # NaN propagates, like np.max
+        return f"if {v} > {acc} or {v} != {v}: {acc} = {v}"
+    return f"if {v} > {acc}: {acc} = {v}"
+
+
+def _min_update(acc, v, dtype):
+    if np.issubdtype(dtype, np.floating):
+        return f"if {v} < {acc} or {v} != {v}: {acc} = {v}"
+    return f"if {v} < {acc}: {acc} = {v}"
+
+
 reduce_max_p = Primitive("reduce_max", kind="reduction")
 reduce_max_p.def_impl(_max_impl)
 reduce_max_p.def_shape(_reduce_shape("reduce_max"))
 reduce_max_p.def_jvp(_extremum_jvp)
 reduce_max_p.def_vjp(_extremum_vjp)
 reduce_max_p.def_vmap(_reduce_vmap(reduce_max_p))
+reduce_max_p.def_accumulate(_max_update, identity=_lowest, reads_twice=True)
 
 
 def reduce_max(x, axes):
@@ -103,6 +116,7 @@ reduce_min_p.def_shape(_reduce_shape("reduce_min"))
 reduce_min_p.def_jvp(_extremum_jvp)
 reduce_min_p.def_vjp(_extremum_vjp)
 reduce_min_p.def_vmap(_reduce_vmap(reduce_min_p))
+reduce_min_p.def_accumulate(_min_update, identity=_highest, reads_twice=True)
 
 
 def reduce_min(x, axes):
@@ -129,6 +143,8 @@ reduce_and_p.def_shape(_bool_reduce_shape("reduce_and"))
 reduce_and_p.def_jvp(nondifferentiable)
 reduce_and_p.def_vjp(nondifferentiable)
 reduce_and_p.def_vmap(_reduce_vmap(reduce_and_p))
+reduce_and_p.def_accumulate(lambda acc, v, dtype: f"{acc} = {acc} and {v}",
+                            identity=lambda dtype: True)
 
 
 def reduce_and(x, axes):
@@ -145,6 +161,8 @@ reduce_or_p.def_shape(_bool_reduce_shape("reduce_or"))
 reduce_or_p.def_jvp(nondifferentiable)
 reduce_or_p.def_vjp(nondifferentiable)
 reduce_or_p.def_vmap(_reduce_vmap(reduce_or_p))
+reduce_or_p.def_accumulate(lambda acc, v, dtype: f"{acc} = {acc} or {v}",
+                           identity=lambda dtype: False)
 
 
 def reduce_or(x, axes):
@@ -235,7 +253,7 @@ def _normalize_axis(name, x, axis):
 
 # --- cumsum -----------------------------------------------------------------------
 
-cumsum_p = Primitive("cumsum", kind="cumulative")
+cumsum_p = Primitive("cumsum", kind="cumulative", linear_in="all")
 cumsum_p.def_impl(_cum_impl(lambda x, axis: np.cumsum(x, axis, dtype=x.dtype)))
 cumsum_p.def_shape(_cum_shape("cumsum"))
 cumsum_p.def_jvp(lambda t, x, *, out, axis, reverse: cumsum(t, axis, reverse))
@@ -374,6 +392,7 @@ reduce_prod_p.def_jvp(lambda t, x, *, out, axes: reduce_sum(
 reduce_prod_p.def_vjp(lambda ct, x, *, out, axes: (
     mul(_expand_to(ct, aval_of(x), axes), _prod_partials(x, axes)),))
 reduce_prod_p.def_vmap(_reduce_vmap(reduce_prod_p))
+reduce_prod_p.def_accumulate(lambda acc, v, dtype: f"{acc} *= {v}", identity=lambda dtype: 1)
 
 
 def reduce_prod(x, axes):

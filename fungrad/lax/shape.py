@@ -8,6 +8,7 @@ import numpy as np
 from ..core import Primitive, ShapedArray
 from ..errors import FungradTypeError, FungradValueError
 from ..tracing import aval_of
+from ._util import affine, np_dtype, reshape_index
 from .base import bdim_to_front, broadcast_in_dim, full, move_axis_to_front, reduce_sum, reshape
 from .elementwise import select, sub
 
@@ -31,12 +32,14 @@ def _squeeze_vmap(n, args, dims, *, dimensions):
     return squeeze(x, tuple(d + 1 for d in dimensions)), 0
 
 
-squeeze_p = Primitive("squeeze", kind="shape")
+squeeze_p = Primitive("squeeze", kind="shape", value_preserving=True, linear_in="all")
 squeeze_p.def_impl(lambda x, *, dimensions: np.squeeze(x, axis=dimensions))
 squeeze_p.def_shape(_squeeze_shape)
 squeeze_p.def_jvp(lambda t, x, *, out, dimensions: squeeze(t, dimensions))
 squeeze_p.def_vjp(lambda ct, x, *, out, dimensions: (reshape(ct, aval_of(x).shape),))
 squeeze_p.def_vmap(_squeeze_vmap)
+squeeze_p.def_loop(lambda at, idx, x, *, out, dimensions: at(
+    0, reshape_index(x.shape, out.shape, idx)), relabels=True)
 
 
 def squeeze(x, dimensions):
@@ -87,7 +90,7 @@ def _slice_vmap(n, args, dims, *, start_indices, limit_indices, strides):
                  (1,) + tuple(strides)), 0
 
 
-slice_p = Primitive("slice", kind="shape")
+slice_p = Primitive("slice", kind="shape", value_preserving=True, linear_in="all")
 slice_p.def_impl(_slice_impl)
 slice_p.def_shape(_slice_shape)
 slice_p.def_jvp(lambda t, x, *, out, **p: slice(t, **p))
@@ -96,6 +99,8 @@ slice_p.def_vmap(_slice_vmap)
 slice_p.def_emit(lambda x, *, start_indices, limit_indices, strides: "{}[{}]".format(
     x, ", ".join(f"{lo}:{hi}:{st}" for lo, hi, st in zip(start_indices, limit_indices, strides))
     + ("," if len(strides) == 1 else "")))
+slice_p.def_loop(lambda at, idx, x, *, out, start_indices, limit_indices, strides: at(
+    0, [affine(lo, st, i) for lo, st, i in zip(start_indices, strides, idx, strict=True)]))
 
 
 def slice(x, start_indices, limit_indices, strides=None):
@@ -116,7 +121,7 @@ def _rev_shape(x, *, dimensions):
     return x
 
 
-rev_p = Primitive("rev", kind="shape")
+rev_p = Primitive("rev", kind="shape", value_preserving=True, linear_in="all")
 rev_p.def_impl(lambda x, *, dimensions: np.flip(x, dimensions) if dimensions else x)
 rev_p.def_shape(_rev_shape)
 rev_p.def_jvp(lambda t, x, *, out, dimensions: rev(t, dimensions))
@@ -124,6 +129,9 @@ rev_p.def_vjp(lambda ct, x, *, out, dimensions: (rev(ct, dimensions),))
 rev_p.def_vmap(lambda n, args, dims, *, dimensions: (
     rev(move_axis_to_front(args[0], dims[0]), tuple(d + 1 for d in dimensions)), 0))
 rev_p.def_emit(lambda x, *, dimensions: f"np.flip({x}, {tuple(dimensions)!r})")
+rev_p.def_loop(lambda at, idx, x, *, out, dimensions: at(
+    0, [f"({n - 1} - {i})" if d in dimensions else i
+        for d, (n, i) in enumerate(zip(x.shape, idx, strict=True))]))
 
 
 def rev(x, dimensions):
@@ -170,7 +178,23 @@ def _concat_vmap(n, args, dims, *, dimension):
     return concatenate(moved, dimension + 1), 0
 
 
-concatenate_p = Primitive("concatenate", kind="shape")
+def _concat_loop(at, idx, *xs, out, dimension):
+    # the operand holding the element: a chain of conditional expressions
+    d = dimension
+    parts, off = [], 0
+    for k, y in enumerate(xs):
+        n = y.shape[d]
+        index = list(idx)
+        index[d] = f"({idx[d]} - {off})" if off else idx[d]
+        parts.append((off + n, at(k, index)))
+        off += n
+    text = parts[-1][1]
+    for end, expr in reversed(parts[:-1]):
+        text = f"({expr} if {idx[d]} < {end} else {text})"
+    return text
+
+
+concatenate_p = Primitive("concatenate", kind="shape", linear_in="all")
 concatenate_p.def_impl(lambda *xs, dimension: np.concatenate(xs, axis=dimension))
 concatenate_p.def_shape(_concat_shape)
 concatenate_p.def_jvp(lambda *args, out, dimension: concatenate(
@@ -178,6 +202,7 @@ concatenate_p.def_jvp(lambda *args, out, dimension: concatenate(
 concatenate_p.def_vjp(_concat_vjp)
 concatenate_p.def_vmap(_concat_vmap)
 concatenate_p.def_emit(lambda *xs, dimension: f"np.concatenate(({', '.join(xs)},), {dimension})")
+concatenate_p.def_loop(_concat_loop)
 
 
 def concatenate(xs, dimension: int):
@@ -262,12 +287,33 @@ def _pad_vmap(n, args, dims, *, padding_config):
     return pad(x, v, ((0, 0, 0),) + tuple(padding_config)), 0
 
 
-pad_p = Primitive("pad", kind="shape")
+def _pad_loop(at, idx, x, padding_value, *, out, padding_config):
+    # the operand's element where the index lands on one, else the padding value
+    v = at(1, [])
+    conds, sub = [], []
+    for (lo, hi, interior), n, i in zip(padding_config, x.shape, idx, strict=True):
+        step = interior + 1
+        j = f"({i} - {lo})" if lo else i
+        if step == 1:
+            conds.append(f"0 <= {j} < {n}" if lo else f"{i} < {n}")
+            sub.append(j)
+        else:
+            conds.append(f"0 <= {j} and {j} % {step} == 0 and {j} // {step} < {n}")
+            sub.append(f"{j} // {step}")
+    if x.size == 0:
+        return v
+    if not conds:       # 0-d
+        return at(0, [])
+    return f"({at(0, sub)} if {' and '.join(conds)} else {v})"
+
+
+pad_p = Primitive("pad", kind="shape", linear_in="all")
 pad_p.def_impl(_pad_impl)
 pad_p.def_shape(_pad_shape)
 pad_p.def_jvp(lambda tx, tv, x, v, *, out, padding_config: pad(tx, tv, padding_config))
 pad_p.def_vjp(_pad_vjp)
 pad_p.def_vmap(_pad_vmap)
+pad_p.def_loop(_pad_loop)
 
 
 def pad(x, padding_value, padding_config):
@@ -300,6 +346,8 @@ iota_p.def_shape(_iota_shape)
 iota_p.def_jvp(lambda *, out, **p: None)
 iota_p.def_vjp(lambda ct, *, out, **p: ())
 iota_p.def_vmap(lambda n, args, dims, **p: (iota(**p), None))
+iota_p.def_loop(lambda at, idx, *, out, dtype, shape, dimension:
+                f"{np_dtype(out.dtype)}({idx[dimension]})")
 
 
 def iota(dtype, shape, dimension=0):

@@ -80,9 +80,9 @@ def vjp_eval(jaxpr: Jaxpr, consts: Sequence, primals: Sequence, wrt: Sequence[bo
             if not any(type(a) is Var and a in active for a in eqn.inputs):
                 continue
             rb.at(eqn)
-            rule = prim.rule("vjp")
-            if getattr(rule, "nondiff", False):
+            if prim.vjp_nondifferentiable:
                 continue
+            rule = prim.rule("vjp")
             xs = [read_atom(primal, a) for a in eqn.inputs]
             if prim.vjp_wants_active:  # call primitives skip inactive inputs
                 active_in = tuple(type(a) is Var and a in active for a in eqn.inputs)

@@ -46,9 +46,9 @@ def jvp_eval(jaxpr: Jaxpr, consts: Sequence, primals: Sequence, tangents: Sequen
             if all(isinstance(t, Zero) for t in ts) or not any(
                     _is_float(v.aval) for v in eqn.outputs):
                 continue  # no tangent flows: no rule call at all
-            jvp = prim.rule("jvp")
-            if getattr(jvp, "nondiff", False):
+            if prim.jvp_nondifferentiable:
                 continue
+            jvp = prim.rule("jvp")
             # a rule declared with symbolic_zeros (call primitives) receives Zero tangents as is
             t_in = ts if prim.jvp_symbolic_zeros else [instantiate(t) for t in ts]
             t_out = jvp(*t_in, *xs, out=outs, **eqn.params)

@@ -30,9 +30,11 @@ from typing import Any, Callable
 import numpy as np
 
 from ..core import ClosedJaxpr, Eqn, Jaxpr, Literal, Primitive, ShapedArray, Var, _param_key
-from ..lax.base import broadcast_in_dim_p, convert_element_type_p, reshape_p, transpose_p
-from ..lax.elementwise import mul_p, neg_p
+from ..lax.base import (broadcast_in_dim_p, convert_element_type_p, reduce_sum_p, reshape_p,
+                        transpose_p)
+from ..lax.elementwise import add_p, div_p, integer_pow_p, mul_p, neg_p, select_p, sub_p
 from ..lax.linalg import dot_general_p
+from ..lax.shape import pad_p, rev_p, slice_p, squeeze_p
 from .structure import diagonal_jaxpr
 from .util import dce_jaxpr
 
@@ -163,9 +165,6 @@ def _atom_key(atom):
     return atom
 
 
-_COMMUTATIVE = frozenset({"add", "mul", "max", "min", "eq", "ne", "and", "or", "xor"})
-
-
 def _order(key) -> tuple:
     return (1, key[2]) if type(key) is tuple else (0, id(key))
 
@@ -173,8 +172,8 @@ def _order(key) -> tuple:
 def cse_jaxpr(jaxpr: Jaxpr) -> Jaxpr:
     """Common-subexpression elimination: an equation with the same primitive, the
     same params and the same inputs as an earlier one reuses its outputs (operands
-    of commutative primitives -- add, mul, max, min, eq, ne, and, or, xor -- in any
-    order).
+    of primitives declared `commutative=True` -- add, mul, max, min, eq, ne, and,
+    or, xor -- in any order).
 
     Preserves: every value exactly (primitives are pure functions of their inputs
     and params)."""
@@ -185,7 +184,7 @@ def cse_jaxpr(jaxpr: Jaxpr) -> Jaxpr:
             params = tuple((k, _param_key(v)) for k, v in eqn.params.items()) \
                 if eqn.params else ()
             keys = tuple(_atom_key(a) for a in inputs)
-            if eqn.prim.name in _COMMUTATIVE:
+            if eqn.prim.commutative:
                 # mul a b and mul b a are one value: order operands canonically
                 keys = tuple(sorted(keys, key=_order))
             key = (eqn.prim, keys, params)
@@ -207,11 +206,6 @@ def cse_jaxpr(jaxpr: Jaxpr) -> Jaxpr:
 # constant folding
 # ---------------------------------------------------------------------------
 
-# primitives whose output is uniform with the input's value when the input is
-_VALUE_PRESERVING = ("broadcast_in_dim", "reshape", "transpose", "squeeze", "rev", "slice",
-                     "stop_gradient")
-
-
 def _uniform_of(value: np.ndarray):
     """The scalar if every element of `value` has the same bits, else None."""
     value = np.asarray(value)
@@ -227,10 +221,9 @@ def _fold(eqn: Eqn, values: list):
     """The uniform value of `eqn`'s output given uniform input values, or None."""
     prim = eqn.prim
     out_aval = eqn.outputs[0].aval
-    name = prim.name
-    if name in _VALUE_PRESERVING:
+    if prim.value_preserving:   # every output element is an input element
         return values[0]
-    if name == "reduce_sum":
+    if prim is reduce_sum_p:
         n = eqn.inputs[0].aval.size // max(out_aval.size, 1)
         if eqn.inputs[0].aval.size > _FOLD_MAX_SIZE:
             # value * n: the exact sum; np.sum of n copies may round differently
@@ -301,33 +294,167 @@ def _is(value, target) -> bool:
     return value is not None and bool(value == target)
 
 
-def _swapped_dot(rw: _Rewriter, eqn: Eqn, inputs, uses) -> bool:
+class _Match:
+    """One equation met by `algebraic_jaxpr`: its (substituted) inputs `ins`, output
+    `out`, `params`, the uniform value of each input (`u`, None when not uniform),
+    and the means to build a replacement."""
+
+    def __init__(self, rw: _Rewriter, eqn: Eqn, inputs, uses: dict):
+        self.rw, self.eqn, self.ins, self.uses = rw, eqn, inputs, uses
+        self.out = eqn.outputs[0]
+        self.params = eqn.params
+        self._u = None
+
+    @property
+    def u(self) -> list:
+        if self._u is None:
+            self._u = [self.rw.uniform(a) for a in self.ins]
+        return self._u
+
+    def var(self, i: int):
+        """Input i when it is a variable (not a literal), else None."""
+        return self.ins[i] if type(self.ins[i]) is Var else None
+
+    def inner(self, i: int, prim: Primitive) -> Eqn | None:
+        """The equation of `prim` that defines input i, if one does."""
+        eqn = self.rw.defs.get(self.ins[i]) if type(self.ins[i]) is Var else None
+        return eqn if eqn is not None and eqn.prim is prim else None
+
+    def zero_array(self, i: int) -> bool:
+        """Input i is a broadcast zero (not a literal 0 of the user's code)."""
+        return type(self.ins[i]) is Var and _is(self.rw.uniform(self.ins[i]), 0)
+
+    def emit(self, prim: Primitive, inputs, params=None) -> Var:
+        return self.rw.emit(prim, tuple(inputs), params or {})
+
+    def filled(self, value):
+        """The output's aval filled with `value`."""
+        return self.rw.constant(self.out.aval.dtype.type(value), self.out.aval)
+
+    def same_aval(self) -> bool:
+        return self.ins[0].aval == self.out.aval
+
+
+def _same_operands(m: _Match) -> bool:
+    """select(p, a, a): the same variable, or two equal uniform values."""
+    _, a, b = m.ins
+    _, ua, ub = m.u
+    return a is b or (ua is not None and ub is not None and a.aval == b.aval
+                      and ua.tobytes() == ub.tobytes())
+
+
+def _composed_transpose(m: _Match):
+    """transpose(transpose(x)) -> one transpose, or x when they cancel."""
+    inner = m.inner(0, transpose_p)
+    if inner is None:
+        return None
+    p1, p2 = inner.params["permutation"], m.params["permutation"]
+    composed = tuple(p1[i] for i in p2)
+    if composed == tuple(range(len(composed))):
+        return inner.inputs[0]
+    return m.emit(transpose_p, (inner.inputs[0],), {"permutation": composed})
+
+
+def _swapped_dot(m: _Match):
     """transpose(dot_general(a, b)) that swaps the free blocks -> dot_general(b, a)."""
-    (x,) = inputs
-    dot = rw.defs.get(x)
-    if dot is None or dot.prim is not dot_general_p or uses.get(x, 0) != 1:
-        return False
+    dot = m.inner(0, dot_general_p)
+    if dot is None or m.uses.get(m.ins[0], 0) != 1:
+        return None
     (cx, cy), (bx, by) = dot.params["dimension_numbers"]
     if bx or by:
-        return False
+        return None
     a, b = dot.inputs
     n_a = a.aval.ndim - len(cx)
     n_b = b.aval.ndim - len(cy)
     swap = tuple(range(n_a, n_a + n_b)) + tuple(range(n_a))
-    if eqn.params["permutation"] != swap:
+    if m.params["permutation"] != swap:
+        return None
+    return m.emit(dot.prim, (b, a), {**dot.params, "dimension_numbers": ((cy, cx), ((), ()))})
+
+
+# The rewrites of `algebraic_jaxpr`, tried in order on each equation of the primitive:
+# (primitive, pattern, rewrite), where the rewrite returns the atom that replaces the
+# output (a 0-d atom is broadcast back to the output's shape) or None.  "c" is a
+# literal or a broadcast literal; "zeros" a broadcast 0.
+_REWRITES: list[tuple[Primitive, str, Callable[[_Match], Any]]] = [
+    (add_p, "x + 0 -> x", lambda m: m.ins[0] if _is(m.u[1], 0) else None),
+    (add_p, "0 + x -> x", lambda m: m.ins[1] if _is(m.u[0], 0) else None),
+    (sub_p, "x - 0 -> x", lambda m: m.ins[0] if _is(m.u[1], 0) else None),
+    (sub_p, "0 - x -> neg x", lambda m: m.emit(neg_p, m.ins[1:])
+     if _is(m.u[0], 0) and m.ins[1].aval == m.out.aval else None),
+    (mul_p, "x * 1 -> x", lambda m: m.ins[0] if _is(m.u[1], 1) else None),
+    (mul_p, "1 * x -> x", lambda m: m.ins[1] if _is(m.u[0], 1) else None),
+    (mul_p, "x * zeros -> zeros", lambda m: m.filled(0)
+     if m.zero_array(0) or m.zero_array(1) else None),
+    (div_p, "x / 1 -> x", lambda m: m.ins[0] if _is(m.u[1], 1) else None),
+    (neg_p, "neg(neg x) -> x", lambda m: m.inner(0, neg_p) and m.inner(0, neg_p).inputs[0]),
+    (select_p, "select(c, a, b) -> a or b", lambda m: None if m.u[0] is None
+     else m.ins[1] if bool(m.u[0]) else m.ins[2]),
+    (select_p, "select(p, a, a) -> a", lambda m: m.ins[1] if _same_operands(m) else None),
+    (select_p, "select(p, 1, 0) -> float(p)", lambda m: m.emit(
+        convert_element_type_p, m.ins[:1], {"new_dtype": m.out.aval.dtype})
+     if _is(m.u[1], 1) and _is(m.u[2], 0) and m.ins[0].aval.shape == m.out.aval.shape
+     and np.issubdtype(m.out.aval.dtype, np.inexact) else None),
+    # x**2 -> x*x: the impl and the kernel compute exactly that, and CSE can then share
+    # it with the x*x a tanh or square rule writes; NumPy: inf**0 == nan**0 == 1
+    (integer_pow_p, "x**1 -> x", lambda m: m.ins[0] if m.params["y"] == 1 else None),
+    (integer_pow_p, "x**0 -> ones", lambda m: m.filled(1) if m.params["y"] == 0 else None),
+    (integer_pow_p, "x**2 -> x*x", lambda m: m.emit(mul_p, (m.ins[0], m.ins[0]))
+     if m.params["y"] == 2 else None),
+    (convert_element_type_p, "convert to the same dtype -> x",
+     lambda m: m.ins[0] if m.same_aval() else None),
+    # identities (a 0-d broadcast of a literal stays until folding: `x * it` is zeros)
+    (reshape_p, "reshape to the same shape -> x", lambda m: m.var(0) if m.same_aval() else None),
+    (broadcast_in_dim_p, "broadcast to the same shape -> x",
+     lambda m: m.var(0) if m.same_aval() else None),
+    (squeeze_p, "squeeze of no dimension -> x", lambda m: m.var(0) if m.same_aval() else None),
+    (reduce_sum_p, "sum over no axis -> x", lambda m: m.var(0) if m.same_aval() else None),
+    (slice_p, "slice of everything -> x", lambda m: m.var(0) if m.same_aval() and all(
+        s == 1 for s in m.params.get("strides") or ()) else None),
+    (pad_p, "pad by nothing -> x", lambda m: m.var(0) if m.same_aval() and all(
+        tuple(c) == (0, 0, 0) for c in m.params["padding_config"]) else None),
+    (transpose_p, "identity transpose -> x", lambda m: m.var(0)
+     if m.params["permutation"] == tuple(range(m.out.aval.ndim)) else None),
+    (rev_p, "rev of no dimension -> x", lambda m: None if m.params["dimensions"] else m.var(0)),
+    (reshape_p, "reshape(reshape x) -> one reshape", lambda m: m.inner(0, reshape_p) and m.emit(
+        reshape_p, m.inner(0, reshape_p).inputs[:1], m.params)),
+    (transpose_p, "transpose(transpose x) -> one transpose", _composed_transpose),
+    (transpose_p, "transpose(dot_general(a, b)) swapping the free blocks -> "
+     "dot_general(b, a)", _swapped_dot),
+    (dot_general_p, "dot_general with a zeros operand -> zeros",
+     lambda m: m.filled(0) if m.zero_array(0) or m.zero_array(1) else None),
+]
+
+_REWRITES_OF: dict[Primitive, list] = {}
+for _prim, _pattern, _fn in _REWRITES:
+    _REWRITES_OF.setdefault(_prim, []).append(_fn)
+
+
+def _literal_operands(rw: _Rewriter, eqn: Eqn, inputs, u: list) -> bool:
+    """A broadcast literal operand of an elementwise primitive -> the 0-d literal, one
+    operand at a time while another operand still gives the output its shape."""
+    new = list(inputs)
+    for i, (a, v) in enumerate(zip(inputs, u, strict=True)):
+        if type(a) is not Var or v is None:
+            continue
+        trial = new[:i] + [Literal(v, ShapedArray((), a.aval.dtype))] + new[i + 1:]
+        try:
+            ok = eqn.prim.shape_rule(*[t.aval for t in trial], **eqn.params) == \
+                eqn.outputs[0].aval
+        except Exception:  # noqa: BLE001 - the primitive wants full operands
+            ok = False
+        if ok:
+            new = trial
+    if all(a is b for a, b in zip(new, inputs)):
         return False
-    out = rw.emit(dot.prim, (b, a), {**dot.params, "dimension_numbers": ((cy, cx), ((), ()))})
-    rw.replace(eqn.outputs[0], out)
+    rw.keep(eqn, tuple(new))
+    rw.changed = True
     return True
 
 
-# the non-elementwise primitives algebraic_jaxpr has rules for
-_STRUCTURAL = frozenset({"reshape", "broadcast_in_dim", "squeeze", "reduce_sum", "slice",
-                         "pad", "transpose", "rev", "dot_general"})
-
-
 def algebraic_jaxpr(jaxpr: Jaxpr) -> Jaxpr:
-    """Algebraic cleanup and zero propagation.
+    """Algebraic cleanup and zero propagation: the rewrites of the table `_REWRITES`,
+    then (elementwise primitives) broadcast literal operands -> the literal itself.
 
     Rewrites (c is a literal or a broadcast literal; "zeros" a broadcast 0):
       x*1, 1*x, x+0, 0+x, x-0, x/1 -> x;  0-x -> neg x;  neg(neg x) -> x
@@ -351,138 +478,18 @@ def algebraic_jaxpr(jaxpr: Jaxpr) -> Jaxpr:
     change (x + 0 -> x turns -0.0 + 0.0 = 0.0 into -0.0)."""
     uses = _use_counts(jaxpr)
 
-    def alias(rw: _Rewriter, eqn: Eqn, atom) -> bool:
-        out = eqn.outputs[0]
-        if not rw.fits(out, atom):
-            return False
-        rw.replace(out, atom)
-        return True
-
-    def zeros(rw: _Rewriter, eqn: Eqn) -> bool:
-        out = eqn.outputs[0]
-        rw.replace(out, rw.constant(out.aval.dtype.type(0), out.aval))
-        return True
-
-    def is_zero_array(rw: _Rewriter, atom) -> bool:
-        return type(atom) is Var and _is(rw.uniform(atom), 0)
-
     def rewrite(rw: _Rewriter, eqn: Eqn, inputs) -> bool:
         prim = eqn.prim
         if prim.multiple_results:
             return False
-        name = prim.name
-        out = eqn.outputs[0]
-        params = eqn.params
-        if prim.kind == "elementwise":
-            name = prim.name
-            u = [rw.uniform(a) for a in inputs]
-            if name == "add":
-                x, y = inputs
-                if _is(u[1], 0) and alias(rw, eqn, x):
-                    return True
-                if _is(u[0], 0) and alias(rw, eqn, y):
-                    return True
-            elif name == "sub":
-                x, y = inputs
-                if _is(u[1], 0) and alias(rw, eqn, x):
-                    return True
-                if _is(u[0], 0) and y.aval == out.aval:
-                    rw.replace(out, rw.emit(neg_p, (y,), {}))
-                    return True
-            elif name == "mul":
-                x, y = inputs
-                if _is(u[1], 1) and alias(rw, eqn, x):
-                    return True
-                if _is(u[0], 1) and alias(rw, eqn, y):
-                    return True
-                if is_zero_array(rw, x) or is_zero_array(rw, y):
-                    return zeros(rw, eqn)
-            elif name == "div":
-                if _is(u[1], 1) and alias(rw, eqn, inputs[0]):
-                    return True
-            elif name == "neg":
-                inner = rw.defs.get(inputs[0])
-                if inner is not None and inner.prim is neg_p and \
-                        alias(rw, eqn, inner.inputs[0]):
-                    return True
-            elif name == "select":
-                p, a, b = inputs
-                if u[0] is not None and alias(rw, eqn, a if bool(u[0]) else b):
-                    return True
-                same = a is b or (u[1] is not None and u[2] is not None and a.aval == b.aval
-                                  and u[1].tobytes() == u[2].tobytes())
-                if same and alias(rw, eqn, a):
-                    return True
-                if _is(u[1], 1) and _is(u[2], 0) and p.aval.shape == out.aval.shape and \
-                        np.issubdtype(out.aval.dtype, np.inexact):
-                    rw.replace(out, rw.emit(convert_element_type_p, (p,),
-                                            {"new_dtype": out.aval.dtype}))
-                    return True
-            elif name == "integer_pow":
-                # x**2 -> x*x (the impl and the kernel compute exactly that; CSE can
-                # then share it with the x*x a tanh or square rule writes); x**1 -> x;
-                # x**0 -> ones (NumPy: inf**0 == nan**0 == 1)
-                y = params["y"]
-                if y == 1 and alias(rw, eqn, inputs[0]):
-                    return True
-                if y == 0:
-                    rw.replace(out, rw.constant(out.aval.dtype.type(1), out.aval))
-                    return True
-                if y == 2:
-                    rw.replace(out, rw.emit(mul_p, (inputs[0], inputs[0]), {}))
-                    return True
-            elif name == "convert_element_type":
-                if inputs[0].aval == out.aval and alias(rw, eqn, inputs[0]):
-                    return True
-            # a broadcast literal operand -> the 0-d literal, one operand at a time
-            # while another operand still gives the output its shape
-            if len(inputs) >= 2:
-                new = list(inputs)
-                for i, (a, v) in enumerate(zip(inputs, u, strict=True)):
-                    if type(a) is not Var or v is None:
-                        continue
-                    trial = new[:i] + [Literal(v, ShapedArray((), a.aval.dtype))] + new[i + 1:]
-                    try:
-                        ok = prim.shape_rule(*[t.aval for t in trial], **params) == out.aval
-                    except Exception:  # noqa: BLE001 - the primitive wants full operands
-                        ok = False
-                    if ok:
-                        new = trial
-                if any(a is not b for a, b in zip(new, inputs)):
-                    rw.keep(eqn, tuple(new))
-                    rw.changed = True
-                    return True
-            return False
-
-        if name not in _STRUCTURAL:
-            return False
-        x = inputs[0] if inputs else None
-        inner = rw.defs.get(x) if type(x) is Var else None
-        identity = (
-            name in ("reshape", "broadcast_in_dim", "squeeze", "reduce_sum", "slice", "pad")
-            and x.aval == out.aval
-            and (name != "slice" or all(s == 1 for s in params.get("strides") or ()))
-            and (name != "pad" or all(tuple(c) == (0, 0, 0) for c in params["padding_config"]))
-            or name == "transpose" and params["permutation"] == tuple(range(out.aval.ndim))
-            or name == "rev" and not params["dimensions"])
-        # (a 0-d broadcast of a literal stays until folding: `x * it` is still zeros)
-        if identity and type(x) is Var:
-            return alias(rw, eqn, x)
-        if name == "reshape" and inner is not None and inner.prim is reshape_p:
-            rw.replace(out, rw.emit(reshape_p, (inner.inputs[0],), params))
-            return True
-        if name == "transpose" and inner is not None and inner.prim is transpose_p:
-            p1, p2 = inner.params["permutation"], params["permutation"]
-            composed = tuple(p1[i] for i in p2)
-            source = inner.inputs[0]
-            if composed == tuple(range(len(composed))):
-                return alias(rw, eqn, source)
-            rw.replace(out, rw.emit(transpose_p, (source,), {"permutation": composed}))
-            return True
-        if name == "transpose" and _swapped_dot(rw, eqn, inputs, uses):
-            return True
-        if name == "dot_general" and any(is_zero_array(rw, a) for a in inputs):
-            return zeros(rw, eqn)
+        m = _Match(rw, eqn, inputs, uses)
+        for fn in _REWRITES_OF.get(prim, ()):
+            atom = fn(m)
+            if atom is not None and rw.fits(m.out, atom):
+                rw.replace(m.out, atom)
+                return True
+        if prim.kind == "elementwise" and len(inputs) >= 2:
+            return _literal_operands(rw, eqn, inputs, m.u)
         return False
 
     return _Rewriter(jaxpr).run(rewrite)

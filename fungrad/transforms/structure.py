@@ -20,8 +20,11 @@ from __future__ import annotations
 import numpy as np
 
 from ..core import Jaxpr, Literal, Var
-from ..lax.base import broadcast_in_dim, full, transpose
-from ..lax.elementwise import mul, neg
+from ..lax.base import (broadcast_in_dim, broadcast_in_dim_p, convert_element_type_p, full,
+                        reduce_sum_p, transpose, transpose_p)
+from ..lax.elementwise import eq_p, mul, mul_p, neg, neg_p
+from ..lax.linalg import dot_general_p
+from ..lax.shape import iota_p
 from .util import build_jaxpr, dce_jaxpr, read_atom, rebinding
 
 __all__ = ["diagonal_jaxpr"]
@@ -35,8 +38,8 @@ def _is_square(aval) -> bool:
 
 def diagonal_jaxpr(jaxpr: Jaxpr) -> Jaxpr:
     """Rewrite products with diagonal matrices built from an iota identity."""
-    names = {e.prim.name for e in jaxpr.eqns}
-    if "iota" not in names or "dot_general" not in names and "reduce_sum" not in names:
+    prims = {e.prim for e in jaxpr.eqns}
+    if iota_p not in prims or dot_general_p not in prims and reduce_sum_p not in prims:
         return jaxpr
 
     producer: dict = {}
@@ -46,7 +49,7 @@ def diagonal_jaxpr(jaxpr: Jaxpr) -> Jaxpr:
 
     def iota_dim(atom):
         eqn = producer.get(atom) if isinstance(atom, Var) else None
-        if eqn is not None and eqn.prim.name == "iota" and _is_square(atom.aval):
+        if eqn is not None and eqn.prim is iota_p and _is_square(atom.aval):
             return eqn.params["dimension"]
         return None
 
@@ -70,15 +73,15 @@ def diagonal_jaxpr(jaxpr: Jaxpr) -> Jaxpr:
         with rebinding() as rb:
             for eqn in jaxpr.eqns:
                 rb.at(eqn)
-                name, ins, (out,) = eqn.prim.name, eqn.inputs, (eqn.outputs + (None,))[:1]
+                prim, ins, (out,) = eqn.prim, eqn.inputs, (eqn.outputs + (None,))[:1]
                 new = None
-                if name == "eq" and {iota_dim(ins[0]), iota_dim(ins[1])} == {0, 1}:
+                if prim is eq_p and {iota_dim(ins[0]), iota_dim(ins[1])} == {0, 1}:
                     mask.add(out)
-                elif name == "convert_element_type" and ins[0] in mask:
+                elif prim is convert_element_type_p and ins[0] in mask:
                     diag[out] = _ONES
-                elif name == "broadcast_in_dim" and len(eqn.params["shape"]) == 2:
+                elif prim is broadcast_in_dim_p and len(eqn.params["shape"]) == 2:
                     bcast[out] = (read_atom(env, ins[0]), eqn.params["broadcast_dimensions"])
-                elif name == "mul" and out is not None and _is_square(out.aval):
+                elif prim is mul_p and out is not None and _is_square(out.aval):
                     a, b = ins
                     if b in diag and a not in diag:
                         a, b = b, a
@@ -94,14 +97,14 @@ def diagonal_jaxpr(jaxpr: Jaxpr) -> Jaxpr:
                         elif b in bcast and len(bcast[b][1]) == 1:
                             src, _ = bcast[b]
                             diag[out] = scale(diag[a], src)
-                elif name == "neg" and ins[0] in diag:
+                elif prim is neg_p and ins[0] in diag:
                     n = out.aval.shape[0]
                     diag[out] = neg(vec(ins[0], out.aval.dtype, n))
-                elif name == "transpose" and ins[0] in diag:
+                elif prim is transpose_p and ins[0] in diag:
                     diag[out] = diag[ins[0]]
-                elif name == "reduce_sum" and ins[0] in diag and len(eqn.params["axes"]) == 1:
+                elif prim is reduce_sum_p and ins[0] in diag and len(eqn.params["axes"]) == 1:
                     new = vec(ins[0], out.aval.dtype, out.aval.shape[0])
-                elif name == "dot_general":
+                elif prim is dot_general_p:
                     (cx, cy), (bx, by) = eqn.params["dimension_numbers"]
                     x, y = ins
                     if not bx and len(cx) == 1 and x in diag and x.aval.ndim == 2:

@@ -77,6 +77,17 @@ def test_every_primitive_has_every_rule(prim):
         f"with def_jvp(nondifferentiable) / def_vjp(nondifferentiable)")
 
 
+@pytest.mark.parametrize("prim", PRIMS, ids=lambda p: p.name)
+def test_declared_options_come_with_their_rules(prim):
+    # codegen and simplify read these declarations instead of primitive names
+    assert not (prim.loop_relabels or prim.loop_when) or prim.has_rule("loop")
+    assert (prim.accumulate_identity is not None) == prim.has_rule("accumulate")
+    assert not prim.has_rule("scalar_emit") or (
+        prim.kind == "elementwise" and prim.has_rule("emit"))
+    assert not prim.commutative or prim.kind == "elementwise"
+    assert prim.jvp_nondifferentiable == prim.vjp_nondifferentiable
+
+
 def test_every_lax_primitive_is_listed_in_all_primitives():
     listed = {id(p) for p in lax.ALL_PRIMITIVES}
     unlisted = []
