@@ -19,9 +19,9 @@ from . import api_util
 from .core import Jaxpr, ShapedArray, Var
 from .errors import FungradTypeError, FungradValueError, describe_function, format_location
 from .jitted import JittedFunction
-from .lax.base import convert_element_type, reshape, transpose
-from .lax.elementwise import add, eq
-from .lax.shape import concatenate, iota
+from .primitives.base import convert_element_type, reshape, transpose
+from .primitives.elementwise import add, eq
+from .primitives.shape import concatenate, iota
 from .pytree import flatten_up_to, tree_flatten, tree_map, tree_structure
 from .tracing import Tracer, as_value, aval_of, current_trace, make_jaxpr, trace_to_jaxpr
 from .transforms.ad import _is_float, grad_jaxpr, partial_eval_jaxpr, vjp_eval, vjp_jaxpr

@@ -41,8 +41,8 @@ naming the missing rule when differentiated.
 from __future__ import annotations
 
 from .core import ClosedJaxpr, Jaxpr, Primitive, ShapedArray
-from .lax._util import is_float, nondifferentiable, same_shape
-from .lax.base import bdim_to_front, elementwise_vmap, move_axis_to_front
+from .primitives._util import is_float, nondifferentiable, same_shape
+from .primitives.base import bdim_to_front, elementwise_vmap, move_axis_to_front
 from .tracing import aval_of, is_tracer
 from .transforms.util import Zero
 

@@ -32,7 +32,7 @@ import numpy as np
 from . import lax
 from . import numpy as fnp
 from .errors import FungradTypeError, FungradValueError
-from .lax.elementwise import stop_gradient
+from .primitives.elementwise import stop_gradient
 from .tracing import Tracer, aval_of
 
 __all__ = [

@@ -49,7 +49,7 @@ import numpy as np
 
 from ..core import Jaxpr, Literal, Var, pp_eqn, var_names
 from ..errors import CodegenError
-from ..lax._util import np_dtype, reshape_index
+from ..primitives._util import np_dtype, reshape_index
 from ..transforms.inline import inline_calls_jaxpr
 
 __all__ = ["KernelSource", "generate", "CodegenError", "HELPERS", "CODEGEN_VERSION"]

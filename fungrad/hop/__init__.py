@@ -1,5 +1,5 @@
 """Higher-order primitives: those whose rules need the transforms, so they sit above
-`transforms/` (first-order primitives in `lax/` sit below it).
+`transforms/` (first-order primitives in `primitives/` sit below it).
 
 - structured control flow: `branching.py` (cond, switch), `while_loops.py` (while_loop,
   and reverse mode through it with a tape), `scans.py` (scan, fori_loop, map), on the

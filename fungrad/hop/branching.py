@@ -9,9 +9,9 @@ import numpy as np
 from ..core import Jaxpr, Primitive, Var
 from ..errors import FungradTypeError, FungradValueError, describe_function
 from ..interpreter import eval_concrete
-from ..lax.base import broadcast_in_dim, convert_element_type, move_axis_to_front
-from ..lax.elementwise import eq, ne, select
-from ..lax.elementwise import max as lax_max, min as lax_min
+from ..primitives.base import broadcast_in_dim, convert_element_type, move_axis_to_front
+from ..primitives.elementwise import eq, ne, select
+from ..primitives.elementwise import max as lax_max, min as lax_min
 from ..pytree import tree_flatten
 from ..tracing import Tracer, aval_of
 from ..transforms.ad import vjp_eval

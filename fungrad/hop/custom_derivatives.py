@@ -44,8 +44,8 @@ import numpy as np
 from ..core import ClosedJaxpr, Jaxpr, Primitive, ShapedArray, Var, jaxpr_key
 from ..errors import FungradNotImplementedError, FungradTypeError, describe_function
 from ..interpreter import eval_concrete, eval_jaxpr
-from ..lax.base import convert_element_type, full, reduce_sum, zeros_like_aval
-from ..lax.elementwise import add
+from ..primitives.base import convert_element_type, full, reduce_sum, zeros_like_aval
+from ..primitives.elementwise import add
 from ..pytree import tree_flatten, tree_map
 from ..tracing import Trace, Tracer, as_value, aval_of, current_trace, new_trace
 from ..transforms.ad import vjp_eval

@@ -11,10 +11,10 @@ from ..caches import new_cache
 from ..core import Jaxpr, Primitive, ShapedArray
 from ..errors import FungradTypeError, FungradValueError, describe_function
 from ..interpreter import eval_concrete
-from ..lax._util import np_dtype
-from ..lax.base import bdim_to_front, convert_element_type, reshape, transpose
-from ..lax.elementwise import add, lt
-from ..lax.shape import concatenate, slice as lax_slice
+from ..primitives._util import np_dtype
+from ..primitives.base import bdim_to_front, convert_element_type, reshape, transpose
+from ..primitives.elementwise import add, lt
+from ..primitives.shape import concatenate, slice as lax_slice
 from ..pytree import tree_flatten, tree_map
 from ..tracing import Tracer, aval_of
 from ..transforms.ad import partial_eval_jaxpr, vjp_jaxpr

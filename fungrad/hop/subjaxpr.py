@@ -9,8 +9,8 @@ import numpy as np
 from ..core import ClosedJaxpr, Jaxpr, ShapedArray
 from ..errors import format_location, user_location
 from ..interpreter import eval_jaxpr
-from ..lax._util import is_float
-from ..lax.base import full
+from ..primitives._util import is_float
+from ..primitives.base import full
 from ..pytree import PyTreeDef, tree_flatten
 from ..tracing import as_value, trace_to_jaxpr
 from ..transforms.simplify import dce_jaxpr

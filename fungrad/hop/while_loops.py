@@ -10,8 +10,8 @@ from ..caches import new_cache
 from ..core import ClosedJaxpr, Jaxpr, Primitive, ShapedArray, nondifferentiable
 from ..errors import FungradTypeError, describe_function
 from ..interpreter import eval_concrete
-from ..lax.base import bdim_to_front, broadcast_in_dim, convert_element_type, reduce_sum
-from ..lax.elementwise import add, gt, lt, select, sub
+from ..primitives.base import bdim_to_front, broadcast_in_dim, convert_element_type, reduce_sum
+from ..primitives.elementwise import add, gt, lt, select, sub
 from ..pytree import PyTreeDef, tree_flatten
 from ..tracing import aval_of
 from ..transforms.ad import vjp_eval, vjp_jaxpr

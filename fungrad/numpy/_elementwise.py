@@ -10,6 +10,7 @@ import numpy as np
 
 from .. import lax
 from ..errors import FungradTypeError, FungradValueError
+from ..primitives import elementwise
 from ..tracing import Tracer, aval_of
 from ._promotion import _PY_SCALARS, _broadcast, _convert, _same_typed, _scalar, _shape, result_type
 from ._coercion import _as_array, _as_operand, _promote
@@ -31,7 +32,7 @@ __all__ = ["add", "subtract", "multiply", "true_divide", "divide", "maximum", "m
 
 
 def _binary(fn, to_inexact=False):
-    prim = getattr(lax.elementwise, fn.__name__ + "_p", None)
+    prim = getattr(elementwise, fn.__name__ + "_p", None)
     _F64 = np.dtype(np.float64)
     _I64 = np.dtype(np.int64)
 

@@ -3,7 +3,7 @@
 Every function takes stacks of matrices (leading batch dimensions broadcast, as in
 NumPy), promotes integers to float64 and keeps float32 as float32, is
 differentiable to any order (the rules live with the primitives in
-`fungrad/lax/linalg.py`), and on concrete inputs outside any trace simply
+`fungrad/primitives/linalg.py`), and on concrete inputs outside any trace simply
 computes and returns NumPy arrays.
 
 Conventions: `norm` has gradient zero (never NaN) at the zero vector or matrix

@@ -8,7 +8,7 @@ from typing import Sequence
 
 from ..core import Jaxpr, ShapedArray, Var
 from ..errors import FungradValueError
-from ..lax.elementwise import add
+from ..primitives.elementwise import add
 from ..tracing import aval_of
 from .simplify import dce_jaxpr
 from .util import Zero, build_jaxpr, instantiate, read_atom, rebinding

@@ -30,11 +30,11 @@ from typing import Any, Callable
 import numpy as np
 
 from ..core import ClosedJaxpr, Eqn, Jaxpr, Literal, Primitive, ShapedArray, Var, _param_key
-from ..lax.base import (broadcast_in_dim_p, convert_element_type_p, reduce_sum_p, reshape_p,
+from ..primitives.base import (broadcast_in_dim_p, convert_element_type_p, reduce_sum_p, reshape_p,
                         transpose_p)
-from ..lax.elementwise import add_p, div_p, integer_pow_p, mul_p, neg_p, select_p, sub_p
-from ..lax.linalg import dot_general_p
-from ..lax.shape import pad_p, rev_p, slice_p, squeeze_p
+from ..primitives.elementwise import add_p, div_p, integer_pow_p, mul_p, neg_p, select_p, sub_p
+from ..primitives.linalg import dot_general_p
+from ..primitives.shape import pad_p, rev_p, slice_p, squeeze_p
 from .structure import diagonal_jaxpr
 from .util import dce_jaxpr
 

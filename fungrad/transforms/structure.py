@@ -20,11 +20,11 @@ from __future__ import annotations
 import numpy as np
 
 from ..core import Jaxpr, Literal, Var
-from ..lax.base import (broadcast_in_dim, broadcast_in_dim_p, convert_element_type_p, full,
+from ..primitives.base import (broadcast_in_dim, broadcast_in_dim_p, convert_element_type_p, full,
                         reduce_sum_p, transpose, transpose_p)
-from ..lax.elementwise import eq_p, mul, mul_p, neg, neg_p
-from ..lax.linalg import dot_general_p
-from ..lax.shape import iota_p
+from ..primitives.elementwise import eq_p, mul, mul_p, neg, neg_p
+from ..primitives.linalg import dot_general_p
+from ..primitives.shape import iota_p
 from .util import build_jaxpr, dce_jaxpr, read_atom, rebinding
 
 __all__ = ["diagonal_jaxpr"]

@@ -4,7 +4,7 @@ from __future__ import annotations
 from typing import Any, Callable, Sequence
 
 from ..core import ClosedJaxpr, Jaxpr, Literal, ShapedArray, Var
-from ..lax.base import full
+from ..primitives.base import full
 from ..tracing import current_trace, trace_to_jaxpr
 
 __all__ = ["Zero", "instantiate", "build_jaxpr", "read_atom", "rebinding", "dce_jaxpr"]

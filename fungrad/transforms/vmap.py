@@ -6,7 +6,7 @@ from typing import Sequence
 
 from ..core import Jaxpr, Literal, ShapedArray
 from ..errors import FungradValueError
-from ..lax.base import broadcast_in_dim, transpose
+from ..primitives.base import broadcast_in_dim, transpose
 from ..tracing import aval_of
 from .util import build_jaxpr, read_atom, rebinding
 

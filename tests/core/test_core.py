@@ -9,7 +9,7 @@ import fungrad.numpy as fnp
 from fungrad.core import (ClosedJaxpr, Eqn, Jaxpr, JaxprTypeError, Literal, ShapedArray, Var,
                           dtype_name, jaxpr_key, typecheck)
 from fungrad.errors import FungradError
-from fungrad.lax.elementwise import add_p, mul_p, sin_p
+from fungrad.primitives.elementwise import add_p, mul_p, sin_p
 
 F64_3 = ShapedArray((3,), np.float64)
 

@@ -1,5 +1,5 @@
 """Gather / scatter primitives, NumPy advanced indexing, `x.at[...]` and item
-assignment on traced arrays (fungrad/lax/indexing.py, fungrad/numpy/_indexing.py)."""
+assignment on traced arrays (fungrad/primitives/indexing.py, fungrad/numpy/_indexing.py)."""
 from __future__ import annotations
 
 import inspect

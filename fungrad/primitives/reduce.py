@@ -2,7 +2,7 @@
 reduce_and, reduce_or, argmax, argmin, and the cumulative scans cumsum,
 cumprod, cummax, cummin.
 
-Conventions (tested in tests/lax/test_reduce.py):
+Conventions (tested in tests/primitives/test_reduce.py):
 - max/min reductions (and cummax/cummin) split the gradient evenly among ties;
 - reduce_prod and cumprod derivatives are exact with zeros: no division by x,
   they are built from exclusive prefix/suffix products and a log-depth linear
