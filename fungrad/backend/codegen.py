@@ -281,6 +281,10 @@ class _Gen:
                 self.flush(g)
 
     def flush(self, g: _Group) -> None:
+        """Close the loop nest of `g` (once: an equation may read two of its values,
+        and a value's home stays its closed group, whose results are arrays)."""
+        if self.groups.get(g.shape) is not g:
+            return
         del self.groups[g.shape]
         member_set = set(g.eqns) | set(g.reductions)
         lines = self.lines
@@ -377,11 +381,11 @@ class _Gen:
         if _is_fusable(eqn) and out.shape != ():
             key = _group_key(out.shape)
             g = self.groups.get(key)
-            if _reads_whole_operands(eqn):
-                self.flush_for(eqn)           # the operands must be materialized
-                g = self.groups.get(key)
-            else:
-                self.flush_for(eqn, keep=g)
+            # the operands must be materialized if it reads them whole; otherwise only
+            # the groups it reads a non-member of (a reduction's result) close, and that
+            # may be the group of its own shape: join the group open after flushing
+            self.flush_for(eqn, keep=None if _reads_whole_operands(eqn) else g)
+            g = self.groups.get(key)
             if g is None:
                 g = self.groups[key] = _Group(key)
             g.eqns.append(eqn)
