@@ -505,10 +505,17 @@ def vmap(fun: Callable, in_axes: Any = 0, out_axes: Any = 0, axis_size: int | No
                 flat_out_axes.extend([s_ax] * len(tree_flatten(s)[0]))
         norm_out = []
         for aval, a in zip(closed.out_avals, flat_out_axes):
+            if a is not None and not -(aval.ndim + 1) <= a <= aval.ndim:
+                raise FungradValueError(
+                    f"{where}: out_axes={a} is out of range for an output of shape "
+                    f"{aval.shape}, which has {aval.ndim + 1} dimensions once batched")
             norm_out.append(None if a is None else int(a) % (aval.ndim + 1))
-        derived = api_util.cached_rewrite(
-            ("vmap", n, tuple(norm_dims), tuple(norm_out)), closed,
-            lambda j: simplify_jaxpr(vmap_jaxpr(j, n, norm_dims, norm_out)))
+        try:
+            derived = api_util.cached_rewrite(
+                ("vmap", n, tuple(norm_dims), tuple(norm_out)), closed,
+                lambda j: simplify_jaxpr(vmap_jaxpr(j, n, norm_dims, norm_out)))
+        except FungradValueError as e:   # the rewrite's own errors, with the user's function
+            raise FungradValueError(f"{where}: {str(e).removeprefix('vmap: ')}") from None
         outs = api_util.execute(derived, closed.consts, leaves)
         return out_tree.unflatten(outs)
     vmapped.__name__ = f"vmap({getattr(fun, '__name__', 'fun')})"
