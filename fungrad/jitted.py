@@ -45,10 +45,6 @@ def _leaf_sig(x: Any):
     if isinstance(x, np.ndarray):
         return (x.shape, x.dtype)
     arr = np.asarray(x)
-    if arr.dtype == object:
-        raise FungradTypeError(
-            f"jit: an argument of type {type(x).__name__} is not an array; arguments must "
-            "be arrays, scalars, or pytrees (tuple, list, dict) of them")
     return (arr.shape, arr.dtype)
 
 
@@ -61,9 +57,15 @@ def _fast_sig(x: Any):
 
 
 def _aval(sig) -> ShapedArray:
+    """The type of a leaf, when a trace is made (cache hits never get here)."""
     if isinstance(sig, type):
         return _SCALAR_AVALS[sig]
-    return ShapedArray(*sig)
+    shape, dtype = sig
+    if dtype.kind not in "biufc":
+        raise FungradTypeError(
+            f"jit: an argument of dtype {dtype} is not a numeric array; "
+            "arguments must be arrays, scalars, or pytrees (tuple, list, dict) of them")
+    return ShapedArray(shape, dtype)
 
 
 class _Compiled:

@@ -423,7 +423,7 @@ def as_value(x: Any, what: str = "arguments") -> Any:
     if isinstance(x, np.ndarray):
         return x
     arr = np.asarray(x)
-    if arr.dtype == object:
+    if arr.dtype.kind not in _NUMERIC_KINDS:
         raise FungradTypeError(
             f"a value of type {type(x).__name__} is not an array; {what} must be "
             "arrays, scalars, or pytrees (tuple, list, dict) of them")
@@ -476,6 +476,9 @@ def trace_to_jaxpr(fun: Callable[..., Sequence[Any]], in_avals: Sequence[ShapedA
 # make_jaxpr
 # ---------------------------------------------------------------------------
 
+_NUMERIC_KINDS = "biufc"   # bool, int, uint, float, complex: strings and objects are refused
+
+
 def _leaf_aval(x: Any, where: str) -> ShapedArray:
     if isinstance(x, Tracer):
         return x._var.aval
@@ -483,7 +486,7 @@ def _leaf_aval(x: Any, where: str) -> ShapedArray:
         aval = ShapedArray.of(x)
     except Exception:  # noqa: BLE001
         aval = None
-    if aval is None or aval.dtype == object:
+    if aval is None or aval.dtype.kind not in _NUMERIC_KINDS:
         raise FungradTypeError(
             f"{where}: an argument leaf of type {type(x).__name__} is not an array. "
             "Arguments must be arrays, scalars or pytrees (tuples, lists, dicts) of them; "

@@ -175,11 +175,11 @@ def test_non_array_arguments_are_refused():
         fg.make_jaxpr(lambda x: fg.lax.add(x, [1.0, 2.0]))(np.ones(2))   # lax takes arrays only
 
 
-@pytest.mark.xfail(strict=True, reason="make_jaxpr accepts a str argument as a <U3[] "
-                   "leaf instead of refusing it like other non-array leaves")
-def test_string_arguments_are_refused():
-    with pytest.raises(FungradTypeError, match="is not an array"):
-        fg.make_jaxpr(lambda x: x)("abc")
+@pytest.mark.parametrize("transform", [fg.make_jaxpr, fg.grad, fg.vmap, fg.jit],
+                         ids=lambda t: t.__name__)
+def test_string_arguments_are_refused(transform):
+    with pytest.raises(FungradTypeError, match="not (an|a numeric) array"):
+        transform(lambda x: x)("abc")
 
 
 def test_eager_transforms_know_values_so_python_control_flow_works():
