@@ -108,7 +108,9 @@ class Executable:
     def direct(self):
         """numba's entry point when `fn(*consts, *args)` alone gives the outputs (a
         compiled, checked kernel without 0-d arguments or results), else None."""
-        kernel = None if config.disable_jit or _checked() else self._entry.kernel
+        if config.disable_jit or config.debug_nans or config.debug_infs:  # per jit call
+            return None
+        kernel = self._entry.kernel
         return kernel.fn if kernel is not None and kernel.direct else None
 
     def kernel(self) -> Kernel:

@@ -7,17 +7,15 @@ import pytest
 import fungrad as fg
 import fungrad.numpy as fnp
 
+import markers  # tests/markers.py
+
 
 def line_of(marker: str) -> int:
-    with open(__file__) as f:
-        for i, line in enumerate(f, 1):
-            if marker in line and "line_of(" not in line:
-                return i
-    raise AssertionError(marker)
+    return markers.line_of(__file__, marker)
 
 
 def where(marker: str, fun: str) -> str:
-    return f"test_errors.py:{line_of(marker)} (in {fun})"
+    return markers.where(__file__, marker, fun)
 
 
 def check(info, cls, builtin, marker, fun, fix):
