@@ -433,7 +433,11 @@ def _plan(kind: str, mode: str, order: str, c: _Call, given) -> SparsePlan:
         if mode in ("fwd", "auto"):
             options.append(("fwd", coloring.column_coloring(p.indptr, p.indices, c.n_in,
                                                             order)))
-        if mode in ("rev", "auto"):
+        optimal = options and options[0][1].max(initial=-1) + 1 <= int(
+            np.bincount(p.indices, minlength=c.n_in).max(initial=0))
+        if mode == "rev" or (mode == "auto" and not optimal):
+            # (a column coloring with at most max-column-count colors cannot be
+            # beaten by a row coloring, whose lower bound that is)
             options.append(("rev", coloring.row_coloring(p.indptr, p.indices, c.n_in, order)))
         chosen, colors = min(options, key=lambda o: o[1].max(initial=-1))
     seconds = time.perf_counter() - start
