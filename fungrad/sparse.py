@@ -26,6 +26,7 @@ on the first call that builds a matrix, never by `import fungrad`.
 """
 from __future__ import annotations
 
+import hashlib
 import time
 from typing import Any, Callable, Sequence
 
@@ -397,11 +398,13 @@ def _user_pattern(where: str, sparsity: Any) -> tuple[np.ndarray, np.ndarray, tu
     m = sp.csr_array((np.ones(m.nnz, bool), m.indices, m.indptr), shape=m.shape)
     m.sum_duplicates()
     m.sort_indices()
-    return m.indptr.astype(np.int64), m.indices.astype(np.int64), tuple(m.shape)
+    indptr, indices = m.indptr.astype(np.int64), m.indices.astype(np.int64)
+    digest = hashlib.blake2b(indptr.tobytes() + b"|" + indices.tobytes(), digest_size=16)
+    return indptr, indices, tuple(m.shape), digest.hexdigest()
 
 
 def _pattern_from_user(where: str, fun, given, shape: tuple, symmetric: bool) -> Pattern:
-    indptr, indices, gshape = given
+    indptr, indices, gshape, _ = given
     if gshape != shape:
         raise FungradValueError(
             f"{where}({describe_function(fun)}): the given sparsity has shape {gshape}, but "
@@ -412,11 +415,11 @@ def _pattern_from_user(where: str, fun, given, shape: tuple, symmetric: bool) ->
 
 
 def _plan(kind: str, mode: str, order: str, c: _Call, given) -> SparsePlan:
-    key = (kind, mode, order, id(given)) + c.key
-    plan = _plans.get(key)
-    if plan is not None and _still_valid(plan.read, c.closed.consts):
-        return plan
     shape = (c.n_in, c.n_in) if kind == "hessian" else (c.n_out, c.n_in)
+    key = (kind, mode, order, None if given is None else given[2:]) + c.key
+    plan = _plans.get(key)
+    if plan is not None and plan.shape == shape and _still_valid(plan.read, c.closed.consts):
+        return plan
     if given is not None:
         p, read, detect = _pattern_from_user(c.where, c.fun, given, shape,
                                              kind == "hessian"), [], 0.0
