@@ -428,9 +428,10 @@ def _plan(kind: str, mode: str, order: str, c: _Call, given) -> SparsePlan:
     start = time.perf_counter()
     if kind == "hessian":
         chosen, colors = "column", coloring.column_coloring(p.indptr, p.indices, c.n_in, order)
-        star = coloring.star_coloring(p.indptr, p.indices, order)
-        if star.max(initial=-1) < colors.max(initial=-1):
-            chosen, colors = "star", star
+        if colors.max(initial=-1) + 1 > coloring.clique_bound(p.indptr, p.indices):
+            star = coloring.star_coloring(p.indptr, p.indices, order)
+            if star.max(initial=-1) < colors.max(initial=-1):
+                chosen, colors = "star", star
     else:
         options = []
         if mode in ("fwd", "auto"):

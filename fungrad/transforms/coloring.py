@@ -23,7 +23,7 @@ from __future__ import annotations
 
 import numpy as np
 
-__all__ = ["column_coloring", "row_coloring", "star_coloring", "intersection_graph",
+__all__ = ["column_coloring", "row_coloring", "star_coloring", "intersection_graph", "clique_bound",
            "symmetric_recovery", "transpose_csr", "ORDERS"]
 
 ORDERS = ("largest_first", "smallest_last", "natural")
@@ -195,6 +195,25 @@ def star_coloring(indptr: np.ndarray, indices: np.ndarray, order: str = "largest
             cnt = count[w]
             cnt[c] = cnt.get(c, 0) + 1
     return np.asarray(colors, dtype=np.int64)
+
+
+def clique_bound(indptr: np.ndarray, indices: np.ndarray) -> int:
+    """A lower bound on the colors of any distance-1 (so any star) coloring of a
+    symmetric pattern: the size of the largest row of the fullest rows whose
+    vertices (with the row's own) are pairwise adjacent (a clique), else 1."""
+    n = len(indptr) - 1
+    if n == 0:
+        return 0
+    counts = np.diff(indptr)
+    best = 1
+    for r in np.argsort(-counts, kind="stable")[:8].tolist():
+        members = np.union1d(indices[indptr[r]:indptr[r + 1]], [r])
+        if members.size <= best:
+            break
+        if all(np.isin(members, np.union1d(indices[indptr[k]:indptr[k + 1]], [k]),
+                       assume_unique=True).all() for k in members.tolist()):
+            best = members.size
+    return best
 
 
 def symmetric_recovery(indptr: np.ndarray, indices: np.ndarray, colors: np.ndarray):

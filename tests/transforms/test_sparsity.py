@@ -526,3 +526,31 @@ def test_graph_laplacian_energy_hessian():
     assert_close(fg.sparse_hessian(edge_energy)(x), fg.hessian(edge_energy)(x))
     np.testing.assert_array_equal(fg.hessian_sparsity(edge_energy)(x).toarray(),
                                   (lap != 0) | np.eye(n, dtype=bool))
+
+
+def test_clique_bound_is_a_lower_bound_and_skips_the_star_coloring_of_blocks():
+    blocks = np.kron(np.eye(5, dtype=bool), np.ones((4, 4), bool))
+    csr = scipy.sparse.csr_array(blocks)
+    indptr, indices = csr.indptr.astype(np.int64), csr.indices.astype(np.int64)
+    assert coloring.clique_bound(indptr, indices) == 4
+    assert coloring.star_coloring(indptr, indices).max() + 1 == 4
+    arrow = np.eye(6, dtype=bool)
+    arrow[0] = arrow[:, 0] = True
+    csr = scipy.sparse.csr_array(arrow)
+    assert coloring.clique_bound(csr.indptr.astype(np.int64), csr.indices.astype(np.int64)) == 2
+
+    def energy(x):
+        return fnp.sum(fnp.tanh(x.reshape(-1, 4) @ np.ones((4, 4))) ** 2)
+    x = RNG.normal(size=20)
+    plan = fg.sparse_hessian(energy).plan(x)
+    assert plan.mode == "column" and plan.n_colors == 4
+    assert_close(fg.sparse_hessian(energy)(x), fg.hessian(energy)(x))
+
+
+def test_products_of_two_input_dependent_operands():
+    def f(x):
+        m = fnp.outer(x[:3], x[3:])
+        return m @ fnp.sin(x[3:]) + x[:3] @ m
+    x = RNG.normal(size=6)
+    np.testing.assert_array_equal(detected(f, x)[:3], np.ones((3, 6), bool))
+    assert_close(fg.sparse_jacobian(f)(x), fg.jacfwd(f)(x))
