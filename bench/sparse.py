@@ -36,7 +36,11 @@ from pathlib import Path
 
 import numpy as np
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+# this file is named like the pydata `sparse` package, whose numba extension entry
+# point would import it: keep bench/ itself off the path, the repository root on it
+_HERE = Path(__file__).resolve().parent
+sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != _HERE]
+sys.path.insert(0, str(_HERE.parent))
 
 import fungrad as fg  # noqa: E402
 import fungrad.numpy as fnp  # noqa: E402
