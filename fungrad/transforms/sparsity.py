@@ -43,7 +43,7 @@ from typing import Any, Callable, Sequence
 import numpy as np
 
 from ..core import Eqn, Jaxpr, Literal, Primitive, Var
-from ..errors import FungradError
+from ..errors import FungradError, format_location
 from ..primitives.base import reduce_sum_p
 from ..primitives.elementwise import mul_p, select_p
 from ..primitives.indexing import (gather_p, scatter_add_p, scatter_max_p, scatter_min_p,
@@ -101,6 +101,13 @@ class Pattern:
     def take(self, rows: np.ndarray) -> "Pattern":
         """Row r of the result is row `rows[r]` of self, or empty where rows[r] < 0."""
         rows = np.asarray(rows, dtype=np.int64).ravel()
+        if rows.size and rows[0] >= 0 and rows[-1] - rows[0] == rows.size - 1 and (
+                rows.size == 1 or (np.diff(rows) == 1).all()):
+            # a contiguous run of rows (a slice, an identity): views, no gather
+            lo, hi = int(rows[0]), int(rows[-1]) + 1
+            start = self.indptr[lo]
+            return Pattern(self.indptr[lo:hi + 1] - start,
+                           self.indices[start:self.indptr[hi]], self.n_in)
         missing = rows < 0
         safe = np.where(missing, 0, rows) if missing.any() else rows
         lens, cols = _gather_rows(self, safe, missing)
@@ -132,10 +139,10 @@ def _from_keys(keys: np.ndarray, size: int, n_in: int) -> Pattern:
     """The pattern holding the (sorted, deduplicated) entries row * n_in + col."""
     if n_in == 0 or keys.size == 0:
         return Pattern.empty(size, n_in)
-    starts = np.arange(size + 1, dtype=np.int64) * n_in
-    indptr = np.searchsorted(keys, starts)
-    cols = keys - np.repeat(starts[:-1], np.diff(indptr))
-    return Pattern(indptr, cols, n_in)
+    rows = keys // n_in
+    indptr = np.zeros(size + 1, np.int64)
+    np.cumsum(np.bincount(rows, minlength=size), out=indptr[1:])
+    return Pattern(indptr, keys - rows * n_in, n_in)
 
 
 def _dedupe_sorted(keys: np.ndarray) -> np.ndarray:
@@ -407,6 +414,8 @@ def _by_impl(ctx, eqn, pats, vals, moving) -> Pattern:
     index = np.asarray(eqn.prim.impl(*args, **eqn.params), dtype=np.int64).ravel()
     if index.size != eqn.outputs[0].aval.size:
         raise FungradError(f"sparsity: impl of {eqn.prim.name} gave {index.size} elements")
+    if len(parts) == 1 and parts[0] is not None:
+        return parts[0].take(index)
     return stack_rows(parts, sizes, ctx.n_in).take(index)
 
 
@@ -601,7 +610,8 @@ def _dense_with_warning(ctx, eqn, pats, vals, why):
     if eqn.prim not in _warned:
         _warned.add(eqn.prim)
         warnings.warn(
-            f"sparsity: primitive '{eqn.prim.name}' has no sparsity rule and {why}; its "
+            f"sparsity: primitive '{eqn.prim.name}' (at {format_location(eqn.source_info)}) "
+            f"has no sparsity rule and {why}; its "
             "results are taken to depend on every element of its operands (a conservative, "
             "possibly dense pattern). Register a rule with "
             "fungrad.transforms.sparsity.register_rule.", stacklevel=2)
