@@ -18,7 +18,7 @@ import fungrad as fg
 import fungrad.numpy as fnp
 from fungrad import lax
 from fungrad.transforms import coloring
-from fungrad.transforms.sparsity import jaxpr_sparsity
+from fungrad.transforms.sparsity import has_rule, jaxpr_sparsity
 
 RNG = np.random.default_rng(0)
 
@@ -554,3 +554,37 @@ def test_products_of_two_input_dependent_operands():
     x = RNG.normal(size=6)
     np.testing.assert_array_equal(detected(f, x)[:3], np.ones((3, 6), bool))
     assert_close(fg.sparse_jacobian(f)(x), fg.jacfwd(f)(x))
+
+
+def test_every_primitive_has_a_sparsity_rule():
+    # a rule of its own or of its kind; the rest are linearized through their jvp
+    # rule (while_tape_vjp, in gradients of while loops: tested by the hessian below)
+    missing = [p.name for p in lax.ALL_PRIMITIVES
+               if not has_rule(p) and not p.jvp_nondifferentiable]
+    assert missing == ["while_tape_vjp"]
+
+
+def test_hessians_through_while_scan_and_custom_vjp_need_no_dense_fallback():
+    @fg.custom_vjp
+    def cube(v):
+        return v ** 3
+
+    cube.defvjp(lambda v: (v ** 3, v), lambda v, ct: (3 * v ** 2 * ct,))
+
+    def f(x):
+        def body(state):
+            i, v = state
+            return i + 1, v * 0.9 + 0.1 * fnp.sin(fnp.roll(v, 1))
+        v = lax.while_loop(lambda s: s[0] < 3, body, (0, x))[1]
+        carry, ys = lax.scan(lambda c, xt: (c * xt + fnp.sin(xt), c * xt), 1.0, x)
+        return fnp.sum(v ** 2) + fnp.sum(ys ** 2) + carry + fnp.sum(cube(x[1:]) * x[:-1])
+    x = RNG.normal(size=6)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        assert_close(fg.sparse_hessian(f)(x), fg.hessian(f)(x))
+
+    def g(x):
+        return fnp.sum(cube(x[1:]) * x[:-1])
+    expected = np.eye(6, k=1, dtype=bool) | np.eye(6, k=-1, dtype=bool)
+    expected[1:, 1:] |= np.eye(5, dtype=bool)
+    np.testing.assert_array_equal(fg.hessian_sparsity(g)(x).toarray(), expected)
