@@ -280,6 +280,7 @@ class SparsePlan:
         self.read = read
         self.program: Jaxpr | None = None
         self.program_consts: list = []
+        self.flat_index: np.ndarray | None = None   # each stored entry's place in B
 
     @property
     def shape(self) -> tuple:
@@ -463,8 +464,9 @@ def _seed_blocks(colors: np.ndarray, n_colors: int, avals: Sequence) -> list:
 
 
 def _build_program(plan: SparsePlan, c: _Call) -> None:
-    """Trace (f's consts, f's inputs) -> the CSR data: one batched derivative pass
-    over the seed matrix, then a gather of each stored entry."""
+    """Trace (f's consts, f's inputs) -> the compressed product B, raveled: one
+    batched derivative pass over the seed matrix.  `plan.flat_index` says where in
+    B each stored entry of the CSR matrix is."""
     s = plan.structure
     n_colors = plan.n_colors
     if n_colors == 0:
@@ -486,7 +488,7 @@ def _build_program(plan: SparsePlan, c: _Call) -> None:
         flat_index = plan.colors[cols] * n + rows
     jaxpr, wrt, k = c.closed.jaxpr, c.wrt, len(c.closed.consts)
     mode = plan.mode
-    index = flat_index.reshape(-1, 1)
+    plan.flat_index = flat_index
 
     def run(*args):
         consts, leaves = args[:k], args[k:]
@@ -506,7 +508,7 @@ def _build_program(plan: SparsePlan, c: _Call) -> None:
             outs = vmap(lambda *ts: jvp(g, tuple(diff), tuple(ts))[1])(*seeds)
         flat = [reshape(o, (n_colors, aval_of(o).size // n_colors)) for o in outs]
         compressed = flat[0] if len(flat) == 1 else concatenate(flat, 1)
-        return [gather(reshape(compressed, (n_colors * width,)), index, (0,))]
+        return [reshape(compressed, (n_colors * width,))]
 
     avals = [v.aval for v in jaxpr.constvars] + list(jaxpr.in_avals)
     closed = trace_to_jaxpr(run, avals)
@@ -517,12 +519,12 @@ def _build_program(plan: SparsePlan, c: _Call) -> None:
 def _evaluate(plan: SparsePlan, c: _Call):
     s = plan.structure
     if plan.program is None:
-        data = np.zeros(0, c.dtype)
-    else:
-        (data,) = api_util.execute(plan.program, plan.program_consts, c.leaves())
-    if isinstance(data, Tracer):
-        return CSR(data, s)
-    return _to_scipy(np.asarray(data), s)
+        return _to_scipy(np.zeros(0, c.dtype), s)
+    # the compressed product B (colors x width, raveled), then each stored entry
+    (compressed,) = api_util.execute(plan.program, plan.program_consts, c.leaves())
+    if isinstance(compressed, Tracer):
+        return CSR(gather(compressed, plan.flat_index.reshape(-1, 1), (0,)), s)
+    return _to_scipy(np.asarray(compressed)[plan.flat_index], s)
 
 
 # ---------------------------------------------------------------------------
