@@ -94,7 +94,7 @@ def bench_fungrad(problem, n, dense, dense_chunk):
     t = time.perf_counter()
     sparse_fn(x)                                    # the call that compiles the kernel
     compile_call = time.perf_counter() - t
-    steady = _median_time(sparse_fn, x, 20)
+    steady = _median_time(sparse_fn, x, 50, min_seconds=1.0)
     row = {"problem": problem, "n": n, "colors": plan.n_colors, "mode": plan.mode,
            "nnz": plan.nnz, "detect": plan.detect_seconds, "color": plan.color_seconds,
            "first": first, "compile_call": compile_call, "steady": steady}
