@@ -50,8 +50,8 @@ from .tracing import Tracer, aval_of, trace_to_jaxpr
 from .transforms import coloring
 from .transforms.ad import _is_float, grad_jaxpr
 from .transforms.simplify import simplify_jaxpr
-from .transforms.sparsity import (Known, Pattern, combine, dense_rule, jaxpr_sparsity, register_rule,
-                                  run_sparsity, stack_rows, union_patterns)
+from .transforms.sparsity import (Known, Pattern, combine, dense_rule, jaxpr_sparsity,
+                                  register_rule, run_sparsity, stack_rows, union_patterns)
 
 __all__ = ["sparse_jacobian", "sparse_hessian", "jacobian_sparsity", "hessian_sparsity",
            "SparsePlan", "CSR"]

@@ -12,7 +12,6 @@ import numpy as np
 import pytest
 import scipy.sparse
 from hypothesis import given, strategies as st
-from hypothesis.extra import numpy as hnp
 
 import fungrad as fg
 import fungrad.numpy as fnp
