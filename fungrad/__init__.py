@@ -24,6 +24,9 @@ from .hop import checkpoint, checkpoint_policies, custom_jvp, custom_vjp, remat 
 from .errors import FungradFloatingPointError  # noqa: F401,E402
 from . import extend  # noqa: F401,E402  (Primitive and helpers for user-defined primitives)
 from . import testing  # noqa: F401,E402  (check_grads, numerical_jvp; strategies import hypothesis lazily)
+from . import sparse  # noqa: F401,E402  (sparse derivatives; scipy is imported on first use)
+from .sparse import (hessian_sparsity, jacobian_sparsity, sparse_hessian,  # noqa: F401,E402
+                     sparse_jacobian)
 
 # JAX names for where values live: fungrad computes on the CPU with NumPy arrays,
 # so a value is always "on the device" and always ready.
@@ -47,4 +50,5 @@ __all__ = ["grad", "value_and_grad", "vjp", "jvp", "linearize", "jacfwd", "jacre
            "extend", "TracerBoolConversionError", "ConcretizationError",
            "TracerArrayConversionError", "TracerIntegerConversionError",
            "UnexpectedTracerError", "FungradFloatingPointError", "Array", "device_put",
-           "block_until_ready", "clear_caches"]
+           "block_until_ready", "clear_caches", "sparse_jacobian", "sparse_hessian",
+           "jacobian_sparsity", "hessian_sparsity", "sparse"]

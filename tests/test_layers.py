@@ -8,11 +8,13 @@ The layers, lowest first (docs/how-it-works.md draws them):
     tracing      tracing (Tracer, Trace, make_jaxpr)
     primitives   primitives/*: first-order primitives, each with all its rules
     interpreter  interpreter (eval_jaxpr: the definition of what a jaxpr means)
-    transforms   transforms/* (jvp, vjp, vmap, partial eval, simplify, structure, inline)
+    transforms   transforms/* (jvp, vjp, vmap, partial eval, simplify, structure, inline,
+                 sparsity detection, coloring)
     hop          hop/* higher-order primitives, whose rules run transforms (control
                  flow, custom_jvp/custom_vjp, checkpoint)
     backend      backend/* (codegen, numba, the execution policy)
-    api          api_util, jitted, api (every user-facing transform)
+    api          api_util, jitted, api (every user-facing transform), sparse (sparse
+                 jacobians and hessians, and the sparsity rules of control flow)
     faces        fungrad, fungrad.lax (JAX's names for primitives/ and hop/),
                  numpy/*, nn, testing, viz, extend, tree_util, tour, __main__
 
@@ -41,7 +43,7 @@ LAYERS: list[tuple[str, tuple[str, ...]]] = [
     ("transforms", ("fungrad.transforms",)),
     ("hop", ("fungrad.hop",)),
     ("backend", ("fungrad.backend",)),
-    ("api", ("fungrad.api_util", "fungrad.jitted", "fungrad.api")),
+    ("api", ("fungrad.api_util", "fungrad.jitted", "fungrad.api", "fungrad.sparse")),
     ("faces", ("fungrad", "fungrad.lax", "fungrad.numpy", "fungrad.nn", "fungrad.testing",
                "fungrad.viz", "fungrad.extend", "fungrad.tree_util", "fungrad.tour",
                "fungrad.__main__")),
