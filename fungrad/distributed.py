@@ -241,14 +241,19 @@ class DistributedValueAndGrad:
         """The Dask computation of (value, gradient) (a Delayed), not yet run."""
         rows = _Rows("fungrad.distributed.value_and_grad", self.loss, data)
         _check_params(self.loss, params)
+        # params and programs are one key each: sent once to each worker per call
         params_d = _literal(params, "params")
+        full = padded = None
         parts = []
         for b, size in enumerate(rows.sizes):
             if size == rows.full:
-                parts.append(_call(_run_full, self.full_program, params_d, *rows.block(b)))
+                if full is None:
+                    full = _literal(self.full_program, "program")
+                parts.append(_call(_run_full, full, params_d, *rows.block(b)))
             else:
-                parts.append(_call(_run_padded, self.padded_program, rows.full, params_d,
-                                   *rows.block(b)))
+                if padded is None:
+                    padded = _literal(self.padded_program, "program")
+                parts.append(_call(_run_padded, padded, rows.full, params_d, *rows.block(b)))
         return _tree_reduce(parts)
 
     def __call__(self, params, *data):
@@ -366,9 +371,10 @@ def vmap(fun: Callable, in_axes: Any = 0) -> Callable:
         _, shapes = make_jaxpr(batched, return_shape=True)(fixed, *example)
         out_leaves, out_tree = tree_flatten(shapes)
         fixed_d = _literal(fixed, "fixed")
+        program_d = _literal(program, "program")
         columns: list[list] = [[] for _ in out_leaves]
         for b, size in enumerate(rows.sizes):
-            outs = _call(_vmap_block, program, rows.full, fixed_d, *rows.block(b),
+            outs = _call(_vmap_block, program_d, rows.full, fixed_d, *rows.block(b),
                          nout=len(out_leaves))
             for k, leaf in enumerate(out_leaves):
                 columns[k].append(da.from_delayed(
@@ -440,12 +446,13 @@ def jacobian(fun: Callable, mode: str = "fwd", block: int = 256) -> Callable:
         seeds_n = n_in if mode == "fwd" else n_out
         width = int(min(block, max(seeds_n, 1)))
         x_d = _literal(x, "x")
+        program_d = _literal(program, "program")
         other = n_out if mode == "fwd" else n_in
         parts = []
         for start in range(0, seeds_n, width):
             stop = min(start + width, seeds_n)
             parts.append(da.from_delayed(
-                _call(_jac_block, program, x_d, start, stop, width, seeds_n,
+                _call(_jac_block, program_d, x_d, start, stop, width, seeds_n,
                       x.dtype if mode == "fwd" else out.dtype),
                 shape=(stop - start, other), dtype=np.result_type(out.dtype, x.dtype)))
         stacked = da.concatenate(parts, axis=0) if parts else da.zeros((0, other))
