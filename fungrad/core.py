@@ -17,8 +17,11 @@ runs its NumPy `impl`; inside one, the trace's `process_primitive` records it
 from __future__ import annotations
 
 import contextvars
+import importlib
 import itertools
 import math
+import pickle
+import sys
 from typing import Any, Callable, Sequence
 
 import numpy as np
@@ -316,6 +319,22 @@ KINDS = ("elementwise", "shape", "reduction", "cumulative", "indexing", "linalg"
          "control", "other")
 
 
+# every primitive by (declaring module, name): the target of unpickling
+_PRIMITIVES: dict[tuple[str, str], "Primitive"] = {}
+
+
+def _primitive_by_name(module: str, name: str) -> "Primitive":
+    """The primitive `name` declared in `module` (imported here if it is not yet)."""
+    key = (module, name)
+    if key not in _PRIMITIVES:
+        importlib.import_module(module)
+    try:
+        return _PRIMITIVES[key]
+    except KeyError:
+        raise pickle.UnpicklingError(
+            f"no primitive named {name!r} is declared by module {module}") from None
+
+
 def nondifferentiable(*args, **params):
     """jvp/vjp rule of a primitive whose output is piecewise constant (or opaque):
     `p.def_jvp(nondifferentiable)` declares that no tangent flows through it."""
@@ -363,6 +382,9 @@ class Primitive:
                 f"Primitive({name!r}): a kind='call' primitive names its sub-jaxpr parameter "
                 "with call_jaxpr_param=..., and only such a primitive")
         self.name = name
+        # where it was declared: a pickled primitive is looked up by (module, name)
+        self.module = sys._getframe(1).f_globals.get("__name__", "__main__")
+        _PRIMITIVES.setdefault((self.module, name), self)
         self.kind = kind
         self.multiple_results = multiple_results
         self.call_jaxpr_param = call_jaxpr_param
@@ -390,6 +412,16 @@ class Primitive:
 
     def __repr__(self) -> str:
         return f"Primitive({self.name})"
+
+    def __reduce__(self):
+        # by reference, as functions and classes pickle: the rules are code, and the
+        # receiving process gets them by importing the module that declares them
+        if _PRIMITIVES.get((self.module, self.name)) is not self:
+            raise pickle.PicklingError(
+                f"Primitive({self.name!r}) cannot be pickled: module {self.module} declares "
+                "another primitive of the same name first.  Give each primitive a unique "
+                "name within its module.")
+        return _primitive_by_name, (self.module, self.name)
 
     def bind(self, *args: Any, **params: Any) -> Any:
         """Apply the primitive: record it in the current trace, or compute it."""

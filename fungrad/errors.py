@@ -156,6 +156,33 @@ class SourceInfo:
     def __repr__(self) -> str:
         return f"SourceInfo({format_location(self)})"
 
+    def __reduce__(self):
+        # code objects do not pickle: a jaxpr sent to another process keeps the text
+        return SourceLocation, (self.filename, self.lineno, self.function)
+
+
+class SourceLocation:
+    """A `SourceInfo` that crossed a process boundary: the location as text."""
+    __slots__ = ("filename", "lineno", "function")
+
+    def __init__(self, filename: str, lineno: int | None, function: str):
+        self.filename, self.lineno, self.function = filename, lineno, function
+
+    def __iter__(self):
+        return iter((self.filename, self.lineno, self.function))
+
+    def __eq__(self, other) -> bool:
+        return isinstance(other, SourceLocation) and tuple(self) == tuple(other)
+
+    def __hash__(self) -> int:
+        return hash(tuple(self))
+
+    def __reduce__(self):
+        return SourceLocation, tuple(self)
+
+    def __repr__(self) -> str:
+        return f"SourceLocation({format_location(self)})"
+
 
 def format_location(loc) -> str:
     if loc is None:

@@ -331,6 +331,12 @@ class JittedFunction:
     def __repr__(self) -> str:
         return f"jit({describe_function(self.fun)})"
 
+    def __reduce__(self):
+        # the function and its static configuration only: traces and kernels are
+        # rebuilt (or loaded from the receiving machine's disk cache) where it lands
+        return JittedFunction, (self.fun, self.static_argnums, self.static_argnames,
+                                self.donate_argnums)
+
     def __get__(self, obj, objtype=None):
         if obj is None:
             return self

@@ -46,7 +46,7 @@ LAYERS: list[tuple[str, tuple[str, ...]]] = [
     ("api", ("fungrad.api_util", "fungrad.jitted", "fungrad.api", "fungrad.sparse")),
     ("faces", ("fungrad", "fungrad.lax", "fungrad.numpy", "fungrad.nn", "fungrad.testing",
                "fungrad.viz", "fungrad.extend", "fungrad.tree_util", "fungrad.tour",
-               "fungrad.__main__")),
+               "fungrad.__main__", "fungrad.distributed")),
 ]
 
 
@@ -201,7 +201,8 @@ def test_only_the_backend_imports_numba():
 
 def test_import_fungrad_imports_neither_numba_nor_scipy():
     code = ("import sys, fungrad, fungrad.numpy, fungrad.nn, fungrad.lax; "
-            "print(sorted(m for m in ('numba', 'scipy') if m in sys.modules))")
+            "print(sorted(m for m in ('numba', 'scipy', 'dask', 'distributed') "
+            "if m in sys.modules))")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
                          check=True).stdout.strip()
     assert out == "[]"
