@@ -28,7 +28,8 @@ __all__ = ["add", "subtract", "multiply", "true_divide", "divide", "maximum", "m
            "isinf", "where", "clip", "logaddexp", "logaddexp2", "hypot", "sinc", "fmax", "fmin",
            "signbit", "copysign", "deg2rad", "rad2deg", "radians", "degrees", "heaviside",
            "isclose", "nan_to_num", "divmod", "fabs", "float_power", "real", "imag", "conjugate",
-           "conj", "select"]
+           "conj", "select", "angle", "iscomplex", "isreal", "iscomplexobj", "isrealobj",
+           "real_if_close"]
 
 
 def _binary(fn, to_inexact=False):
@@ -612,22 +613,79 @@ def float_power(x1, x2):
     return power(x, y)
 
 
+def _is_complex_operand(x) -> bool:
+    return result_type(x).kind == "c"
+
+
 def real(val):
-    """The real part (fungrad arrays are real, so the value itself)."""
-    return _as_array(val)
+    """The real part (a real array is returned as it is)."""
+    x = _as_array(val)
+    return lax.real(x) if _is_complex_operand(x) else x
 
 
 def imag(val):
-    """The imaginary part: zeros (fungrad arrays are real)."""
-    return zeros_like(val)
+    """The imaginary part (zeros of the same dtype for a real array)."""
+    x = _as_array(val)
+    return lax.imag(x) if _is_complex_operand(x) else zeros_like(x)
 
 
 def conjugate(x):
-    """Complex conjugate: the value itself for real arrays."""
-    return _as_array(x)
+    """Complex conjugate, elementwise (a real array is returned as it is)."""
+    x = _as_array(x)
+    return lax.conj(x) if _is_complex_operand(x) else x
 
 
 conj = conjugate
+
+
+def angle(z, deg=False):
+    """The argument of complex z, arctan2(imag(z), real(z)), in radians (degrees with
+    `deg=True`); real inputs give 0 or pi.  Integers give float64."""
+    z = _as_array(z)
+    if not np.issubdtype(result_type(z), np.inexact):
+        z = _convert(z, np.float64)
+    if _is_complex_operand(z):
+        out = lax.atan2(lax.imag(z), lax.real(z))
+    else:
+        out = lax.atan2(zeros_like(z), z)
+    return rad2deg(out) if deg else out
+
+
+def iscomplex(x):
+    """True where the element has a nonzero imaginary part (bool array)."""
+    x = _as_array(x)
+    if not _is_complex_operand(x):
+        return full(aval_of(x).shape, False, np.bool_)
+    return not_equal(lax.imag(x), 0)
+
+
+def isreal(x):
+    """True where the element has a zero imaginary part (bool array)."""
+    return logical_not(iscomplex(x))
+
+
+def iscomplexobj(x) -> bool:
+    """Whether x has a complex dtype (a Python bool, decided from the dtype alone)."""
+    return _is_complex_operand(_as_operand(x))
+
+
+def isrealobj(x) -> bool:
+    """Whether x does not have a complex dtype (a Python bool)."""
+    return not iscomplexobj(x)
+
+
+def real_if_close(a, tol=100):
+    """The real part of complex `a` when every imaginary part is within `tol` machine
+    epsilons of 0 (tol <= 1: an absolute tolerance), else `a` itself.  The decision
+    needs the values: under `jit` it raises a concretization error, as in JAX."""
+    x = _as_array(a)
+    if not _is_complex_operand(x):
+        return x
+    eps = np.finfo(result_type(x)).eps
+    limit = tol * eps if tol > 1 else tol
+    small = less(absolute(lax.imag(x)), limit)
+    close = lax.reduce_and(small, tuple(range(aval_of(x).ndim))) if aval_of(x).ndim else small
+    return lax.real(x) if bool(close) else x
 
 
 def select(condlist, choicelist, default=0):
