@@ -274,6 +274,8 @@ def log2(x):
     3.0
     """
     approx = lax.div(lax.log(x), _scalar(x, _LN2))
+    if _is_complex_operand(x):
+        return approx
     return _exact_at_powers(x, approx, lax.exp2)
 
 
@@ -285,6 +287,8 @@ def log10(x):
     3.0
     """
     approx = lax.div(lax.log(x), _scalar(x, _LN10))
+    if _is_complex_operand(x):
+        return approx
     return _exact_at_powers(x, approx, lambda k: lax.pow(_scalar(k, 10), k))
 
 

@@ -136,7 +136,7 @@ def _dot_lower(gen, inputs, outputs, *, dimension_numbers):
     (cx, cy), (bx, by) = dimension_numbers
     out = outputs[0].aval
     o = gen.name(outputs[0])
-    if not np.issubdtype(out.dtype, np.floating) or xa.ndim == 0 or ya.ndim == 0:
+    if not np.issubdtype(out.dtype, np.inexact) or xa.ndim == 0 or ya.ndim == 0:
         raise CodegenError("dot_general on integers or 0-d operands is not compiled",
                            "dot_general")
     X, Y = gen.name(x), gen.name(y)
