@@ -29,7 +29,7 @@ __all__ = ["add", "subtract", "multiply", "true_divide", "divide", "maximum", "m
            "signbit", "copysign", "deg2rad", "rad2deg", "radians", "degrees", "heaviside",
            "isclose", "nan_to_num", "divmod", "fabs", "float_power", "real", "imag", "conjugate",
            "conj", "select", "angle", "iscomplex", "isreal", "iscomplexobj", "isrealobj",
-           "real_if_close"]
+           "real_if_close", "frexp", "ldexp"]
 
 
 def _binary(fn, to_inexact=False):
@@ -761,3 +761,54 @@ for _name, _doc in [*_DOCS.items(),
         _fn.__name__ = _fn.__qualname__ = _name
         _fn.__module__ = __name__
 del _name, _doc, _fn
+
+
+def _times_power_of_two(x, e):
+    """x * 2**e for integer-valued float e, in two steps so that 2**e itself cannot
+    overflow or underflow where the product does not (subnormal x, huge e)."""
+    half = lax.floor(lax.mul(e, _scalar(e, 0.5)))
+    return lax.mul(lax.mul(x, lax.exp2(half)), lax.exp2(lax.sub(e, half)))
+
+
+def frexp(x):
+    """(mantissa, exponent) with x = mantissa * 2**exponent, 0.5 <= |mantissa| < 1
+    (0, inf and nan give exponent 0 and themselves).  The exponent is int32; the
+    mantissa's derivative is 2**-exponent."""
+    x = _as_array(x)
+    if not isinstance(x, Tracer):
+        return np.frexp(x)
+    if not np.issubdtype(result_type(x), np.floating):
+        x = _convert(x, np.float64)
+    ax = lax.abs(x)
+    regular = lax.bitwise_and(lax.is_finite(x), lax.ne(x, _scalar(x, 0)))
+    safe = lax.select(regular, ax, lax.full(aval_of(x).shape, 1, result_type(x)))
+    e = lax.stop_gradient(lax.add(lax.floor(log2(safe)), _scalar(x, 1)))
+    m = _times_power_of_two(x, lax.neg(e))
+    # log2 may round across a power of two: one step of correction either way
+    am = lax.abs(m)
+    too_big = lax.ge(am, _scalar(x, 1))
+    too_small = lax.lt(am, _scalar(x, 0.5))
+    e = lax.select(too_big, lax.add(e, _scalar(e, 1)),
+                   lax.select(too_small, lax.sub(e, _scalar(e, 1)), e))
+    m = lax.select(too_big, lax.mul(m, _scalar(m, 0.5)),
+                   lax.select(too_small, lax.mul(m, _scalar(m, 2)), m))
+    m = lax.select(regular, m, x)
+    e = lax.select(regular, e, lax.full(aval_of(e).shape, 0, aval_of(e).dtype))
+    return m, lax.convert_element_type(e, np.int32)
+
+
+def ldexp(x1, x2):
+    """x1 * 2**x2 with integer x2 (float32 x1 stays float32; integer x1 gives
+    float64); differentiable in x1."""
+    x1 = _as_array(x1)
+    x2 = _as_array(x2)
+    if not np.issubdtype(result_type(x2), np.integer) and result_type(x2) != np.bool_:
+        raise FungradTypeError(f"ldexp: the exponent must be an integer array, got "
+                               f"{result_type(x2)}")
+    if not isinstance(x1, Tracer) and not isinstance(x2, Tracer):
+        return np.ldexp(x1, x2)
+    dt = result_type(x1)
+    if not np.issubdtype(dt, np.floating):
+        dt = np.dtype(np.float64)
+    x, e = _broadcast(_convert(x1, dt), _convert(x2, dt))
+    return _times_power_of_two(x, e)
