@@ -9,6 +9,11 @@ programs take a real float64 vector and return a real scalar through complex
 intermediates.
 """
 
+def _matrix(m, z):
+    """A well-conditioned complex 2x2 matrix from z[:4]."""
+    return z[:4].reshape(2, 2) + 2 * m.eye(2)
+
+
 REAL = {
     "abs2_sin": lambda m, z: m.sum(m.abs(m.sin(z)) ** 2),
     "real_imag": lambda m, z: m.sum(m.real(z * m.conj(z) * z) + m.imag(m.exp(z))),
@@ -20,6 +25,11 @@ REAL = {
     "log_sqrt": lambda m, z: m.sum(m.imag(m.log(z) * m.sqrt(z)) + m.real(m.tanh(z)) ** 2),
     "mean_prod": lambda m, z: m.abs(m.prod(z)) + m.real(m.mean(z ** 3)),
     "parts": lambda m, z: m.sum(z.real * z.imag + m.abs(z.conj() - 1j)),
+    "linalg": lambda m, z: (m.sum(m.abs(m.linalg.solve(_matrix(m, z), z[4:])) ** 2)
+                            + m.abs(m.linalg.det(_matrix(m, z)))
+                            + m.real(m.sum(m.linalg.inv(_matrix(m, z))))
+                            + m.linalg.norm(z) + m.linalg.norm(_matrix(m, z), 1)
+                            + m.linalg.norm(z, 3)),
 }
 
 HOLOMORPHIC = {
@@ -29,6 +39,9 @@ HOLOMORPHIC = {
     "matvec": lambda m, z: z.reshape(2, 3).T @ z.reshape(2, 3) @ z[:3],
     "inverse_trig": lambda m, z: m.arctan(z / 3) + m.arcsinh(z) + m.arccosh(z + 2),
     "reversed": lambda m, z: m.flip(z) * m.cos(z) - m.concatenate([z[3:], z[:3]]),
+    "linalg": lambda m, z: m.concatenate([m.linalg.solve(_matrix(m, z), z[4:]) *
+                                          m.linalg.det(_matrix(m, z)),
+                                          m.linalg.inv(_matrix(m, z)).ravel()]),
 }
 
 MIXED = {

@@ -241,3 +241,39 @@ def test_holomorphic_jacobians_agree_and_match_finite_differences(data):
         # holomorphic: the derivative along 1 and along i agree (Cauchy-Riemann)
         np.testing.assert_allclose(jf[:, k], numerical_directional(f, z, e), rtol=1e-5)
         np.testing.assert_allclose(1j * jf[:, k], numerical_directional(f, z, 1j * e), rtol=1e-5)
+
+
+# --- complex linear algebra ------------------------------------------------------------
+
+def _complex_matrix(seed, n=3):
+    rng = np.random.default_rng(seed)
+    return rng.normal(size=(n, n)) + 1j * rng.normal(size=(n, n)) + 3 * np.eye(n)
+
+
+@pytest.mark.parametrize("name, f", [
+    ("solve", lambda a: fnp.linalg.solve(a, fnp.arange(3.0) + 1j)),
+    ("inv", fnp.linalg.inv),
+    ("det", fnp.linalg.det),
+    ("matrix_power", lambda a: fnp.linalg.matrix_power(a, -2)),
+    ("norm", lambda a: fnp.linalg.norm(a)),
+    ("norm_axis", lambda a: fnp.linalg.norm(a, ord=1.5, axis=0)),
+    ("norm_inf", lambda a: fnp.linalg.norm(a, ord=np.inf)),
+])
+def test_complex_linalg_matches_numpy_and_finite_differences(name, f):
+    from fungrad.testing import check_grads
+    a = _complex_matrix(3)
+    expected = {"solve": lambda a: np.linalg.solve(a, np.arange(3.0) + 1j),
+                "inv": np.linalg.inv, "det": np.linalg.det,
+                "matrix_power": lambda a: np.linalg.matrix_power(a, -2),
+                "norm": np.linalg.norm,
+                "norm_axis": lambda a: np.linalg.norm(a, ord=1.5, axis=0),
+                "norm_inf": lambda a: np.linalg.norm(a, ord=np.inf)}[name](a)
+    np.testing.assert_allclose(f(a), expected, rtol=1e-10)
+    check_grads(f, (a,), order=2)       # random complex directions, both real parts
+
+
+def test_unsupported_complex_linalg_says_which_functions_take_complex():
+    with pytest.raises(TypeError, match="linalg.cholesky: complex inputs are not supported"):
+        fnp.linalg.cholesky(_complex_matrix(0))
+    with pytest.raises(TypeError, match="complex svd"):
+        fnp.linalg.norm(_complex_matrix(0), 2)
