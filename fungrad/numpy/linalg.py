@@ -22,7 +22,8 @@ from ..tracing import Tracer, aval_of
 from . import _coercion, _creation, _diagonals, _products, _shape
 
 __all__ = ["norm", "vector_norm", "matrix_norm", "det", "slogdet", "inv", "solve",
-           "cholesky", "eigh", "eigvalsh", "qr", "svd", "svdvals", "pinv", "cond", "matrix_rank",
+           "cholesky", "eig", "eigvals", "eigh", "eigvalsh", "qr", "svd", "svdvals", "pinv", "cond",
+           "matrix_rank",
            "matrix_power", "multi_dot", "matmul", "outer", "tensordot", "trace", "diagonal",
            "matrix_transpose", "lstsq", "cross", "vecdot", "LinAlgError"]
 
@@ -39,6 +40,11 @@ class EighResult(NamedTuple):
     eigenvectors: object
 
 
+class EigResult(NamedTuple):
+    eigenvalues: object
+    eigenvectors: object
+
+
 class QRResult(NamedTuple):
     Q: object
     R: object
@@ -50,7 +56,7 @@ class SVDResult(NamedTuple):
     Vh: object
 
 
-_COMPLEX_OK = "solve, inv, det, norm (but its ord 2, -2 and 'nuc' matrix norms), matrix_power"
+_COMPLEX_OK = "solve, inv, det, eig, eigvals, norm (but its ord 2, -2 and 'nuc' matrix norms), matrix_power"
 
 
 def _float_array(x, where: str, complex_ok: bool = False):
@@ -169,6 +175,25 @@ def eigh(a, UPLO: str = "L"):
     a = _square(_float_array(a, "eigh"), "eigh")
     w, v = lax.eigh(a, symmetrize_input=True)
     return EighResult(w, v)
+
+
+def eig(a):
+    """Eigenvalues and unit eigenvectors (columns) of a general square matrix (or of each
+    in a stack), always complex, as an EigResult(eigenvalues, eigenvectors) named tuple.
+    Derivatives follow JAX and exist where the eigenvalues are distinct; the
+    eigenvectors' phase is LAPACK's, so only phase-invariant functions of them (such
+    as abs(v) or v w v^-1) have meaningful gradients.
+
+    >>> eig(np.array([[2., 0.], [0., 3.]]))   # EigResult(eigenvalues=[2+0j, 3+0j], ...)
+    """
+    a = _square(_float_array(a, "eig", True), "eig")
+    w, v = lax.eig(a)
+    return EigResult(w, v)
+
+
+def eigvals(a):
+    """The (complex) eigenvalues of a general square matrix; see `eig`."""
+    return eig(a).eigenvalues
 
 
 def eigvalsh(a, UPLO: str = "L"):

@@ -30,6 +30,8 @@ REAL = {
                             + m.real(m.sum(m.linalg.inv(_matrix(m, z))))
                             + m.linalg.norm(z) + m.linalg.norm(_matrix(m, z), 1)
                             + m.linalg.norm(z, 3)),
+    "eigvals": lambda m, z: (m.sum(m.abs(m.linalg.eigvals(_matrix(m, z))) ** 2)
+                             + m.real(m.prod(m.linalg.eigvals(_matrix(m, z) * z[4])))),
 }
 
 HOLOMORPHIC = {

@@ -277,3 +277,21 @@ def test_unsupported_complex_linalg_says_which_functions_take_complex():
         fnp.linalg.cholesky(_complex_matrix(0))
     with pytest.raises(TypeError, match="complex svd"):
         fnp.linalg.norm(_complex_matrix(0), 2)
+
+
+@pytest.mark.parametrize("is_complex", [False, True])
+def test_eig_values_vectors_and_derivatives_where_eigenvalues_are_distinct(is_complex):
+    from fungrad.testing import check_grads
+    rng = np.random.default_rng(0)
+    a = rng.normal(size=(3, 3)) + (1j * rng.normal(size=(3, 3)) if is_complex else 0)
+    w, v = fnp.linalg.eig(a)
+    expected_w, expected_v = np.linalg.eig(a)
+    assert w.dtype == np.complex128 and v.dtype == np.complex128
+    np.testing.assert_allclose(w, expected_w, rtol=1e-10)
+    np.testing.assert_allclose(v, expected_v, rtol=1e-10, atol=1e-12)
+    np.testing.assert_allclose(fnp.linalg.eigvals(a), expected_w, rtol=1e-10)
+    check_grads(fnp.linalg.eigvals, (a,), order=2)
+    # the eigenvectors' phase is arbitrary: check phase-invariant functions of them
+    check_grads(lambda a: fnp.abs(fnp.linalg.eig(a)[1]) ** 2, (a,), order=1)
+    check_grads(lambda a: fnp.linalg.eig(a)[1] * fnp.conj(fnp.linalg.eig(a)[1][0]), (a,),
+                order=1)
