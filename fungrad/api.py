@@ -49,6 +49,45 @@ def _check_float_inputs(where: str, fun: Callable, leaves: Sequence, wrt: Sequen
                 "float array (e.g. 2.0 instead of 2), or leave the argument out of argnums.")
 
 
+def _check_holomorphic_inputs(where: str, fun: Callable, leaves: Sequence, wrt: Sequence[bool],
+                              holomorphic: bool) -> None:
+    """JAX's rule on complex inputs: `holomorphic=True` needs complex inputs, and jacfwd
+    without it needs real ones (its basis would miss the imaginary directions)."""
+    for x, w in zip(leaves, wrt):
+        dtype = aval_of(x).dtype
+        if not w:
+            continue
+        if holomorphic and dtype.kind != "c":
+            raise FungradTypeError(
+                f"{where}({describe_function(fun)}) with holomorphic=True requires inputs "
+                f"with complex dtype, but got {dtype}.\n  Pass complex inputs (e.g. "
+                "x.astype(complex)), or leave holomorphic unset for a real function.")
+        if not holomorphic and where == "jacfwd" and dtype.kind == "c":
+            raise FungradTypeError(
+                f"jacfwd({describe_function(fun)}) requires real-valued inputs (input dtype "
+                f"that is a sub-dtype of np.floating), but got {dtype}.\n  For holomorphic "
+                "differentiation, pass holomorphic=True. For differentiation of "
+                "non-holomorphic functions involving complex inputs, use jvp directly.")
+
+
+def _check_holomorphic_outputs(where: str, fun: Callable, out_avals: Sequence[ShapedArray],
+                               holomorphic: bool) -> None:
+    """JAX's rule on outputs: reverse mode without `holomorphic=True` needs real outputs
+    (grad's seed 1.0 would only pull back the real part); with it, complex outputs."""
+    for aval in out_avals:
+        if holomorphic and aval.dtype.kind != "c":
+            raise FungradTypeError(
+                f"{where}({describe_function(fun)}) with holomorphic=True requires outputs "
+                f"with complex dtype, but got {aval.dtype}.")
+        if not holomorphic and where != "jacfwd" and aval.dtype.kind == "c":
+            raise FungradTypeError(
+                f"{where}({describe_function(fun)}) requires real-valued outputs (output "
+                f"dtype that is a sub-dtype of np.floating), but got {aval.dtype}.\n  For "
+                "holomorphic differentiation, pass holomorphic=True. For differentiation of "
+                "non-holomorphic functions involving complex outputs, use vjp directly "
+                "(or differentiate a real function of the output, such as abs(out) ** 2).")
+
+
 def _argument_name(fun: Callable, call: Any, leaf_index: int) -> str:
     """`argument 1 ('n')` for the positional argument holding a flat leaf."""
     if call is None:
@@ -66,23 +105,26 @@ def _argument_name(fun: Callable, call: Any, leaf_index: int) -> str:
 
 
 def value_and_grad(fun: Callable, argnums: int | Sequence[int] = 0, has_aux: bool = False,
-                   allow_int: bool = False) -> Callable:
+                   holomorphic: bool = False, allow_int: bool = False) -> Callable:
     """Return a function computing `(fun(*args), gradient of fun w.r.t. args[argnums])`.
 
-    `fun` must return a real scalar (or `(scalar, aux)` with `has_aux=True`).
+    `fun` must return a real scalar (or `(scalar, aux)` with `has_aux=True`); with
+    `holomorphic=True`, a complex scalar of complex inputs (see `grad`).
     >>> value_and_grad(lambda x: x * x)(3.0)     # (9.0, 6.0)
     """
-    return _value_and_grad(fun, argnums, has_aux, allow_int, keep_value=True)
+    return _value_and_grad(fun, argnums, has_aux, allow_int, keep_value=True,
+                           holomorphic=holomorphic)
 
 
-def _value_and_grad(fun, argnums, has_aux, allow_int, keep_value):
+def _value_and_grad(fun, argnums, has_aux, allow_int, keep_value, holomorphic=False):
     name = "value_and_grad" if keep_value else "grad"
 
     def value_and_grad_f(*args, **kwargs):
         call = api_util.prepare_call(name, fun, args, kwargs, argnums)
         _check_float_inputs(name, fun, call.leaves, call.wrt, allow_int, call)
+        _check_holomorphic_inputs(name, fun, call.leaves, call.wrt, holomorphic)
         closed, out_tree = call.trace()
-        api_util.check_scalar_output(name, fun, closed, out_tree, has_aux)
+        api_util.check_scalar_output(name, fun, closed, out_tree, has_aux, holomorphic)
         derived = api_util.cached_rewrite(
             (name, tuple(call.wrt)), closed,
             lambda j: simplify_jaxpr(grad_jaxpr(j, call.wrt, keep_value)))
@@ -103,15 +145,22 @@ def _value_and_grad(fun, argnums, has_aux, allow_int, keep_value):
 
 
 def grad(fun: Callable, argnums: int | Sequence[int] = 0, has_aux: bool = False,
-         allow_int: bool = False) -> Callable:
+         holomorphic: bool = False, allow_int: bool = False) -> Callable:
     """Return a function computing the gradient of scalar-valued `fun`.
 
     With `argnums` a tuple, the result is a tuple of gradients; each has the pytree
     structure of its argument.  `has_aux=True`: fun returns `(value, aux)` and the
     result is `(gradient, aux)`.
     >>> grad(lambda x: (x + 2) ** 2 + 3)(2.0)    # 8.0
+
+    Complex inputs follow JAX: for a real-valued `fun` of complex z = x + iy the
+    result is df/dx - i df/dy, the conjugate of the steepest-ascent direction
+    (`grad(lambda z: abs(z) ** 2)(1 + 2j) == 2 - 4j`).  `holomorphic=True`: `fun`
+    is holomorphic with complex inputs and a complex output, and the result is the
+    complex derivative f'(z) (`grad(lambda z: z * z, holomorphic=True)(1j) == 2j`).
     """
-    vg = _value_and_grad(fun, argnums, has_aux, allow_int, keep_value=False)
+    vg = _value_and_grad(fun, argnums, has_aux, allow_int, keep_value=False,
+                         holomorphic=holomorphic)
 
     def grad_f(*args, **kwargs):
         (value, g) = vg(*args, **kwargs)
@@ -276,13 +325,15 @@ def _std_basis(avals: Sequence[ShapedArray]) -> tuple[list, int]:
     return blocks, total
 
 
-def _staged(where: str, fun: Callable, argnums, body: Callable) -> Callable:
+def _staged(where: str, fun: Callable, argnums, body: Callable,
+            holomorphic: bool = False) -> Callable:
     """Run `body(call)` as one traced program: cached by structure, simplified as a
     whole (so the basis structure of a jacobian is visible), then executed.  Inside
     an enclosing trace the body simply runs (and is inlined)."""
     def staged(*args, **kwargs):
         call = api_util.prepare_call(where, fun, args, kwargs, argnums)
         _check_float_inputs(where, fun, call.leaves, call.wrt, False, call)
+        _check_holomorphic_inputs(where, fun, call.leaves, call.wrt, holomorphic)
         if any(isinstance(x, Tracer) for x in call.leaves) or current_trace() is not None:
             return body(call)
         out_tree_box = []
@@ -333,12 +384,14 @@ def move_axis_to_back(x, axis: int):
 
 
 def jacfwd(fun: Callable, argnums: int | Sequence[int] = 0, has_aux: bool = False,
-           chunk_size: int | None = None) -> Callable:
+           holomorphic: bool = False, chunk_size: int | None = None) -> Callable:
     """The Jacobian of `fun` by forward mode: one batched jvp over the input basis.
 
     For each output leaf and argument leaf the block has shape out.shape + in.shape;
     with `argnums` a tuple each output leaf holds a tuple of blocks.  `chunk_size`
     pushes that many basis vectors at a time (less memory, more passes).
+    Inputs must be real unless `holomorphic=True` (complex inputs and outputs; the
+    result is the complex derivative), as in JAX.
     >>> jacfwd(lambda x: x ** 2)(np.array([1.0, 2.0]))    # [[2, 0], [0, 4]]
     """
     def body(call):
@@ -358,6 +411,8 @@ def jacfwd(fun: Callable, argnums: int | Sequence[int] = 0, has_aux: bool = Fals
         y, t_out, aux = _batched_over_basis(pushforward, basis, total, chunk_size,
                                             (None, 0, None))
         y_leaves, y_tree = tree_flatten(y)
+        if holomorphic:
+            _check_holomorphic_outputs("jacfwd", fun, [aval_of(v) for v in y_leaves], True)
         jac_leaves = []
         for yl, t in zip(y_leaves, tree_flatten(t_out)[0], strict=True):
             yshape = aval_of(yl).shape
@@ -370,13 +425,15 @@ def jacfwd(fun: Callable, argnums: int | Sequence[int] = 0, has_aux: bool = Fals
         result = y_tree.unflatten(jac_leaves)
         return (result, aux) if has_aux else result
 
-    return _staged("jacfwd", fun, argnums, body)
+    return _staged("jacfwd", fun, argnums, body, holomorphic)
 
 
 def jacrev(fun: Callable, argnums: int | Sequence[int] = 0, has_aux: bool = False,
-           chunk_size: int | None = None) -> Callable:
+           holomorphic: bool = False, chunk_size: int | None = None) -> Callable:
     """The Jacobian of `fun` by reverse mode: one batched vjp over the output basis
-    (`chunk_size` basis vectors at a time if given).
+    (`chunk_size` basis vectors at a time if given).  Outputs must be real unless
+    `holomorphic=True` (complex inputs and outputs), as in JAX; complex inputs of a
+    real function give conjugate gradients, like `grad`.
     >>> jacrev(lambda x: fnp.stack([x[0] ** 2 + 3 * x[1], x[1] ** 2 + 2 * x[0]]))(
     ...     np.array([2.0, 3.0]))                            # [[4, 3], [2, 6]]
     """
@@ -392,6 +449,7 @@ def jacrev(fun: Callable, argnums: int | Sequence[int] = 0, has_aux: bool = Fals
             y, pullback = vjp(f_flat, *diff)
         y_leaves, y_tree = tree_flatten(y)
         y_avals = [aval_of(v) for v in y_leaves]
+        _check_holomorphic_outputs("jacrev", fun, y_avals, holomorphic)
         basis, total = _std_basis(y_avals)
         cts = _batched_over_basis(lambda *b: pullback(y_tree.unflatten(b)), basis, total,
                                   chunk_size, 0)              # per input: (total,) + in
@@ -404,15 +462,18 @@ def jacrev(fun: Callable, argnums: int | Sequence[int] = 0, has_aux: bool = Fals
         result = y_tree.unflatten(jac_leaves)
         return (result, aux) if has_aux else result
 
-    return _staged("jacrev", fun, argnums, body)
+    return _staged("jacrev", fun, argnums, body, holomorphic)
 
 
 jacobian = jacrev
 
 
-def hessian(fun: Callable, argnums: int | Sequence[int] = 0, has_aux: bool = False) -> Callable:
-    """The Hessian: `jacfwd(jacrev(fun))` (forward over reverse)."""
-    return jacfwd(jacrev(fun, argnums, has_aux=has_aux), argnums, has_aux=has_aux)
+def hessian(fun: Callable, argnums: int | Sequence[int] = 0, has_aux: bool = False,
+            holomorphic: bool = False) -> Callable:
+    """The Hessian: `jacfwd(jacrev(fun))` (forward over reverse); `holomorphic=True`
+    for a holomorphic function of complex inputs (both passes holomorphic)."""
+    return jacfwd(jacrev(fun, argnums, has_aux=has_aux, holomorphic=holomorphic), argnums,
+                  has_aux=has_aux, holomorphic=holomorphic)
 
 
 # ---------------------------------------------------------------------------

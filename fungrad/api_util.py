@@ -118,8 +118,9 @@ def prepare_call(where: str, fun: Callable, args: tuple, kwargs: dict, argnums) 
 
 
 def check_scalar_output(where: str, fun: Callable, closed: ClosedJaxpr, out_tree: PyTreeDef,
-                        has_aux: bool) -> int:
-    """The output must be one real scalar (or (scalar, aux)); returns its leaf count (1)."""
+                        has_aux: bool, holomorphic: bool = False) -> int:
+    """The output must be one real scalar (or (scalar, aux)), a complex one with
+    `holomorphic=True` (JAX's rule); returns its leaf count (1)."""
     name = describe_function(fun)
     if has_aux:
         if out_tree.node_type not in (tuple, list) or len(out_tree.children) != 2:
@@ -140,7 +141,18 @@ def check_scalar_output(where: str, fun: Callable, closed: ClosedJaxpr, out_tree
             f"{where}({name}): the function must return a scalar, but it returned "
             f"{aval}.\n  Use vjp({name}, ...) or jacobian({name}) for non-scalar outputs, "
             "or reduce the output (e.g. .sum()).")
-    if not np.issubdtype(aval.dtype, np.floating):
+    if holomorphic and aval.dtype.kind != "c":
+        raise FungradTypeError(
+            f"{where}({name}) with holomorphic=True requires outputs with complex dtype, "
+            f"but got {aval.dtype}.")
+    if aval.dtype.kind == "c" and not holomorphic:
+        raise FungradTypeError(
+            f"{where}({name}) requires real-valued outputs (output dtype that is a sub-dtype "
+            f"of np.floating), but got {aval.dtype}.\n  For holomorphic differentiation, pass "
+            "holomorphic=True. For differentiation of non-holomorphic functions involving "
+            "complex outputs, use vjp directly (or differentiate a real function of the "
+            "output, such as abs(out) ** 2).")
+    if aval.dtype.kind not in "fc":
         raise FungradTypeError(
             f"{where}({name}): the function must return a real floating-point scalar, but "
             f"it returned {aval}")

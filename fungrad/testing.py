@@ -86,7 +86,8 @@ def _axpy(a: float, xs, ys):
 
 
 def _inner(xs, ys) -> float:
-    """Sum over leaves of <x, y>, in float64 (complex: the real part of vdot)."""
+    """Sum over leaves of <x, y>, in float64.  Complex leaves pair as Re(sum x y), with no
+    conjugate: a vjp is the transpose of the jvp for that pairing (JAX's convention)."""
     lx, tx = tree_flatten(xs)
     ly, ty = tree_flatten(ys)
     if tx != ty:
@@ -95,7 +96,7 @@ def _inner(xs, ys) -> float:
     for x, y in zip(lx, ly, strict=True):
         x = np.asarray(x, dtype=np.complex128 if np.iscomplexobj(x) else np.float64)
         y = np.asarray(y, dtype=np.complex128 if np.iscomplexobj(y) else np.float64)
-        total += float(np.real(np.vdot(x, y)))
+        total += float(np.real(np.dot(x.ravel(), y.ravel())))
     return total
 
 

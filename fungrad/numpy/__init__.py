@@ -47,6 +47,7 @@ from ._diagonals import *  # noqa: F401,F403
 from ._products import *  # noqa: F401,F403
 from ._indexing import at, getitem, take, take_along_axis  # noqa: F401
 from . import linalg  # noqa: F401  (fungrad.numpy.linalg)
+from . import fft  # noqa: F401  (fungrad.numpy.fft)
 from . import (_coercion, _creation, _diagonals, _elementwise, _products, _promotion, _ranges,
                _reductions, _shape, _sorting, _tracer_methods)
 

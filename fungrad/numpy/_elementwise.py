@@ -28,7 +28,8 @@ __all__ = ["add", "subtract", "multiply", "true_divide", "divide", "maximum", "m
            "isinf", "where", "clip", "logaddexp", "logaddexp2", "hypot", "sinc", "fmax", "fmin",
            "signbit", "copysign", "deg2rad", "rad2deg", "radians", "degrees", "heaviside",
            "isclose", "nan_to_num", "divmod", "fabs", "float_power", "real", "imag", "conjugate",
-           "conj", "select"]
+           "conj", "select", "angle", "iscomplex", "isreal", "iscomplexobj", "isrealobj",
+           "real_if_close", "frexp", "ldexp"]
 
 
 def _binary(fn, to_inexact=False):
@@ -273,6 +274,8 @@ def log2(x):
     3.0
     """
     approx = lax.div(lax.log(x), _scalar(x, _LN2))
+    if _is_complex_operand(x):
+        return approx
     return _exact_at_powers(x, approx, lax.exp2)
 
 
@@ -284,6 +287,8 @@ def log10(x):
     3.0
     """
     approx = lax.div(lax.log(x), _scalar(x, _LN10))
+    if _is_complex_operand(x):
+        return approx
     return _exact_at_powers(x, approx, lambda k: lax.pow(_scalar(k, 10), k))
 
 
@@ -612,22 +617,79 @@ def float_power(x1, x2):
     return power(x, y)
 
 
+def _is_complex_operand(x) -> bool:
+    return result_type(x).kind == "c"
+
+
 def real(val):
-    """The real part (fungrad arrays are real, so the value itself)."""
-    return _as_array(val)
+    """The real part (a real array is returned as it is)."""
+    x = _as_array(val)
+    return lax.real(x) if _is_complex_operand(x) else x
 
 
 def imag(val):
-    """The imaginary part: zeros (fungrad arrays are real)."""
-    return zeros_like(val)
+    """The imaginary part (zeros of the same dtype for a real array)."""
+    x = _as_array(val)
+    return lax.imag(x) if _is_complex_operand(x) else zeros_like(x)
 
 
 def conjugate(x):
-    """Complex conjugate: the value itself for real arrays."""
-    return _as_array(x)
+    """Complex conjugate, elementwise (a real array is returned as it is)."""
+    x = _as_array(x)
+    return lax.conj(x) if _is_complex_operand(x) else x
 
 
 conj = conjugate
+
+
+def angle(z, deg=False):
+    """The argument of complex z, arctan2(imag(z), real(z)), in radians (degrees with
+    `deg=True`); real inputs give 0 or pi.  Integers give float64."""
+    z = _as_array(z)
+    if not np.issubdtype(result_type(z), np.inexact):
+        z = _convert(z, np.float64)
+    if _is_complex_operand(z):
+        out = lax.atan2(lax.imag(z), lax.real(z))
+    else:
+        out = lax.atan2(zeros_like(z), z)
+    return rad2deg(out) if deg else out
+
+
+def iscomplex(x):
+    """True where the element has a nonzero imaginary part (bool array)."""
+    x = _as_array(x)
+    if not _is_complex_operand(x):
+        return full(aval_of(x).shape, False, np.bool_)
+    return not_equal(lax.imag(x), 0)
+
+
+def isreal(x):
+    """True where the element has a zero imaginary part (bool array)."""
+    return logical_not(iscomplex(x))
+
+
+def iscomplexobj(x) -> bool:
+    """Whether x has a complex dtype (a Python bool, decided from the dtype alone)."""
+    return _is_complex_operand(_as_operand(x))
+
+
+def isrealobj(x) -> bool:
+    """Whether x does not have a complex dtype (a Python bool)."""
+    return not iscomplexobj(x)
+
+
+def real_if_close(a, tol=100):
+    """The real part of complex `a` when every imaginary part is within `tol` machine
+    epsilons of 0 (tol <= 1: an absolute tolerance), else `a` itself.  The decision
+    needs the values: under `jit` it raises a concretization error, as in JAX."""
+    x = _as_array(a)
+    if not _is_complex_operand(x):
+        return x
+    eps = np.finfo(result_type(x)).eps
+    limit = tol * eps if tol > 1 else tol
+    small = less(absolute(lax.imag(x)), limit)
+    close = lax.reduce_and(small, tuple(range(aval_of(x).ndim))) if aval_of(x).ndim else small
+    return lax.real(x) if bool(close) else x
 
 
 def select(condlist, choicelist, default=0):
@@ -699,3 +761,54 @@ for _name, _doc in [*_DOCS.items(),
         _fn.__name__ = _fn.__qualname__ = _name
         _fn.__module__ = __name__
 del _name, _doc, _fn
+
+
+def _times_power_of_two(x, e):
+    """x * 2**e for integer-valued float e, in two steps so that 2**e itself cannot
+    overflow or underflow where the product does not (subnormal x, huge e)."""
+    half = lax.floor(lax.mul(e, _scalar(e, 0.5)))
+    return lax.mul(lax.mul(x, lax.exp2(half)), lax.exp2(lax.sub(e, half)))
+
+
+def frexp(x):
+    """(mantissa, exponent) with x = mantissa * 2**exponent, 0.5 <= |mantissa| < 1
+    (0, inf and nan give exponent 0 and themselves).  The exponent is int32; the
+    mantissa's derivative is 2**-exponent."""
+    x = _as_array(x)
+    if not isinstance(x, Tracer):
+        return np.frexp(x)
+    if not np.issubdtype(result_type(x), np.floating):
+        x = _convert(x, np.float64)
+    ax = lax.abs(x)
+    regular = lax.bitwise_and(lax.is_finite(x), lax.ne(x, _scalar(x, 0)))
+    safe = lax.select(regular, ax, lax.full(aval_of(x).shape, 1, result_type(x)))
+    e = lax.stop_gradient(lax.add(lax.floor(log2(safe)), _scalar(x, 1)))
+    m = _times_power_of_two(x, lax.neg(e))
+    # log2 may round across a power of two: one step of correction either way
+    am = lax.abs(m)
+    too_big = lax.ge(am, _scalar(x, 1))
+    too_small = lax.lt(am, _scalar(x, 0.5))
+    e = lax.select(too_big, lax.add(e, _scalar(e, 1)),
+                   lax.select(too_small, lax.sub(e, _scalar(e, 1)), e))
+    m = lax.select(too_big, lax.mul(m, _scalar(m, 0.5)),
+                   lax.select(too_small, lax.mul(m, _scalar(m, 2)), m))
+    m = lax.select(regular, m, x)
+    e = lax.select(regular, e, lax.full(aval_of(e).shape, 0, aval_of(e).dtype))
+    return m, lax.convert_element_type(e, np.int32)
+
+
+def ldexp(x1, x2):
+    """x1 * 2**x2 with integer x2 (float32 x1 stays float32; integer x1 gives
+    float64); differentiable in x1."""
+    x1 = _as_array(x1)
+    x2 = _as_array(x2)
+    if not np.issubdtype(result_type(x2), np.integer) and result_type(x2) != np.bool_:
+        raise FungradTypeError(f"ldexp: the exponent must be an integer array, got "
+                               f"{result_type(x2)}")
+    if not isinstance(x1, Tracer) and not isinstance(x2, Tracer):
+        return np.ldexp(x1, x2)
+    dt = result_type(x1)
+    if not np.issubdtype(dt, np.floating):
+        dt = np.dtype(np.float64)
+    x, e = _broadcast(_convert(x1, dt), _convert(x2, dt))
+    return _times_power_of_two(x, e)

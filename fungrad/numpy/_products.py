@@ -13,7 +13,7 @@ from ..tracing import Tracer, aval_of
 from ._promotion import _convert
 from ._coercion import _as_array, _promote, expand_dims, ravel, reshape
 from ._shape import broadcast_to, ndim, shape, squeeze
-from ._elementwise import multiply
+from ._elementwise import conjugate, multiply
 from ._reductions import _no_out
 from ._diagonals import diagonal
 
@@ -92,8 +92,8 @@ dot.__doc__ = ("NumPy's dot: inner product of vectors, matrix product, or sum ov
 
 
 def vdot(a, b):
-    """Dot product of the flattened arrays."""
-    return dot(ravel(a), ravel(b))
+    """Dot product of the flattened arrays, conjugating the first if it is complex."""
+    return dot(conjugate(ravel(a)), ravel(b))
 
 
 def inner(a, b):

@@ -20,7 +20,7 @@ from ._elementwise import (_to_bool, add, divide, equal, isclose, isnan, logical
 
 __all__ = ["sum", "mean", "all", "any", "max", "amax", "min", "amin", "prod", "nanmax", "nanmin",
            "ptp", "argmax", "argmin", "cumsum", "cumprod", "var", "std", "nansum", "nanmean",
-           "count_nonzero", "average", "allclose", "array_equal", "diff"]
+           "count_nonzero", "average", "allclose", "array_equal", "diff", "gradient"]
 
 
 def _keepdims(out, x_shape, axes):
@@ -365,3 +365,106 @@ def diff(a, n=1, axis=-1):
         lo = _slice_axis(x, ax, 0, builtins.max(length - 1, 0))
         x = not_equal(hi, lo) if aval_of(x).dtype == np.bool_ else subtract(hi, lo)
     return x
+
+
+def _gradient_axis(f, ax: int, spacing, edge_order: int):
+    """NumPy's gradient along one axis: second-order central differences inside,
+    one-sided differences of order `edge_order` at both ends; `spacing` is a scalar
+    step or the coordinates along the axis."""
+    n = aval_of(f).shape[ax]
+    if n < edge_order + 1:
+        raise FungradValueError("Shape of array too small to calculate a numerical gradient, "
+                                "at least (edge_order + 1) elements are required.")
+    nd = aval_of(f).ndim
+
+    def along(v):
+        """A 1-d array of the axis' length, shaped to broadcast along `ax`."""
+        return reshape(v, tuple(-1 if d == ax else 1 for d in range(nd)))
+
+    def part(start, stop):
+        return _slice_axis(f, ax, start, stop)
+
+    if np.ndim(spacing) == 0 and not (isinstance(spacing, Tracer) and spacing.ndim):
+        uniform = True
+        h = spacing
+    else:
+        coords = _as_array(spacing)
+        if aval_of(coords).shape != (n,):
+            raise FungradValueError("when 1d, distances must match the length of the "
+                                    "corresponding dimension")
+        coords = _convert(coords, result_type(f, coords))
+        dx_all = subtract(_slice_axis(coords, 0, 1, n), _slice_axis(coords, 0, 0, n - 1))
+        uniform = False
+    if uniform:
+        if edge_order == 1:
+            first = divide(subtract(part(1, 2), part(0, 1)), h)
+            last = divide(subtract(part(n - 1, n), part(n - 2, n - 1)), h)
+        else:
+            first = divide(add(add(multiply(part(0, 1), -1.5), multiply(part(1, 2), 2.0)),
+                               multiply(part(2, 3), -0.5)), h)
+            last = divide(add(add(multiply(part(n - 3, n - 2), 0.5),
+                                  multiply(part(n - 2, n - 1), -2.0)),
+                              multiply(part(n - 1, n), 1.5)), h)
+        if n > 2:
+            middle = divide(subtract(part(2, n), part(0, n - 2)), multiply(h, 2.0))
+    else:
+        d = lambda i: _slice_axis(dx_all, 0, i, i + 1)  # noqa: E731
+        if edge_order == 1:
+            first = divide(subtract(part(1, 2), part(0, 1)), along(d(0)))
+            last = divide(subtract(part(n - 1, n), part(n - 2, n - 1)), along(d(n - 2)))
+        else:
+            d1, d2 = d(0), d(1)
+            a = divide(_negative(add(multiply(d1, 2.0), d2)), multiply(d1, add(d1, d2)))
+            b = divide(add(d1, d2), multiply(d1, d2))
+            c = divide(_negative(d1), multiply(d2, add(d1, d2)))
+            first = add(add(multiply(along(a), part(0, 1)), multiply(along(b), part(1, 2))),
+                        multiply(along(c), part(2, 3)))
+            d1, d2 = d(n - 3), d(n - 2)
+            a = divide(d2, multiply(d1, add(d1, d2)))
+            b = divide(_negative(add(d2, d1)), multiply(d1, d2))
+            c = divide(add(multiply(d2, 2.0), d1), multiply(d2, add(d1, d2)))
+            last = add(add(multiply(along(a), part(n - 3, n - 2)),
+                           multiply(along(b), part(n - 2, n - 1))),
+                       multiply(along(c), part(n - 1, n)))
+        if n > 2:
+            d1 = _slice_axis(dx_all, 0, 0, n - 2)
+            d2 = _slice_axis(dx_all, 0, 1, n - 1)
+            a = divide(_negative(d2), multiply(d1, add(d1, d2)))
+            b = divide(subtract(d2, d1), multiply(d1, d2))
+            c = divide(d1, multiply(d2, add(d1, d2)))
+            middle = add(add(multiply(along(a), part(0, n - 2)),
+                             multiply(along(b), part(1, n - 1))),
+                         multiply(along(c), part(2, n)))
+    pieces = [first] + ([middle] if n > 2 else []) + [last]
+    return lax.concatenate(_promote(*pieces), ax)
+
+
+def _negative(x):
+    return lax.neg(x) if isinstance(x, Tracer) else np.negative(x)
+
+
+def gradient(f, *varargs, axis=None, edge_order=1):
+    """NumPy's numerical gradient: second-order central differences in the interior and
+    one-sided differences of order `edge_order` (1 or 2) at the boundaries, along each
+    of `axis` (default: all).  `varargs`: one spacing for all axes, or one per axis,
+    each a scalar step or the coordinates along that axis.  Returns one array for one
+    axis, else a list.  Integer inputs give float64.  Differentiable in f and in the
+    spacings."""
+    x = _as_array(f)
+    if not np.issubdtype(result_type(x), np.inexact):
+        x = _convert(x, np.float64)
+    nd = aval_of(x).ndim
+    axes = tuple(range(nd)) if axis is None else tuple(
+        _axes(a, nd)[0] for a in ((axis,) if isinstance(axis, (int, np.integer)) else axis))
+    if edge_order not in (1, 2):
+        raise FungradValueError("'edge_order' greater than 2 not supported")
+    if not varargs:
+        spacings = [1.0] * len(axes)
+    elif len(varargs) == 1 and np.ndim(varargs[0]) == 0:
+        spacings = [varargs[0]] * len(axes)
+    elif len(varargs) == len(axes):
+        spacings = list(varargs)
+    else:
+        raise FungradTypeError("invalid number of arguments")
+    out = [_gradient_axis(x, ax, h, edge_order) for ax, h in zip(axes, spacings, strict=True)]
+    return out[0] if len(out) == 1 else out

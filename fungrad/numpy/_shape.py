@@ -16,7 +16,7 @@ from ._coercion import _as_array, concatenate, expand_dims, ravel, reshape
 __all__ = ["shape", "ndim", "size", "transpose", "moveaxis", "swapaxes", "squeeze", "broadcast_to",
            "broadcast_arrays", "atleast_1d", "atleast_2d", "vstack", "hstack", "atleast_3d",
            "dstack", "column_stack", "row_stack", "array_split", "split", "flip", "fliplr",
-           "flipud", "roll", "tile", "repeat", "rot90"]
+           "flipud", "roll", "tile", "repeat", "rot90", "append"]
 
 
 def _axes(axis, ndim):
@@ -326,3 +326,11 @@ def rot90(m, k=1, axes=(0, 1)):
     perm = list(range(aval_of(x).ndim))
     perm[ax0], perm[ax1] = perm[ax1], perm[ax0]
     return lax.transpose(flip(x, ax1), perm) if k == 1 else flip(lax.transpose(x, perm), ax1)
+
+
+def append(arr, values, axis=None):
+    """`values` appended to `arr`: both flattened when axis is None, else joined along
+    `axis` (the shapes must match elsewhere).  Dtypes promote as in concatenate."""
+    if axis is None:
+        return concatenate([ravel(arr), ravel(values)], axis=0)
+    return concatenate([_as_array(arr), _as_array(values)], axis=axis)

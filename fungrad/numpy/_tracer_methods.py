@@ -15,10 +15,10 @@ from ..tracing import Tracer
 from . import (_coercion, _creation, _diagonals, _elementwise, _products, _promotion, _ranges,
                _reductions, _shape, _sorting, linalg)
 from ._coercion import astype, ravel, reshape
-from ._creation import zeros_like
-from ._elementwise import (absolute, add, bitwise_and, bitwise_or, bitwise_xor, equal,
-                           floor_divide, greater, greater_equal, invert, less, less_equal,
-                           multiply, negative, not_equal, power, remainder, subtract, true_divide)
+from ._elementwise import (absolute, add, bitwise_and, bitwise_or, bitwise_xor, conjugate, equal,
+                           floor_divide, greater, greater_equal, imag, invert, less, less_equal,
+                           multiply, negative, not_equal, power, real, remainder, subtract,
+                           true_divide)
 from ._indexing import (_IndexUpdateHelper, _fresh, _getitem, _setitem, _view_method, at, getitem,
                         take, take_along_axis)
 from ._products import dot, matmul
@@ -91,9 +91,9 @@ def install():
     T.dot = lambda s, other: dot(s, other)
     T.swapaxes = lambda s, a, b: swapaxes(s, a, b)
     T.copy = lambda s: s
-    T.conj = T.conjugate = lambda s: s
-    T.real = property(lambda s: s)
-    T.imag = property(lambda s: zeros_like(s))
+    T.conj = T.conjugate = lambda s: conjugate(s)
+    T.real = property(lambda s: real(s))
+    T.imag = property(lambda s: imag(s))
     for name in ("sum", "mean", "max", "min", "prod", "argmax", "argmin", "cumsum", "cumprod",
                  "var", "std", "all", "any", "clip", "round", "trace", "diagonal", "repeat",
                  "ptp", "nonzero", "flatten", "take", "sort", "argsort"):
@@ -132,7 +132,7 @@ def _method(name):
     return method
 
 
-_UFUNC_NAMES = {"true_divide": "divide", "conjugate": "positive", "conj": "positive"}
+_UFUNC_NAMES = {"true_divide": "divide"}
 # ufunc methods with a fungrad.numpy equivalent: (ufunc, method) -> function name
 _UFUNC_METHODS = {("add", "reduce"): "sum", ("multiply", "reduce"): "prod",
                   ("maximum", "reduce"): "max", ("minimum", "reduce"): "min",

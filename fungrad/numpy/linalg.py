@@ -22,7 +22,8 @@ from ..tracing import Tracer, aval_of
 from . import _coercion, _creation, _diagonals, _products, _shape
 
 __all__ = ["norm", "vector_norm", "matrix_norm", "det", "slogdet", "inv", "solve",
-           "cholesky", "eigh", "eigvalsh", "qr", "svd", "svdvals", "pinv", "cond", "matrix_rank",
+           "cholesky", "eig", "eigvals", "eigh", "eigvalsh", "qr", "svd", "svdvals", "pinv", "cond",
+           "matrix_rank",
            "matrix_power", "multi_dot", "matmul", "outer", "tensordot", "trace", "diagonal",
            "matrix_transpose", "lstsq", "cross", "vecdot", "LinAlgError"]
 
@@ -39,6 +40,11 @@ class EighResult(NamedTuple):
     eigenvectors: object
 
 
+class EigResult(NamedTuple):
+    eigenvalues: object
+    eigenvectors: object
+
+
 class QRResult(NamedTuple):
     Q: object
     R: object
@@ -50,12 +56,18 @@ class SVDResult(NamedTuple):
     Vh: object
 
 
-def _float_array(x, where: str):
-    """x as an array (tracer or ndarray) of an inexact dtype (ints become float64)."""
+_COMPLEX_OK = "solve, inv, det, eig, eigvals, norm (but its ord 2, -2 and 'nuc' matrix norms), matrix_power"
+
+
+def _float_array(x, where: str, complex_ok: bool = False):
+    """x as an array (tracer or ndarray) of an inexact dtype (ints become float64);
+    complex only where `complex_ok` (the functions whose rules are holomorphic)."""
     x = _coercion.asarray(x)
     dtype = aval_of(x).dtype
-    if np.issubdtype(dtype, np.complexfloating):
-        raise FungradTypeError(f"linalg.{where}: complex inputs are not supported")
+    if np.issubdtype(dtype, np.complexfloating) and not complex_ok:
+        raise FungradTypeError(
+            f"linalg.{where}: complex inputs are not supported yet (got {aval_of(x)}); "
+            f"the linalg functions that take them are {_COMPLEX_OK}")
     if not np.issubdtype(dtype, np.inexact):
         x = _coercion.asarray(x, dtype=np.float64)
     return x
@@ -86,7 +98,7 @@ def _broadcast_batch(a, b, b_core: int):
 
 
 def _promote_pair(a, b, where):
-    a, b = _float_array(a, where), _float_array(b, where)
+    a, b = _float_array(a, where, True), _float_array(b, where, True)
     dtype = np.result_type(aval_of(a).dtype, aval_of(b).dtype)
     return lax.convert_element_type(a, dtype), lax.convert_element_type(b, dtype)
 
@@ -112,7 +124,7 @@ def inv(a):
 
     >>> inv(np.array([[2., 0.], [0., 4.]]))   # [[0.5, 0.], [0., 0.25]]
     """
-    a = _square(_float_array(a, "inv"), "inv")
+    a = _square(_float_array(a, "inv", True), "inv")
     return lax.inv(a)
 
 
@@ -121,7 +133,7 @@ def det(a):
 
     >>> det(np.array([[1., 2.], [3., 4.]]))   # -2.0
     """
-    a = _square(_float_array(a, "det"), "det")
+    a = _square(_float_array(a, "det", True), "det")
     return lax.det(a)
 
 
@@ -163,6 +175,25 @@ def eigh(a, UPLO: str = "L"):
     a = _square(_float_array(a, "eigh"), "eigh")
     w, v = lax.eigh(a, symmetrize_input=True)
     return EighResult(w, v)
+
+
+def eig(a):
+    """Eigenvalues and unit eigenvectors (columns) of a general square matrix (or of each
+    in a stack), always complex, as an EigResult(eigenvalues, eigenvectors) named tuple.
+    Derivatives follow JAX and exist where the eigenvalues are distinct; the
+    eigenvectors' phase is LAPACK's, so only phase-invariant functions of them (such
+    as abs(v) or v w v^-1) have meaningful gradients.
+
+    >>> eig(np.array([[2., 0.], [0., 3.]]))   # EigResult(eigenvalues=[2+0j, 3+0j], ...)
+    """
+    a = _square(_float_array(a, "eig", True), "eig")
+    w, v = lax.eig(a)
+    return EigResult(w, v)
+
+
+def eigvals(a):
+    """The (complex) eigenvalues of a general square matrix; see `eig`."""
+    return eig(a).eigenvalues
 
 
 def eigvalsh(a, UPLO: str = "L"):
@@ -313,7 +344,17 @@ def norm(x, ord=None, axis=None, keepdims: bool = False):
 
     >>> norm(np.array([3., 4.]))   # 5.0
     """
-    x = _float_array(x, "norm")
+    x = _float_array(x, "norm", True)
+    if aval_of(x).dtype.kind == "c":
+        # every norm but the spectral ones is the same norm of |x| (real, with the
+        # conjugate gradient conj(x) / |x| of abs)
+        spectral = ord in (2, -2, "nuc") and (aval_of(x).ndim == 2 and axis is None or
+                                              axis is not None and np.ndim(axis) == 1
+                                              and len(axis) == 2)
+        if spectral:
+            raise FungradTypeError(f"linalg.norm: ord={ord!r} matrix norms of complex "
+                                   "inputs need a complex svd, which is not supported yet")
+        x = lax.abs(x)
     shape = aval_of(x).shape
     nd = len(shape)
     if axis is None:

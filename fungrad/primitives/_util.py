@@ -9,11 +9,31 @@ from ..errors import FungradTypeError
 from ..tracing import Tracer, aval_of
 
 __all__ = ["same_shape", "binary_shape", "bool_shape", "coerce_scalars", "nondifferentiable",
-           "is_float", "np_dtype", "affine", "strides", "reshape_index"]
+           "is_float", "is_complex", "real_dtype", "complex_dtype", "np_dtype", "affine",
+           "strides", "reshape_index"]
 
 
 def is_float(dtype) -> bool:
+    """Inexact: real floating point or complex (what can be differentiated)."""
     return np.dtype(dtype).kind in "fc"
+
+
+def is_complex(dtype) -> bool:
+    return np.dtype(dtype).kind == "c"
+
+
+def real_dtype(dtype) -> np.dtype:
+    """The real dtype of a complex dtype's parts (complex64 -> float32); others as they are."""
+    dtype = np.dtype(dtype)
+    return np.finfo(dtype).dtype if dtype.kind == "c" else dtype
+
+
+def complex_dtype(dtype) -> np.dtype:
+    """The complex dtype with parts of `dtype` (float32 -> complex64; others complex128)."""
+    dtype = np.dtype(dtype)
+    if dtype.kind == "c":
+        return dtype
+    return np.dtype(np.complex64) if dtype in (np.float32, np.float16) else np.dtype(np.complex128)
 
 
 def same_shape(x: ShapedArray, **params) -> ShapedArray:

@@ -17,8 +17,10 @@ from ..core import Primitive, ShapedArray
 from ..errors import FungradTypeError
 from ..pytree import tree_map
 from ..tracing import Tracer, aval_of
-from ._util import binary_shape, bool_shape, coerce_scalars, is_float, nondifferentiable, same_shape
-from .base import broadcast_in_dim, elementwise_vmap, full, reduce_sum, zeros_like_aval
+from ._util import (binary_shape, bool_shape, coerce_scalars, complex_dtype, is_complex, is_float,
+                    nondifferentiable, real_dtype, same_shape)
+from .base import (broadcast_in_dim, convert_element_type, elementwise_vmap, full, reduce_sum,
+                   zeros_like_aval)
 
 __all__ = [
     "neg", "add", "sub", "mul", "div", "rem", "pow", "integer_pow", "max", "min", "abs",
@@ -26,11 +28,11 @@ __all__ = [
     "tan", "asin", "acos", "atan", "atan2", "sinh", "cosh", "tanh", "asinh", "acosh", "atanh",
     "logistic", "erf", "erfc", "erf_inv", "lgamma", "digamma", "polygamma", "floor", "ceil", "round",
     "is_finite", "eq", "ne", "lt", "le", "gt", "ge", "bitwise_and", "bitwise_or",
-    "bitwise_not", "bitwise_xor", "select", "square",
+    "bitwise_not", "bitwise_xor", "select", "square", "real", "imag", "conj", "complex",
     "safe_mul", "nextafter", "bce_with_logits", "softplus",
 ]
 
-# NOTE: `max`, `min`, `abs`, `pow`, `round` shadow builtins inside this module on
+# NOTE: `max`, `min`, `abs`, `pow`, `round`, `complex` shadow builtins inside this module on
 # purpose (they are the lax names); use the builtins through `builtins.` here.
 import builtins  # noqa: E402
 
@@ -64,15 +66,21 @@ def _zero_array(x):
     return zeros_like_aval(aval_of(x))
 
 
-def _unary(name, impl, emit, *, jvp=None, float_only=True):
+def _unary(name, impl, emit, *, jvp=None, float_only=True, real_only=False):
     """Declare an elementwise unary primitive with `jvp(t, x, out)`; its vjp is the
-    same linear map applied to the cotangent (elementwise => self-adjoint)."""
+    same linear map applied to the cotangent (elementwise => self-adjoint).  For a
+    complex operand the jvp is multiplication by the complex derivative f'(x)
+    (the primitive is holomorphic), and its transpose is the same multiplication:
+    vjp is the transpose, not the conjugate transpose (JAX's convention).
+    `real_only=True`: NumPy defines the function on real operands only."""
     p = Primitive(name, kind="elementwise")
     p.def_impl(impl)
 
     def shape(x, **params):
         if float_only and not is_float(x.dtype):
             raise FungradTypeError(f"{name}: needs a floating-point operand, got {x}")
+        if real_only and is_complex(x.dtype):
+            raise FungradTypeError(f"{name}: is defined on real operands only, got {x}")
         return x
     p.def_shape(shape)
     p.def_vmap(elementwise_vmap(p))
@@ -83,13 +91,23 @@ def _unary(name, impl, emit, *, jvp=None, float_only=True):
     return p
 
 
-def _binary(name, impl, emit, *, jvp, vjp, **props):
+def _real_binary_shape(name):
+    rule = binary_shape(name)
+
+    def shape(x, y, **params):
+        if is_complex(x.dtype) or is_complex(y.dtype):
+            raise FungradTypeError(f"{name}: is defined on real operands only, got {x} and {y}")
+        return rule(x, y)
+    return shape
+
+
+def _binary(name, impl, emit, *, jvp, vjp, real_only=False, **props):
     """Declare a strict binary elementwise primitive (a 0-d operand applies to every
     element): its impl, emit text, and jvp/vjp rules; shape and vmap are shared.
     `props` are Primitive's declared properties (commutative=, linear_in=)."""
     p = Primitive(name, kind="elementwise", **props)
     p.def_impl(impl)
-    p.def_shape(binary_shape(name))
+    p.def_shape(_real_binary_shape(name) if real_only else binary_shape(name))
     p.def_vmap(elementwise_vmap(p))
     p.def_emit(emit)
     p.def_jvp(jvp)
@@ -185,7 +203,7 @@ def _rem_impl(x, y):
 
 
 # rem(x, y) = x - y trunc(x / y): d = dx - trunc(x / y) dy
-rem_p = _binary("rem", _rem_impl, lambda x, y: f"np.fmod({x}, {y})",
+rem_p = _binary("rem", _rem_impl, lambda x, y: f"np.fmod({x}, {y})", real_only=True,
                 jvp=lambda tx, ty, x, y, *, out: sub(tx, mul(ty, round(div(sub(x, out), y)))),
                 vjp=lambda ct, x, y, *, out: (
                     _sum_to(ct, _aval(x)), _sum_to(neg(mul(ct, round(div(sub(x, out), y)))), _aval(y))))
@@ -341,6 +359,7 @@ def min(x, y):
 
 
 nextafter_p = _binary("nextafter", np.nextafter, lambda x, y: f"np.nextafter({x}, {y})",
+                      real_only=True,
                       jvp=nondifferentiable,
                       vjp=nondifferentiable)
 
@@ -349,20 +368,35 @@ def nextafter(x, y):
     return nextafter_p.bind(*coerce_scalars(x, y))
 
 
-# d|x| = sign(x) dx, and 0 at x == 0
+def _abs_unit(x, out):
+    """conj(x) / |x| for complex x, 0 where x == 0 (written with differentiable
+    operations: unlike a real sign, it varies with x)."""
+    mag = convert_element_type(out, _aval(x).dtype)
+    at_zero = eq(out, _zero(out))
+    safe = select(at_zero, _ones_array(mag), mag)
+    return select(at_zero, _zero_array(x), div(conj(x), safe))
+
+
+# real x: d|x| = sign(x) dx, and 0 at x == 0.
+# complex z: d|z| = Re(conj(z) dz) / |z|; transposed (the pairing is Re(u v), as in JAX),
+# a real cotangent c gives c conj(z) / |z|; 0 at z == 0 (a zero wins, like JAX)
 abs_p = Primitive("abs", kind="elementwise")
 abs_p.def_impl(np.abs)
-abs_p.def_shape(same_shape)
+abs_p.def_shape(lambda x: x.update(dtype=real_dtype(x.dtype)))
 abs_p.def_vmap(elementwise_vmap(abs_p))
 abs_p.def_emit(lambda x: f"np.abs({x})")
-abs_p.def_jvp(lambda t, x, *, out: mul(t, sign(x)))
-abs_p.def_vjp(lambda ct, x, *, out: (mul(ct, sign(x)),))
+abs_p.def_jvp(lambda t, x, *, out: (real(mul(t, _abs_unit(x, out))) if is_complex(_aval(x).dtype)
+                                    else mul(t, sign(x))))
+abs_p.def_vjp(lambda ct, x, *, out: ((
+    mul(convert_element_type(ct, _aval(x).dtype), _abs_unit(x, out))
+    if is_complex(_aval(x).dtype) else mul(ct, sign(x))),))
 
 
 def abs(x):
     return abs_p.bind(x)
 
 
+# sign(z) = z / |z| for complex z (NumPy 2); treated as constant by derivatives (as JAX)
 sign_p = Primitive("sign", kind="elementwise")
 sign_p.def_impl(np.sign)
 sign_p.def_shape(same_shape)
@@ -374,6 +408,101 @@ sign_p.def_vjp(nondifferentiable)
 
 def sign(x):
     return sign_p.bind(x)
+
+
+# --- complex parts ----------------------------------------------------------------
+# The derivative rules follow JAX: a jvp is the R-linear map of tangents, and a vjp is
+# its transpose for the real pairing <u, v> = Re(sum u v) (no conjugation), so
+# transpose(real) = complex(ct, 0), transpose(imag) = complex(0, -ct), transpose(conj) = conj.
+
+def _complex_shape(name):
+    def shape(x, **params):
+        if not is_complex(x.dtype):
+            raise FungradTypeError(f"{name}: needs a complex operand, got {x}")
+        return x.update(dtype=real_dtype(x.dtype))
+    return shape
+
+
+def _as_complex(x, dtype):
+    return convert_element_type(x, dtype)
+
+
+real_p = Primitive("real", kind="elementwise", linear_in="all")
+real_p.def_impl(np.real)
+real_p.def_shape(_complex_shape("real"))
+real_p.def_vmap(elementwise_vmap(real_p))
+real_p.def_emit(lambda x: f"({x}).real")
+real_p.def_jvp(lambda t, x, *, out: real(t))
+real_p.def_vjp(lambda ct, x, *, out: (_as_complex(ct, _aval(x).dtype),))
+
+
+def real(x):
+    """The real part of complex x (primitive `real`)."""
+    return real_p.bind(x)
+
+
+imag_p = Primitive("imag", kind="elementwise", linear_in="all")
+imag_p.def_impl(np.imag)
+imag_p.def_shape(_complex_shape("imag"))
+imag_p.def_vmap(elementwise_vmap(imag_p))
+imag_p.def_emit(lambda x: f"({x}).imag")
+imag_p.def_jvp(lambda t, x, *, out: imag(t))
+imag_p.def_vjp(lambda ct, x, *, out: (
+    mul(_as_complex(ct, _aval(x).dtype), _aval(x).dtype.type(-1j)),))
+
+
+def imag(x):
+    """The imaginary part of complex x (primitive `imag`)."""
+    return imag_p.bind(x)
+
+
+def _conj_shape(x, **params):
+    if not is_complex(x.dtype):
+        raise FungradTypeError(f"conj: needs a complex operand, got {x}")
+    return x
+
+
+conj_p = Primitive("conj", kind="elementwise", linear_in="all")
+conj_p.def_impl(np.conjugate)
+conj_p.def_shape(_conj_shape)
+conj_p.def_vmap(elementwise_vmap(conj_p))
+conj_p.def_emit(lambda x: f"np.conj({x})")
+conj_p.def_jvp(lambda t, x, *, out: conj(t))
+conj_p.def_vjp(lambda ct, x, *, out: (conj(ct),))
+
+
+def conj(x):
+    """The complex conjugate of complex x (primitive `conj`)."""
+    return conj_p.bind(x)
+
+
+def _complex_impl(x, y):
+    dtype = complex_dtype(np.result_type(x))
+    out = np.asarray(x).astype(dtype)
+    out.imag = y
+    return out if out.ndim else out[()]
+
+
+def _make_complex_shape(x, y, **params):
+    if x.dtype.kind != "f":
+        raise FungradTypeError(f"complex: needs real floating-point operands, got {x} and {y}")
+    return binary_shape("complex")(x, y).update(dtype=complex_dtype(x.dtype))
+
+
+# complex(x, y) = x + i y: d = dx + i dy; transposed: (Re ct, -Im ct)
+complex_p = Primitive("complex", kind="elementwise", linear_in="all")
+complex_p.def_impl(_complex_impl)
+complex_p.def_shape(_make_complex_shape)
+complex_p.def_vmap(elementwise_vmap(complex_p))
+complex_p.def_emit(lambda x, y: f"({x} + 1j * {y})")
+complex_p.def_jvp(lambda tx, ty, x, y, *, out: complex(tx, ty))
+complex_p.def_vjp(lambda ct, x, y, *, out: (_sum_to(real(ct), _aval(x)),
+                                            _sum_to(neg(imag(ct)), _aval(y))))
+
+
+def complex(x, y):  # noqa: A001 (lax's name)
+    """x + i y from real x and y of one dtype (primitive `complex`)."""
+    return complex_p.bind(*coerce_scalars(x, y))
 
 
 # --- transcendental -------------------------------------------------------------
@@ -399,7 +528,7 @@ sqrt_p = _unary("sqrt", np.sqrt, "np.sqrt({})",
 rsqrt_p = _unary("rsqrt", lambda x: 1.0 / np.sqrt(x) if np.ndim(x) else
                  np.result_type(x).type(1) / np.sqrt(x), "(1.0 / np.sqrt({}))",
                  jvp=lambda t, x, out: safe_mul(t, mul(_c(x, -0.5), div(out, x))))
-cbrt_p = _unary("cbrt", np.cbrt, "np.cbrt({})",
+cbrt_p = _unary("cbrt", np.cbrt, "np.cbrt({})", real_only=True,
                 jvp=lambda t, x, out: safe_mul(t, div(_c(x, 1 / 3), mul(out, out))))
 sin_p = _unary("sin", np.sin, "np.sin({})", jvp=lambda t, x, out: mul(t, cos(x)))
 cos_p = _unary("cos", np.cos, "np.cos({})", jvp=lambda t, x, out: neg(mul(t, sin(x))))
@@ -419,8 +548,11 @@ tanh_p = _unary("tanh", np.tanh, "np.tanh({})",
                 jvp=lambda t, x, out: mul(t, sub(_c(x, 1), mul(out, out))))
 asinh_p = _unary("asinh", np.arcsinh, "np.arcsinh({})",
                  jvp=lambda t, x, out: mul(t, rsqrt(add(mul(x, x), _c(x, 1)))))
+# d acosh z = dz / (sqrt(z - 1) sqrt(z + 1)): for complex z that is the principal
+# branch's derivative (1 / sqrt(z^2 - 1) has the wrong sign where Re z < 0)
 acosh_p = _unary("acosh", np.arccosh, "np.arccosh({})",
-                 jvp=lambda t, x, out: safe_mul(t, rsqrt(sub(mul(x, x), _c(x, 1)))))
+                 jvp=lambda t, x, out: safe_mul(t, div(_c(x, 1), mul(
+                     sqrt(sub(x, _c(x, 1))), sqrt(add(x, _c(x, 1)))))))
 atanh_p = _unary("atanh", np.arctanh, "np.arctanh({})",
                  jvp=lambda t, x, out: safe_mul(t, div(_c(x, 1), sub(_c(x, 1), mul(x, x)))))
 
@@ -429,8 +561,11 @@ def _logistic_impl(x):
     # stable in NumPy alone (scipy.special.expit would cost ~0.35 s of import on the
     # first gradient of a process): exp(-|x|) never overflows
     x = np.asarray(x)
-    e = np.exp(-np.abs(x))
     one = x.dtype.type(1)
+    if x.dtype.kind == "c":
+        out = one / (one + np.exp(-x))
+        return out if out.ndim else out[()]
+    e = np.exp(-np.abs(x))
     out = np.where(x >= 0, one / (one + e), e / (one + e))
     return out if out.ndim else out[()]
 
@@ -439,23 +574,23 @@ def _logistic_impl(x):
 logistic_p = _unary("logistic", _logistic_impl, "(1.0 / (1.0 + np.exp(-{})))",
                     jvp=lambda t, x, out: mul(t, mul(out, sub(_c(x, 1), out))))
 # d erf x = 2/sqrt(pi) exp(-x^2) dx
-erf_p = _unary("erf", lambda x: _special("erf")(x), "math.erf({})",
+erf_p = _unary("erf", lambda x: _special("erf")(x), "math.erf({})", real_only=True,
                jvp=lambda t, x, out: mul(t, mul(_c(x, 2 / np.sqrt(np.pi)),
                                                 exp(neg(mul(x, x))))))
-erfc_p = _unary("erfc", lambda x: _special("erfc")(x), "math.erfc({})",
+erfc_p = _unary("erfc", lambda x: _special("erfc")(x), "math.erfc({})", real_only=True,
                 jvp=lambda t, x, out: mul(t, mul(_c(x, -2 / np.sqrt(np.pi)),
                                                  exp(neg(mul(x, x))))))
 # d erfinv y = sqrt(pi)/2 exp(erfinv(y)^2) dy
-erf_inv_p = _unary("erf_inv", lambda x: _special("erfinv")(x), "_erfinv({})",
+erf_inv_p = _unary("erf_inv", lambda x: _special("erfinv")(x), "_erfinv({})", real_only=True,
                    jvp=lambda t, x, out: safe_mul(t, mul(_c(x, np.sqrt(np.pi) / 2),
                                                          exp(mul(out, out)))))
-lgamma_p = _unary("lgamma", lambda x: _special("gammaln")(x), "math.lgamma({})",
+lgamma_p = _unary("lgamma", lambda x: _special("gammaln")(x), "math.lgamma({})", real_only=True,
                   jvp=lambda t, x, out: mul(t, digamma(x)))
 
 # polygamma(n, x) = d^(n+1) lgamma(x) / dx^(n+1); digamma is n = 0
 polygamma_p = Primitive("polygamma", kind="elementwise")
 polygamma_p.def_impl(lambda x, *, n: _special("polygamma")(n, x).astype(np.result_type(x)))
-polygamma_p.def_shape(same_shape)
+polygamma_p.def_shape(lambda x, *, n: _real_unary_shape("polygamma", x))
 polygamma_p.def_vmap(elementwise_vmap(polygamma_p))
 polygamma_p.def_jvp(lambda t, x, *, out, n: mul(t, polygamma(n + 1, x)))
 polygamma_p.def_vjp(lambda ct, x, *, out, n: (mul(ct, polygamma(n + 1, x)),))
@@ -510,7 +645,7 @@ def _atan2_jvp(tx, ty, x, y):
 
 atan2_p = Primitive("atan2", kind="elementwise")
 atan2_p.def_impl(np.arctan2)
-atan2_p.def_shape(binary_shape("atan2"))
+atan2_p.def_shape(_real_binary_shape("atan2"))
 atan2_p.def_vmap(elementwise_vmap(atan2_p))
 atan2_p.def_emit(lambda x, y: f"np.arctan2({x}, {y})")
 atan2_p.def_jvp(lambda tx, ty, x, y, *, out: _atan2_jvp(tx, ty, x, y))
@@ -536,15 +671,24 @@ def _piecewise_constant(name, impl, emit, shape=same_shape, **props):
     return p
 
 
-floor_p = _piecewise_constant("floor", np.floor, lambda x: f"np.floor({x})")
-ceil_p = _piecewise_constant("ceil", np.ceil, lambda x: f"np.ceil({x})")
+def _real_unary_shape(name, x, **params):
+    if is_complex(x.dtype):
+        raise FungradTypeError(f"{name}: is defined on real operands only, got {x}")
+    return x
+
+
+floor_p = _piecewise_constant("floor", np.floor, lambda x: f"np.floor({x})",
+                              shape=lambda x: _real_unary_shape("floor", x))
+ceil_p = _piecewise_constant("ceil", np.ceil, lambda x: f"np.ceil({x})",
+                             shape=lambda x: _real_unary_shape("ceil", x))
 def _round_half_away(x):
     return np.copysign(np.floor(np.abs(x) + 0.5), x)
 
 
 # round half away from zero (lax.round's default), not NumPy's half-to-even
 round_p = _piecewise_constant("round", _round_half_away,
-                              lambda x: f"np.copysign(np.floor(np.abs({x}) + 0.5), {x})")
+                              lambda x: f"np.copysign(np.floor(np.abs({x}) + 0.5), {x})",
+                              shape=lambda x: _real_unary_shape("round", x))
 is_finite_p = _piecewise_constant("is_finite", np.isfinite, lambda x: f"np.isfinite({x})",
                                   shape=lambda x: x.update(dtype=np.bool_))
 
@@ -739,7 +883,7 @@ def _bce_logits_emit(z, y):
 
 bce_with_logits_p = Primitive("bce_with_logits", kind="elementwise")
 bce_with_logits_p.def_impl(_bce_logits_impl)
-bce_with_logits_p.def_shape(binary_shape("bce_with_logits"))
+bce_with_logits_p.def_shape(_real_binary_shape("bce_with_logits"))
 bce_with_logits_p.def_vmap(elementwise_vmap(bce_with_logits_p))
 bce_with_logits_p.def_emit(_bce_logits_emit)
 # d/dz = sigmoid(z) - y;  d/dy = -z (infinite at z = +-inf: a zero tangent wins)
@@ -767,7 +911,7 @@ def _softplus_impl(x):
 
 
 softplus_p = _unary("softplus", _softplus_impl,
-                    "(max({0}, 0.0) + np.log1p(np.exp(-abs({0}))))",
+                    "(max({0}, 0.0) + np.log1p(np.exp(-abs({0}))))", real_only=True,
                     jvp=lambda t, x, out: mul(t, logistic(x)))
 
 

@@ -19,12 +19,13 @@ from ..tracing import aval_of
 from ._util import is_float, np_dtype, reshape_index
 from .base import (bdim_to_front, broadcast_in_dim, convert_element_type, move_axis_to_front,
                    reduce_sum, transpose, zeros_like_aval)
-from .elementwise import add, div, eq, ge, le, mul, neg, safe_mul, select, sub
+from ._util import complex_dtype
+from .elementwise import add, conj, div, eq, ge, le, mul, neg, real, safe_mul, select, sub
 from .shape import iota
 
 __all__ = ["dot_general", "dot_general_p", "cholesky", "triangular_solve", "solve", "inv", "det",
            "slogdet", "eigh", "qr", "svd", "cholesky_p", "triangular_solve_p", "solve_p",
-           "det_p", "slogdet_p", "eigh_p", "qr_p", "svd_p"]
+           "det_p", "slogdet_p", "eigh_p", "qr_p", "svd_p", "eig", "eig_p"]
 
 
 def _free(ndim, contract, batch):
@@ -136,7 +137,7 @@ def _dot_lower(gen, inputs, outputs, *, dimension_numbers):
     (cx, cy), (bx, by) = dimension_numbers
     out = outputs[0].aval
     o = gen.name(outputs[0])
-    if not np.issubdtype(out.dtype, np.floating) or xa.ndim == 0 or ya.ndim == 0:
+    if not np.issubdtype(out.dtype, np.inexact) or xa.ndim == 0 or ya.ndim == 0:
         raise CodegenError("dot_general on integers or 0-d operands is not compiled",
                            "dot_general")
     X, Y = gen.name(x), gen.name(y)
@@ -792,3 +793,67 @@ def svd(a):
     values unless their cotangents vanish there; those of s always exist."""
     return tuple(svd_p.bind(a))
 
+
+
+# --- eig (general matrices) --------------------------------------------------------------
+# The eigenvalues and unit eigenvectors of a general matrix are complex.  Derivatives
+# exist where the eigenvalues are distinct (JAX's rule): with M = V^-1 dA V,
+# dw = diag(M) and dV = V (F o M) - V diag(Re(diag(V^H V (F o M)))), F_ij = 1/(w_j - w_i);
+# the second term keeps the columns at unit norm.  Repeated eigenvalues give inf/nan
+# unless the eigenvectors' cotangent vanishes there (a zero wins).
+
+def _eig_shape(a):
+    _square_shape("eig", a)
+    cdt = complex_dtype(a.dtype)
+    return (ShapedArray(a.shape[:-1], cdt), ShapedArray(a.shape, cdt))
+
+
+def _eig_impl(a):
+    a = np.asarray(a)
+    cdt = complex_dtype(a.dtype)
+    if a.size == 0:
+        return (np.zeros(a.shape[:-1], cdt), np.zeros(a.shape, cdt))
+    w, v = np.linalg.eig(a)
+    return (w.astype(cdt), v.astype(cdt))
+
+
+def _column_sums(x):
+    return reduce_sum(x, (aval_of(x).ndim - 2,))
+
+
+def _eig_jvp(t, a, *, out):
+    w, v = out
+    shape = aval_of(v).shape
+    t = convert_element_type(t, aval_of(v).dtype)
+    m = solve_p.bind(v, _mm(t, v))
+    dv = _mm(v, safe_mul(m, _inverse_gaps(w, shape)))
+    norms = convert_element_type(real(_column_sums(mul(conj(v), dv))), aval_of(v).dtype)
+    return (_diag_part(m), sub(dv, mul(v, _along(norms, shape, True))))
+
+
+def _eig_vjp(ct, a, *, out):
+    # the transpose of the jvp: A_bar = V^-T (diag(w_bar) + F o (V^T V_bar')) V^T, where
+    # V_bar' = V_bar - conj(V) diag(Re(colsum(V_bar o V))) transposes the normalization
+    w, v = out
+    ct_w, ct_v = ct
+    shape = aval_of(v).shape
+    scale = convert_element_type(real(_column_sums(mul(ct_v, v))), aval_of(v).dtype)
+    ct_v = sub(ct_v, mul(conj(v), _along(scale, shape, True)))
+    inner = add(_diag_matrix(ct_w, shape), safe_mul(_mm(_mT(v), ct_v), _inverse_gaps(w, shape)))
+    a_bar = solve_p.bind(_mT(v), _mm(inner, _mT(v)))
+    return (convert_element_type(a_bar, aval_of(a).dtype),)
+
+
+eig_p = Primitive("eig", kind="linalg", multiple_results=True)
+eig_p.def_impl(_eig_impl)
+eig_p.def_shape(_eig_shape)
+eig_p.def_jvp(_eig_jvp)
+eig_p.def_vjp(_eig_vjp)
+eig_p.def_vmap(_stack_vmap(eig_p))
+
+
+def eig(a):
+    """(w, v): the complex eigenvalues and unit eigenvectors (columns) of a general
+    (..., n, n) stack, in LAPACK's order and phase.  Differentiable where the
+    eigenvalues are distinct."""
+    return tuple(eig_p.bind(a))
