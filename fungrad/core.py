@@ -378,6 +378,7 @@ class Primitive:
         self.loop_relabels = False        # def_loop(..., relabels=True)
         self.accumulate_identity: Callable | None = None  # def_accumulate(..., identity=)
         self.accumulate_reads_twice = False  # def_accumulate(..., reads_twice=True)
+        self.accumulate_wide = False         # def_accumulate(..., wide=True)
         # algebraic properties (simplify, linear_transpose)
         if linear_in is not None and linear_in not in LINEARITY and not isinstance(
                 linear_in, tuple):
@@ -460,12 +461,15 @@ class Primitive:
         return self._def("loop", fn)
 
     def def_accumulate(self, fn: Callable, *, identity: Callable,
-                       reads_twice: bool = False) -> Callable:
+                       reads_twice: bool = False, wide: bool = False) -> Callable:
         """A reduction that accumulates inside a fused loop nest: `fn(acc, value,
         dtype)` is the statement folding `value` into `acc`, `identity(dtype)` the
-        starting value; `reads_twice=True` names the value first."""
+        starting value; `reads_twice=True` names the value first; `wide=True` says
+        float16/float32 values accumulate in float64, rounded once at the end (as the
+        primitive's impl does)."""
         self.accumulate_identity = identity
         self.accumulate_reads_twice = reads_twice
+        self.accumulate_wide = wide
         return self._def("accumulate", fn)
 
     def def_lower(self, fn: Callable) -> Callable:
