@@ -54,15 +54,20 @@ def dtype_name(dtype: np.dtype) -> str:
 
 
 class ShapedArray:
-    """The type of an array value: a shape (tuple of ints) and a NumPy dtype."""
-    __slots__ = ("shape", "dtype", "_hash")
+    """The type of an array value: a shape (tuple of ints) and a NumPy dtype.
 
-    def __init__(self, shape: Sequence[int], dtype: Any):
+    `weak_type=True` marks the type of a Python scalar passed to `jit`: promotion
+    treats its value like the Python scalar (`float32_array * n` stays float32).  It
+    is not part of equality; results of primitives are never weak."""
+    __slots__ = ("shape", "dtype", "_hash", "weak_type")
+
+    def __init__(self, shape: Sequence[int], dtype: Any, weak_type: bool = False):
         if type(shape) is not tuple or not all(type(d) is int for d in shape):
             shape = tuple(int(d) for d in shape)
         self.shape = shape
         self.dtype = dtype if isinstance(dtype, np.dtype) else np.dtype(dtype)
         self._hash = hash((shape, self.dtype))
+        self.weak_type = weak_type
 
     @property
     def ndim(self) -> int:
