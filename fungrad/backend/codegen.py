@@ -288,7 +288,7 @@ def _refuse_unsupported_dtypes(eqn) -> None:
         if x.aval.dtype in _UNSUPPORTED_DTYPES:
             raise CodegenError(
                 f"{x.aval.dtype.name} values ({x.aval}) are not supported by numba kernels; "
-                f"convert to float32 for compiled speed", eqn.prim.name)
+                f"pass float32 arrays instead for compiled speed", eqn.prim.name)
 
 
 # ---------------------------------------------------------------------------

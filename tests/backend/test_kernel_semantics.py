@@ -108,7 +108,7 @@ def _int_ops(dt):
         ("neg", 1, lambda a: -a), ("abs", 1, lambda a: fnp.abs(a)),
         ("sign", 1, lambda a: fnp.sign(a)), ("max", 2, fnp.maximum), ("min", 2, fnp.minimum),
         ("square", 1, lambda a: a * a), ("pow3", 1, lambda a: a ** 3), ("pow5", 1, lambda a: a ** 5),
-        ("powarr", 2, lambda a, b: lax.pow(a, fnp.bitwise_and(b, t(7)))),
+        ("powarr", 2, lambda a, b: lax.pow(a, fnp.bitwise_and(b, 7).astype(a.dtype))),
         ("and", 2, fnp.bitwise_and), ("or", 2, fnp.bitwise_or), ("xor", 2, fnp.bitwise_xor),
         ("invert", 1, fnp.invert), ("where_lt", 2, lambda a, b: fnp.where(a < b, a, b)),
         ("where_eq", 2, lambda a, b: fnp.where(a == b, small, a)),
