@@ -98,8 +98,8 @@ def _irem(x, y):
 
 @numba.njit(cache=CACHE, error_model="numpy")
 def _powi(x, n, one):
-    # x ** n by binary exponentiation, the multiplication order of integer_pow's impl
-    # (integers wrap like NumPy's once the caller casts); n >= 0
+    # integer x ** n by binary exponentiation, exact and wrapping like NumPy's once
+    # the caller casts (numba's integer ** goes through floats for large n)
     if n < 0:
         raise ValueError("Integers to negative integer powers are not allowed.")
     acc = one

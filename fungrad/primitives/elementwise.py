@@ -267,26 +267,15 @@ def pow(x, y):
 
 
 def _integer_pow_impl(x, *, y):
-    # binary exponentiation (as lax.integer_pow): x**3 is (x*x)*x rounded twice, the
-    # same multiplications the kernel's `_powi` helper does; x**-n is 1 / x**n
+    if y == 0:
+        return np.ones_like(x)
+    if y == 1:
+        return np.array(x, copy=True) if isinstance(x, np.ndarray) else x
+    if y == 2:
+        return np.multiply(x, x)
     if y < 0 and not is_float(np.result_type(x)):
         raise FungradTypeError("integer_pow: negative powers need a float operand")
-    x = np.asarray(x)
-    acc = None
-    base, n = x, builtins.abs(y)
-    while n > 0:
-        if n & 1:
-            acc = base if acc is None else np.multiply(acc, base)
-        n >>= 1
-        if n > 0:
-            base = np.multiply(base, base)
-    if acc is None:
-        acc = np.ones_like(x)
-    elif acc is x:
-        acc = np.array(x, copy=True)
-    if y < 0:
-        acc = np.divide(x.dtype.type(1), acc)
-    return acc if acc.ndim else acc[()]
+    return np.power(x, x.dtype.type(y) if hasattr(x, "dtype") else y)
 
 
 def _integer_pow_emit(x, *, y):
@@ -295,14 +284,18 @@ def _integer_pow_emit(x, *, y):
 
 
 def _integer_pow_scalar_emit(x, *, out, in_avals, y):
+    # as the impl: x * x for y == 2, else NumPy's power (libm pow for floats; integers
+    # by the exact, wrapping `_powi` helper)
     one = _typed_one(out.dtype)
+    if y == 0:
+        return one
     if y == 1:
         return x
     if y == 2:
         return f"({x} * {x})"
-    if y < 0:
-        return f"({one} / _powi({x}, {-y}, {one}))"
-    return f"_powi({x}, {y}, {one})"
+    if np.issubdtype(out.dtype, np.integer):
+        return f"_powi({x}, {y}, {one})"
+    return f"np.power({x}, {np_dtype(out.dtype)}({float(y)!r}))"
 
 
 def _integer_pow_deriv(x, y):
