@@ -57,15 +57,20 @@ def dtype_name(dtype: np.dtype) -> str:
 
 
 class ShapedArray:
-    """The type of an array value: a shape (tuple of ints) and a NumPy dtype."""
-    __slots__ = ("shape", "dtype", "_hash")
+    """The type of an array value: a shape (tuple of ints) and a NumPy dtype.
 
-    def __init__(self, shape: Sequence[int], dtype: Any):
+    `weak_type=True` marks the type of a Python scalar passed to `jit`: promotion
+    treats its value like the Python scalar (`float32_array * n` stays float32).  It
+    is not part of equality; results of primitives are never weak."""
+    __slots__ = ("shape", "dtype", "_hash", "weak_type")
+
+    def __init__(self, shape: Sequence[int], dtype: Any, weak_type: bool = False):
         if type(shape) is not tuple or not all(type(d) is int for d in shape):
             shape = tuple(int(d) for d in shape)
         self.shape = shape
         self.dtype = dtype if isinstance(dtype, np.dtype) else np.dtype(dtype)
         self._hash = hash((shape, self.dtype))
+        self.weak_type = weak_type
 
     @property
     def ndim(self) -> int:
@@ -400,6 +405,7 @@ class Primitive:
         self.loop_relabels = False        # def_loop(..., relabels=True)
         self.accumulate_identity: Callable | None = None  # def_accumulate(..., identity=)
         self.accumulate_reads_twice = False  # def_accumulate(..., reads_twice=True)
+        self.accumulate_wide = False         # def_accumulate(..., wide=True)
         # algebraic properties (simplify, linear_transpose)
         if linear_in is not None and linear_in not in LINEARITY and not isinstance(
                 linear_in, tuple):
@@ -492,12 +498,15 @@ class Primitive:
         return self._def("loop", fn)
 
     def def_accumulate(self, fn: Callable, *, identity: Callable,
-                       reads_twice: bool = False) -> Callable:
+                       reads_twice: bool = False, wide: bool = False) -> Callable:
         """A reduction that accumulates inside a fused loop nest: `fn(acc, value,
         dtype)` is the statement folding `value` into `acc`, `identity(dtype)` the
-        starting value; `reads_twice=True` names the value first."""
+        starting value; `reads_twice=True` names the value first; `wide=True` says
+        float16/float32 values accumulate in float64, rounded once at the end (as the
+        primitive's impl does)."""
         self.accumulate_identity = identity
         self.accumulate_reads_twice = reads_twice
+        self.accumulate_wide = wide
         return self._def("accumulate", fn)
 
     def def_lower(self, fn: Callable) -> Callable:

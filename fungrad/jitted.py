@@ -29,8 +29,12 @@ from .transforms.simplify import simplify_jaxpr
 __all__ = ["JittedFunction", "Lowered"]
 
 _ARRAY = np.ndarray
-_SCALAR_AVALS = {float: ShapedArray((), np.float64), int: ShapedArray((), np.int64),
-                 bool: ShapedArray((), np.bool_), complex: ShapedArray((), np.complex128)}
+# Python scalars are traced with weak types: they adopt the dtype of the arrays they
+# meet, as the Python scalar itself would (`jit(lambda x, n: x * n)(f32, 3)` is f32)
+_SCALAR_AVALS = {float: ShapedArray((), np.float64, weak_type=True),
+                 int: ShapedArray((), np.int64, weak_type=True),
+                 bool: ShapedArray((), np.bool_, weak_type=True),
+                 complex: ShapedArray((), np.complex128, weak_type=True)}
 
 
 def _leaf_sig(x: Any):

@@ -50,11 +50,12 @@ import numpy as np
 from ..core import Jaxpr, Literal, Var, pp_eqn, var_names
 from ..errors import CodegenError
 from ..primitives._util import np_dtype, reshape_index
+from ..primitives.base import WIDE_ACCUMULATOR
 from ..transforms.inline import inline_calls_jaxpr
 
 __all__ = ["KernelSource", "generate", "CodegenError", "HELPERS", "CODEGEN_VERSION"]
 
-CODEGEN_VERSION = "2"
+CODEGEN_VERSION = "3"
 
 
 class KernelSource:
@@ -71,11 +72,49 @@ class KernelSource:
 HELPERS = '''
 @numba.njit(cache=CACHE, error_model="numpy")
 def _idiv(x, y):
-    # integer division truncating toward zero (lax.div)
+    # signed integer division truncating toward zero (lax.div), as NumPy: x / 0 is 0,
+    # MIN / -1 wraps to MIN (the caller casts the result to the operands' dtype)
+    if y == 0:
+        return x - x
+    if y == -1:
+        return -x
     q = x // y
     if q < 0 and q * y != x:
         q += 1
     return q
+
+
+@numba.njit(cache=CACHE, error_model="numpy")
+def _irem(x, y):
+    # signed integer remainder with the sign of the dividend (lax.rem, np.fmod):
+    # x rem 0 and x rem -1 are 0 (numba's fmod of integers has Python's sign)
+    if y == 0 or y == -1:
+        return x - x
+    r = x % y
+    if r != 0 and (r < 0) != (x < 0):
+        r -= y
+    return r
+
+
+@numba.njit(cache=CACHE, error_model="numpy")
+def _powi(x, n, one):
+    # integer x ** n by binary exponentiation, exact and wrapping like NumPy's once
+    # the caller casts (numba's integer ** goes through floats for large n)
+    if n < 0:
+        raise ValueError("Integers to negative integer powers are not allowed.")
+    acc = one
+    first = True
+    while n > 0:
+        if n & 1:
+            if first:
+                acc = one * x
+                first = False
+            else:
+                acc = acc * x
+        n >>= 1
+        if n > 0:
+            x = x * x
+    return acc
 
 
 @numba.njit(cache=CACHE, error_model="numpy")
@@ -157,13 +196,25 @@ def _scalar_emit(eqn, ins: list[str]) -> str:
     if prim.has_rule("scalar_emit"):
         text = prim.rule("scalar_emit")(*ins, out=out, in_avals=[x.aval for x in eqn.inputs],
                                         **eqn.params)
-        if text is not None:
-            return text
-    text = prim.rule("emit")(*ins, **eqn.params)
-    if np.issubdtype(out.dtype, np.floating) and out.dtype != np.float64:
-        # keep float32 arithmetic in float32 (emit texts may hold float64 constants)
+    else:
+        text = None
+    if text is None:
+        text = prim.rule("emit")(*ins, **eqn.params)
+    if out.dtype.kind in "iuf" and out.dtype not in (np.float64, np.int64):
+        # numba computes small integers in int64 and mixes float64 constants into
+        # float32: cast each value to its dtype, so integers wrap as NumPy's do and
+        # float32 values are rounded at every step as the interpreter rounds them
         text = f"{np_dtype(out.dtype)}({text})"
     return text
+
+
+def _accumulator_dtype(eqn) -> np.dtype:
+    """The dtype a reduction accumulates in: float64 for float16/float32 values of a
+    primitive declared with def_accumulate(..., wide=True), else its own dtype."""
+    dtype = eqn.outputs[0].aval.dtype
+    if eqn.prim.accumulate_wide:
+        return WIDE_ACCUMULATOR.get(dtype, dtype)
+    return dtype
 
 
 def _is_fusable(eqn) -> bool:
@@ -226,6 +277,18 @@ def _is_relabel(eqn) -> bool:
     if x.aval.shape == () or out.shape == () or x.aval.size != out.size:
         return False
     return _group_key(x.aval.shape) == _group_key(out.shape)
+
+
+# numba has no float16 arithmetic: such programs run in the interpreter
+_UNSUPPORTED_DTYPES = (np.dtype(np.float16),)
+
+
+def _refuse_unsupported_dtypes(eqn) -> None:
+    for x in (*eqn.inputs, *eqn.outputs):
+        if x.aval.dtype in _UNSUPPORTED_DTYPES:
+            raise CodegenError(
+                f"{x.aval.dtype.name} values ({x.aval}) are not supported by numba kernels; "
+                f"pass float32 arrays instead for compiled speed", eqn.prim.name)
 
 
 # ---------------------------------------------------------------------------
@@ -299,12 +362,13 @@ class _Gen:
             self.fresh.add(v)
         for r in g.reductions:
             o = r.outputs[0]
-            init = literal_text(r.prim.accumulate_identity(o.aval.dtype), o.aval.dtype)
+            acc_dtype = _accumulator_dtype(r)
+            init = literal_text(r.prim.accumulate_identity(o.aval.dtype), acc_dtype)
             if o.aval.shape == ():
-                lines.append(f"    {self.name(o)} = {init}")
+                lines.append(f"    {self.accumulator(r)} = {init}")
             else:
-                lines.append(f"    {self.name(o)} = np.full({o.aval.shape!r}, {init}, "
-                             f"{np_dtype(o.aval.dtype)})")
+                lines.append(f"    {self.accumulator(r)} = np.full({o.aval.shape!r}, {init}, "
+                             f"{np_dtype(acc_dtype)})")
                 self.fresh.add(o)
         indent = "    "
         for k, n in enumerate(g.shape):
@@ -317,7 +381,7 @@ class _Gen:
                 (x,) = eqn.inputs
                 o = eqn.outputs[0]
                 val = self.read_in_group(x, g)
-                target = self.name(o)
+                target = self.accumulator(eqn)
                 if o.aval.shape != ():
                     x_idx = _loop_index(x.aval.shape, g.shape)
                     kept = [x_idx[d] for d in range(x.aval.ndim) if d not in eqn.params["axes"]]
@@ -325,17 +389,29 @@ class _Gen:
                 if eqn.prim.accumulate_reads_twice:
                     lines.append(f"{indent}{self.name(o)}_v = {val}")
                     val = f"{self.name(o)}_v"
-                lines.append(indent + eqn.prim.rule("accumulate")(target, val, o.aval.dtype))
+                lines.append(indent + eqn.prim.rule("accumulate")(target, val,
+                                                                  _accumulator_dtype(eqn)))
                 continue
             v = eqn.outputs[0]
             lines.append(f"{indent}{self.name(v)}_ = {self.member_expr(eqn, g)}")
             if v in materialize:
                 v_idx = ", ".join(_loop_index(v.aval.shape, g.shape))
                 lines.append(f"{indent}{self.name(v)}[{v_idx}] = {self.name(v)}_")
+        for r in g.reductions:   # wide accumulators round once, after the loop nest
+            o = r.outputs[0]
+            if _accumulator_dtype(r) != o.aval.dtype:
+                cast = (f"{np_dtype(o.aval.dtype)}({self.accumulator(r)})" if o.aval.shape == ()
+                        else f"{self.accumulator(r)}.astype({np_dtype(o.aval.dtype)})")
+                lines.append(f"    {self.name(o)} = {cast}")
         for eqn in g.eqns:
             self.home.pop(eqn.outputs[0], None)
         for r in g.reductions:
             self.home.pop(r.outputs[0], None)
+
+    def accumulator(self, r) -> str:
+        """The variable a reduction accumulates in (its own, unless it is widened)."""
+        o = r.outputs[0]
+        return self.name(o) + ("_w" if _accumulator_dtype(r) != o.aval.dtype else "")
 
     def position(self, eqn) -> int:
         return self._pos[id(eqn)]
@@ -377,6 +453,7 @@ class _Gen:
     # --- equations ----------------------------------------------------------------------
 
     def add(self, eqn) -> None:
+        _refuse_unsupported_dtypes(eqn)
         out = eqn.outputs[0].aval if eqn.outputs else None
         if _is_fusable(eqn) and out.shape != ():
             key = _group_key(out.shape)

@@ -29,6 +29,7 @@ float_ = float64
 int_ = int64
 
 _PY_SCALARS = (int, float, bool, complex)
+_WEAK_STANDINS = {"b": False, "i": 0, "u": 0, "f": 0.0, "c": 0j}
 
 
 def _dtype_of(x):
@@ -44,7 +45,9 @@ def result_type(*args) -> np.dtype:
     typed = []
     for a in args:
         if isinstance(a, Tracer):
-            typed.append(a._var.aval.dtype)
+            aval = a._var.aval
+            # a Python scalar argument of jit promotes like the Python scalar
+            typed.append(_WEAK_STANDINS[aval.dtype.kind] if aval.weak_type else aval.dtype)
         elif isinstance(a, (np.dtype, type)) and not isinstance(a, _PY_SCALARS):
             typed.append(np.dtype(a))
         else:

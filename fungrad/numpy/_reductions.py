@@ -63,7 +63,8 @@ def mean(a, axis=None, dtype=None, out=None, keepdims=False, *, where=None):
     """
     _no_out("mean", out)
     if (type(a) is Tracer and axis is None and dtype is None and where is None
-            and not keepdims and a._var.aval.dtype.kind in "fc" and a._var.aval.size):
+            and not keepdims and a._var.aval.dtype.kind in "fc" and a._var.aval.size
+            and a._var.aval.dtype != np.float16):
         # fast path: the mean of every element of a float traced array
         aval = a._var.aval
         total = lax.reduce_sum(a, tuple(range(aval.ndim)))
@@ -72,6 +73,11 @@ def mean(a, axis=None, dtype=None, out=None, keepdims=False, *, where=None):
     dt = np.dtype(dtype) if dtype is not None else result_type(x)
     if not np.issubdtype(dt, np.inexact):
         dt = np.dtype(np.float64)
+    if dt == np.float16:
+        # as NumPy and JAX: the sum and the division in float32, rounded once to float16
+        wide = mean(_convert(x, np.float32), axis=axis, keepdims=keepdims, where=where)
+        out16 = _convert(wide, np.float16)
+        return out16[()] if type(out16) is np.ndarray else out16
     x = _convert(x, dt)
     axes = _axes(axis, aval_of(x).ndim)
     if where is not None:

@@ -12,7 +12,7 @@ import numpy as np
 from ..core import Primitive, ShapedArray
 from ..errors import FungradTypeError, FungradValueError
 from ..tracing import Tracer, aval_of
-from ._util import is_float, reshape_index
+from ._util import is_float, np_dtype, reshape_index
 
 __all__ = ["convert_element_type", "broadcast_in_dim", "broadcast_to", "full", "reshape",
            "expand_dims", "transpose", "reduce_sum", "zeros_like_aval",
@@ -314,9 +314,30 @@ def _expand_to(ct, x_aval, axes):
 
 # --- reduce_sum -------------------------------------------------------------------
 
+# float16 and float32 sums accumulate in float64 and round once (in kernels too)
+WIDE_ACCUMULATOR = {np.dtype(np.float16): np.dtype(np.float64),
+                    np.dtype(np.float32): np.dtype(np.float64)}
+
+
 def _sum_impl(x, *, axes):
     x = np.asarray(x)
-    return np.sum(x, axis=axes, dtype=x.dtype) if axes else x
+    if not axes:
+        return x
+    wide = WIDE_ACCUMULATOR.get(x.dtype)
+    if wide is None:
+        return np.sum(x, axis=axes, dtype=x.dtype)
+    return np.asarray(np.sum(x, axis=axes, dtype=wide)).astype(x.dtype)[()]
+
+
+def narrow_accumulate(op):
+    """The statement folding `v` into `acc` with `op` ('+', '*'): integers narrower
+    than int64 wrap as NumPy's do (numba computes them in int64)."""
+    def rule(acc, v, dtype):
+        dtype = np.dtype(dtype)
+        if dtype.kind in "iu" and dtype != np.int64:
+            return f"{acc} = {np_dtype(dtype)}({acc} {op} {v})"
+        return f"{acc} {op}= {v}"
+    return rule
 
 
 def _sum_emit(x, *, axes):
@@ -335,7 +356,7 @@ reduce_sum_p.def_jvp(lambda t, x, *, out, axes: reduce_sum(t, axes))
 reduce_sum_p.def_vjp(lambda ct, x, *, out, axes: (_expand_to(ct, aval_of(x), axes),))
 reduce_sum_p.def_vmap(_reduce_vmap(reduce_sum_p))
 reduce_sum_p.def_emit(_sum_emit)
-reduce_sum_p.def_accumulate(lambda acc, v, dtype: f"{acc} += {v}", identity=lambda dtype: 0)
+reduce_sum_p.def_accumulate(narrow_accumulate("+"), identity=lambda dtype: 0, wide=True)
 
 
 def reduce_sum(x, axes):

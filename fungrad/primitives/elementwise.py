@@ -18,7 +18,7 @@ from ..errors import FungradTypeError
 from ..pytree import tree_map
 from ..tracing import Tracer, aval_of
 from ._util import (binary_shape, bool_shape, coerce_scalars, complex_dtype, is_complex, is_float,
-                    nondifferentiable, real_dtype, same_shape)
+                    nondifferentiable, np_dtype, real_dtype, same_shape)
 from .base import (broadcast_in_dim, convert_element_type, elementwise_vmap, full, reduce_sum,
                    zeros_like_aval)
 
@@ -189,9 +189,17 @@ div_p = _binary("div", _div_impl, lambda x, y: f"({x} / {y})", linear_in=(0,),
                     _sum_to(neg(safe_mul(ct, div(out, y))), _aval(y))))
 
 
-# integers divide truncating toward zero (a kernel helper)
-div_p.def_scalar_emit(lambda x, y, *, out, in_avals: f"_idiv({x}, {y})"
-                      if np.issubdtype(out.dtype, np.integer) else None)
+def _div_scalar_emit(x, y, *, out, in_avals):
+    # signed integers truncate toward zero (a kernel helper that also gives NumPy's
+    # x / 0 == 0 and MIN / -1 == MIN); unsigned ones floor, which is the same
+    if np.issubdtype(out.dtype, np.signedinteger):
+        return f"_idiv({x}, {y})"
+    if np.issubdtype(out.dtype, np.unsignedinteger):
+        return f"({x} // {y})"
+    return None
+
+
+div_p.def_scalar_emit(_div_scalar_emit)
 
 
 def div(x, y):
@@ -207,6 +215,18 @@ rem_p = _binary("rem", _rem_impl, lambda x, y: f"np.fmod({x}, {y})", real_only=T
                 jvp=lambda tx, ty, x, y, *, out: sub(tx, mul(ty, round(div(sub(x, out), y)))),
                 vjp=lambda ct, x, y, *, out: (
                     _sum_to(ct, _aval(x)), _sum_to(neg(mul(ct, round(div(sub(x, out), y)))), _aval(y))))
+
+
+def _rem_scalar_emit(x, y, *, out, in_avals):
+    # numba's fmod of integers takes the sign of the divisor; a helper takes the dividend's
+    if np.issubdtype(out.dtype, np.signedinteger):
+        return f"_irem({x}, {y})"
+    if np.issubdtype(out.dtype, np.unsignedinteger):
+        return f"({x} % {y})"
+    return None
+
+
+rem_p.def_scalar_emit(_rem_scalar_emit)
 
 
 def rem(x, y):
@@ -248,6 +268,17 @@ pow_p.def_vjp(lambda ct, x, y, *, out: (
     _sum_to(_pow_jvp_y(ct, x, y, out), _aval(y))))
 
 
+# integers: exact powers that wrap like NumPy's (numba's integer ** goes through
+# floats for large exponents); a negative exponent raises, as in NumPy
+pow_p.def_scalar_emit(lambda x, y, *, out, in_avals: (
+    f"_powi({x}, {y}, {_typed_one(out.dtype)})" if np.issubdtype(out.dtype, np.integer)
+    else None))
+
+
+def _typed_one(dtype) -> str:
+    return f"np.{np.dtype(dtype).name}(1)"
+
+
 def pow(x, y):
     return pow_p.bind(*coerce_scalars(x, y))
 
@@ -264,6 +295,26 @@ def _integer_pow_impl(x, *, y):
     return np.power(x, x.dtype.type(y) if hasattr(x, "dtype") else y)
 
 
+def _integer_pow_emit(x, *, y):
+    # the whole-array form (0-d operands are scalars in a kernel)
+    return f"np.power({x}, {y})" if y >= 0 else f"np.power({x}, {float(y)!r})"
+
+
+def _integer_pow_scalar_emit(x, *, out, in_avals, y):
+    # as the impl: x * x for y == 2, else NumPy's power (libm pow for floats; integers
+    # by the exact, wrapping `_powi` helper)
+    one = _typed_one(out.dtype)
+    if y == 0:
+        return one
+    if y == 1:
+        return x
+    if y == 2:
+        return f"({x} * {x})"
+    if np.issubdtype(out.dtype, np.integer):
+        return f"_powi({x}, {y}, {one})"
+    return f"np.power({x}, {np_dtype(out.dtype)}({float(y)!r}))"
+
+
 def _integer_pow_deriv(x, y):
     if y == 0:
         return _zero_array(x)
@@ -278,10 +329,8 @@ integer_pow_p = Primitive("integer_pow", kind="elementwise")
 integer_pow_p.def_impl(_integer_pow_impl)
 integer_pow_p.def_shape(same_shape)
 integer_pow_p.def_vmap(elementwise_vmap(integer_pow_p))
-integer_pow_p.def_emit(lambda x, *, y: (f"({x} * {x})" if y == 2 else
-                                        f"({x} * {x} * {x})" if y == 3 else
-                                        f"np.power({x}, {float(y)!r})" if y < 0 else
-                                        f"({x} ** {y})"))
+integer_pow_p.def_emit(_integer_pow_emit)
+integer_pow_p.def_scalar_emit(_integer_pow_scalar_emit)
 # d x**n = n x**(n-1) dx  (n x**(n-1) is singular at 0 only for n < 1)
 integer_pow_p.def_jvp(lambda t, x, *, out, y: (
     safe_mul(t, _integer_pow_deriv(x, y)) if y < 1 else mul(t, _integer_pow_deriv(x, y))))
@@ -345,6 +394,11 @@ max_p = _binary("max", np.maximum, lambda x, y: f"np.maximum({x}, {y})", commuta
                 vjp=_minmax_vjp(_max_weights))
 
 
+# NumPy's maximum: a NaN in either operand wins; of equal values (0.0 and -0.0) y
+max_p.def_scalar_emit(lambda x, y, *, out, in_avals: (
+    f"({x} if ({x} > {y} or {x} != {x}) else {y})"))
+
+
 def max(x, y):
     return max_p.bind(*coerce_scalars(x, y))
 
@@ -352,6 +406,10 @@ def max(x, y):
 min_p = _binary("min", np.minimum, lambda x, y: f"np.minimum({x}, {y})", commutative=True,
                 jvp=_minmax_jvp(_min_weights),
                 vjp=_minmax_vjp(_min_weights))
+
+
+min_p.def_scalar_emit(lambda x, y, *, out, in_avals: (
+    f"({x} if ({x} < {y} or {x} != {x}) else {y})"))
 
 
 def min(x, y):
@@ -404,6 +462,25 @@ sign_p.def_vmap(elementwise_vmap(sign_p))
 sign_p.def_emit(lambda x: f"np.sign({x})")
 sign_p.def_jvp(nondifferentiable)
 sign_p.def_vjp(nondifferentiable)
+
+
+def _sign_scalar_emit(x, *, out, in_avals):
+    # NumPy: sign(-0.0) is 0.0 and sign(nan) is nan; unsigned values are 0 or 1
+    dt = np.dtype(out.dtype)
+    t = np_dtype(dt)
+    if dt == np.bool_:
+        return x
+    if np.issubdtype(dt, np.unsignedinteger):
+        return f"({t}(1) if {x} > 0 else {t}(0))"
+    if np.issubdtype(dt, np.integer):
+        return f"({t}(1) if {x} > 0 else ({t}(-1) if {x} < 0 else {t}(0)))"
+    if np.issubdtype(dt, np.floating):
+        return (f"({t}(1) if {x} > 0 else ({t}(-1) if {x} < 0 else "
+                f"({t}(0) if {x} == 0 else {x})))")
+    return None
+
+
+sign_p.def_scalar_emit(_sign_scalar_emit)
 
 
 def sign(x):
@@ -699,6 +776,16 @@ def floor(x):
 
 def ceil(x):
     return ceil_p.bind(x)
+
+
+def _round_scalar_emit(x, *, out, in_avals):
+    # the constant 0.5 in the operand's dtype (a float64 0.5 would round float32 sums
+    # once, not twice as the interpreter does)
+    half = f"{np_dtype(out.dtype)}(0.5)"
+    return f"np.copysign(np.floor(np.abs({x}) + {half}), {x})"
+
+
+round_p.def_scalar_emit(_round_scalar_emit)
 
 
 def round(x):

@@ -19,9 +19,9 @@ from ..core import Primitive, ShapedArray
 from ..errors import FungradTypeError, FungradValueError
 from ..tracing import aval_of
 from ._util import is_float, nondifferentiable
-from .base import (_expand_to, _kept_dims, _normalize_axes, _reduce_shape, _reduce_vmap,
-                   convert_element_type, full, move_axis_to_front, reduce_sum,
-                   reshape, transpose)
+from .base import (WIDE_ACCUMULATOR, _expand_to, _kept_dims, _normalize_axes, _reduce_shape,
+                   _reduce_vmap, convert_element_type, full, move_axis_to_front,
+                   narrow_accumulate, reduce_sum, reshape, transpose)
 from .elementwise import add, div, eq, mul
 from .elementwise import max as lax_max
 from .shape import pad, slice
@@ -79,14 +79,16 @@ def _extremum_vjp(ct, x, *, out, axes):
 
 
 def _max_update(acc, v, dtype):
-    if np.issubdtype(dtype, np.floating):   # NaN propagates, like np.max
-        return f"if {v} > {acc} or {v} != {v}: {acc} = {v}"
+    # np.max folds np.maximum(acc, v): a NaN wins and stays, and of equal values
+    # (0.0 and -0.0) the later one is kept
+    if np.issubdtype(dtype, np.floating):
+        return f"if {v} >= {acc} or {v} != {v}: {acc} = {v}"
     return f"if {v} > {acc}: {acc} = {v}"
 
 
 def _min_update(acc, v, dtype):
     if np.issubdtype(dtype, np.floating):
-        return f"if {v} < {acc} or {v} != {v}: {acc} = {v}"
+        return f"if {v} <= {acc} or {v} != {v}: {acc} = {v}"
     return f"if {v} < {acc}: {acc} = {v}"
 
 
@@ -364,7 +366,13 @@ def cummin(x, axis: int, reverse: bool = False):
 
 def _prod_impl(x, *, axes):
     x = np.asarray(x)
-    return np.prod(x, axis=axes, dtype=x.dtype) if axes else x
+    if not axes:
+        return x
+    wide = WIDE_ACCUMULATOR.get(x.dtype)
+    if wide is None:
+        return np.prod(x, axis=axes, dtype=x.dtype)
+    # float16/float32 products accumulate in float64 and round once (kernels too)
+    return np.asarray(np.prod(x, axis=axes, dtype=wide)).astype(x.dtype)[()]
 
 
 def _prod_partials(x, axes):
@@ -392,7 +400,7 @@ reduce_prod_p.def_jvp(lambda t, x, *, out, axes: reduce_sum(
 reduce_prod_p.def_vjp(lambda ct, x, *, out, axes: (
     mul(_expand_to(ct, aval_of(x), axes), _prod_partials(x, axes)),))
 reduce_prod_p.def_vmap(_reduce_vmap(reduce_prod_p))
-reduce_prod_p.def_accumulate(lambda acc, v, dtype: f"{acc} *= {v}", identity=lambda dtype: 1)
+reduce_prod_p.def_accumulate(narrow_accumulate("*"), identity=lambda dtype: 1, wide=True)
 
 
 def reduce_prod(x, axes):
