@@ -97,7 +97,7 @@ class PreparedCall:
             return out_leaves
 
         closed = trace_to_jaxpr(flat_fun, [aval_of(x) for x in self.leaves],
-                                sources=self.leaves)
+                                sources=self.leaves, differentiated=self.wrt)
         return closed, out_tree_box[0]
 
     def unflatten_wrt(self, flat: Sequence) -> Any:

@@ -189,6 +189,7 @@ def _trace(fn: Callable, avals: Sequence[ShapedArray], sources: Sequence) -> Clo
     """Trace `fn(*tracers) -> flat outputs`; an input whose source is not
     `_NO_SOURCE` can give its concrete value on demand (eager Python control flow)."""
     trace = Trace(concrete=any(s is not _NO_SOURCE for s in sources))
+    trace.derivative_barrier = True     # the custom rules give the derivative
     with new_trace(trace):
         args = [trace.new_arg(a) if s is _NO_SOURCE else trace.new_arg(a, s)
                 for a, s in zip(avals, sources, strict=True)]
