@@ -58,8 +58,12 @@ def array(object, dtype=None, copy=True, ndmin=0):
         out = stack([_convert(i, dt) for i in items]) if items else np.zeros((0,), dt)
     else:
         value = np.array(object, dtype=dtype)
-        if value.dtype == object:
-            raise FungradTypeError("array: could not convert the input to a numeric array")
+        # (`object` is NumPy's name for the argument, so the dtype check reads the kind)
+        if value.dtype.kind not in "biufc":
+            raise FungradTypeError(
+                f"array: could not convert a {type(object).__name__} to a numeric array "
+                f"(NumPy made dtype {value.dtype}); fungrad arrays hold bool, integer, "
+                "float or complex numbers")
         out = value if current_trace() is None else _record_constant(value)
     while ndmin and aval_of(out).ndim < ndmin:
         out = expand_dims(out, 0)

@@ -18,7 +18,8 @@ from ..errors import FungradTypeError
 from ..pytree import tree_map
 from ..tracing import Tracer, aval_of
 from ._util import binary_shape, bool_shape, coerce_scalars, is_float, nondifferentiable, same_shape
-from .base import broadcast_in_dim, elementwise_vmap, full, reduce_sum, zeros_like_aval
+from .base import (broadcast_in_dim, convert_element_type, elementwise_vmap, full, reduce_sum,
+                   zeros_like_aval)
 
 __all__ = [
     "neg", "add", "sub", "mul", "div", "rem", "pow", "integer_pow", "max", "min", "abs",
@@ -461,8 +462,18 @@ polygamma_p.def_jvp(lambda t, x, *, out, n: mul(t, polygamma(n + 1, x)))
 polygamma_p.def_vjp(lambda ct, x, *, out, n: (mul(ct, polygamma(n + 1, x)),))
 
 
+def _special_operand(x):
+    """lgamma / digamma / polygamma of integers or bools: float64, as
+    jax.scipy.special does (their natural arguments, like lgamma(n + 1), are integers)."""
+    x = x if isinstance(x, Tracer) else np.asarray(x)
+    if aval_of(x).dtype.kind in "biu":
+        return convert_element_type(x, np.float64)
+    return x
+
+
 def polygamma(n: int, x):
-    return polygamma_p.bind(x, n=int(n))
+    """Elementwise polygamma function of order n (integer x is promoted to float64)."""
+    return polygamma_p.bind(_special_operand(x), n=int(n))
 
 
 def digamma(x):
@@ -493,7 +504,7 @@ logistic = lambda x: logistic_p.bind(x)  # noqa: E731
 erf = lambda x: erf_p.bind(x)  # noqa: E731
 erfc = lambda x: erfc_p.bind(x)  # noqa: E731
 erf_inv = lambda x: erf_inv_p.bind(x)  # noqa: E731
-lgamma = lambda x: lgamma_p.bind(x)  # noqa: E731
+lgamma = lambda x: lgamma_p.bind(_special_operand(x))  # noqa: E731
 for _name in ("exp", "exp2", "expm1", "log", "log1p", "sqrt", "rsqrt", "cbrt", "sin", "cos",
               "tan", "asin", "acos", "atan", "sinh", "cosh", "tanh", "asinh", "acosh", "atanh",
               "logistic", "erf", "erfc", "erf_inv", "lgamma"):
