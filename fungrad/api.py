@@ -77,6 +77,8 @@ def value_and_grad(fun: Callable, argnums: int | Sequence[int] = 0, has_aux: boo
 
 def _value_and_grad(fun, argnums, has_aux, allow_int, keep_value):
     name = "value_and_grad" if keep_value else "grad"
+    api_util.check_function(name, fun)
+    api_util.check_argnums(name, fun, argnums)
 
     def value_and_grad_f(*args, **kwargs):
         call = api_util.prepare_call(name, fun, args, kwargs, argnums)
@@ -305,6 +307,12 @@ def _staged(where: str, fun: Callable, argnums, body: Callable) -> Callable:
     return staged
 
 
+def _check_chunk_size(where: str, chunk_size) -> None:
+    if chunk_size is not None and (not api_util._is_int(chunk_size) or chunk_size < 1):
+        raise FungradValueError(f"{where}: chunk_size must be a positive int or None, got "
+                                f"{chunk_size!r}")
+
+
 def _batched_over_basis(fn: Callable, basis: list, total: int, chunk_size: int | None,
                         out_axes):
     """vmap(fn) over the basis rows, all at once or `chunk_size` rows at a time
@@ -341,6 +349,10 @@ def jacfwd(fun: Callable, argnums: int | Sequence[int] = 0, has_aux: bool = Fals
     pushes that many basis vectors at a time (less memory, more passes).
     >>> jacfwd(lambda x: x ** 2)(np.array([1.0, 2.0]))    # [[2, 0], [0, 4]]
     """
+    api_util.check_function("jacfwd", fun)
+    api_util.check_argnums("jacfwd", fun, argnums)
+    _check_chunk_size("jacfwd", chunk_size)
+
     def body(call):
         diff = [x for x, w in zip(call.leaves, call.wrt) if w]
         avals = [aval_of(x) for x in diff]
@@ -380,6 +392,10 @@ def jacrev(fun: Callable, argnums: int | Sequence[int] = 0, has_aux: bool = Fals
     >>> jacrev(lambda x: fnp.stack([x[0] ** 2 + 3 * x[1], x[1] ** 2 + 2 * x[0]]))(
     ...     np.array([2.0, 3.0]))                            # [[4, 3], [2, 6]]
     """
+    api_util.check_function("jacrev", fun)
+    api_util.check_argnums("jacrev", fun, argnums)
+    _check_chunk_size("jacrev", chunk_size)
+
     def body(call):
         diff = [x for x, w in zip(call.leaves, call.wrt) if w]
         avals = [aval_of(x) for x in diff]
@@ -434,6 +450,13 @@ def vmap(fun: Callable, in_axes: Any = 0, out_axes: Any = 0, axis_size: int | No
     batched); `out_axes` likewise for the outputs.
     >>> vmap(lambda x, y: x @ y, in_axes=(0, None))(xs, y)    # one matvec per row of xs
     """
+    api_util.check_function("vmap", fun)
+    api_util.check_axes_spec(f"vmap({describe_function(fun)})", "in_axes", in_axes)
+    api_util.check_axes_spec(f"vmap({describe_function(fun)})", "out_axes", out_axes)
+    if axis_size is not None and (not api_util._is_int(axis_size) or axis_size < 0):
+        raise FungradValueError(f"vmap({describe_function(fun)}): axis_size must be a "
+                                f"non-negative int, got {axis_size!r}")
+
     def vmapped(*args, **kwargs):
         where = f"vmap({describe_function(fun)})"
         axes_tree = in_axes if isinstance(in_axes, (list, tuple)) and not isinstance(

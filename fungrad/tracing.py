@@ -31,7 +31,7 @@ from .errors import SourceInfo, _internal_code, _is_internal  # the frame walk i
 from .errors import (ConcretizationError, FungradTypeError, FungradValueError,
                      TracerArrayConversionError, TracerBoolConversionError,
                      TracerIntegerConversionError, UnexpectedTracerError, format_location,
-                     user_location)
+                     int_overflow_error, user_location)
 from .pytree import tree_flatten
 
 __all__ = ["Trace", "Tracer", "trace_to_jaxpr", "make_jaxpr", "current_trace",
@@ -475,6 +475,8 @@ def as_value(x: Any, what: str = "arguments") -> Any:
         return x
     if isinstance(x, np.ndarray):
         return x
+    if type(x) is int and not _INT64_MIN <= x <= _INT64_MAX:
+        raise int_overflow_error(x)
     arr = np.asarray(x)
     if arr.dtype.kind not in _NUMERIC_KINDS:
         raise FungradTypeError(
@@ -534,7 +536,8 @@ def trace_to_jaxpr(fun: Callable[..., Sequence[Any]], in_avals: Sequence[ShapedA
 # make_jaxpr
 # ---------------------------------------------------------------------------
 
-_NUMERIC_KINDS = "biufc"   # bool, int, uint, float, complex: strings and objects are refused
+_NUMERIC_KINDS = "biufc"
+_INT64_MIN, _INT64_MAX = int(np.iinfo(np.int64).min), int(np.iinfo(np.int64).max)   # bool, int, uint, float, complex: strings and objects are refused
 
 
 def _leaf_aval(x: Any, where: str) -> ShapedArray:
