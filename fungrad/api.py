@@ -24,7 +24,8 @@ from .primitives.elementwise import add, eq
 from .primitives.shape import concatenate, iota
 from .pytree import flatten_up_to, tree_flatten, tree_map, tree_structure
 from .tracing import Tracer, as_value, aval_of, current_trace, make_jaxpr, trace_to_jaxpr
-from .transforms.ad import _is_float, grad_jaxpr, partial_eval_jaxpr, vjp_eval, vjp_jaxpr
+from .transforms.ad import (_is_float, grad_jaxpr, nonlinear_use, partial_eval_jaxpr, vjp_eval,
+                            vjp_jaxpr)
 from .transforms.jvp import jvp_jaxpr
 from .transforms.simplify import simplify_jaxpr
 from .transforms.util import Zero, build_jaxpr, instantiate
@@ -550,36 +551,18 @@ def vmap(fun: Callable, in_axes: Any = 0, out_axes: Any = 0, axis_size: int | No
 # linear_transpose
 # ---------------------------------------------------------------------------
 
-def _linear_use(prim, flags: list) -> bool:
-    """Is `prim` linear in its input-dependent operands (`flags`), by its declared
-    `linear_in`?  Undeclared elementwise primitives are nonlinear; other undeclared
-    primitives are trusted."""
-    if prim.linear_in is None:
-        return prim.kind != "elementwise"
-    if prim.linear_in == "all":
-        return True
-    if prim.linear_in == "each":     # a product: one dependent factor at most
-        return sum(flags) <= 1
-    return all(i in prim.linear_in for i, f in enumerate(flags) if f)
-
-
 def _check_linear(where: str, jaxpr: Jaxpr) -> None:
     """Raise if an equation is nonlinear in the inputs (a known nonlinear primitive,
     or a product of two input-dependent values); other primitives are trusted."""
-    dependent: set = set(jaxpr.invars)
-    for eqn in jaxpr.eqns:
-        flags = [type(a) is Var and a in dependent for a in eqn.inputs]
-        if not any(flags):
-            continue
-        if not _linear_use(eqn.prim, flags):
-            raise FungradTypeError(
-                f"{where}: the function is not linear in its inputs: primitive "
-                f"'{eqn.prim.name}' at "
-                f"{format_location(eqn.source_info)} is applied to an input-dependent value"
-                + (" twice (a product of inputs)" if eqn.prim.linear_in == "each" else "")
-                + ".\n  linear_transpose needs a linear function; for a nonlinear one use "
-                "vjp(fun, *primals), whose pullback is the transposed linearization.")
-        dependent.update(eqn.outputs)
+    eqn = nonlinear_use(jaxpr, jaxpr.invars)
+    if eqn is not None:
+        raise FungradTypeError(
+            f"{where}: the function is not linear in its inputs: primitive "
+            f"'{eqn.prim.name}' at "
+            f"{format_location(eqn.source_info)} is applied to an input-dependent value"
+            + (" twice (a product of inputs)" if eqn.prim.linear_in == "each" else "")
+            + ".\n  linear_transpose needs a linear function; for a nonlinear one use "
+            "vjp(fun, *primals), whose pullback is the transposed linearization.")
 
 
 def linear_transpose(fun: Callable, *primals: Any, reduce_axes: tuple = ()) -> Callable:
