@@ -455,7 +455,8 @@ def _zeros_of(x, y):
 def hypot(x1, x2):
     """sqrt(x1**2 + x2**2) without overflow or underflow (max * sqrt(1 + (min/max)**2)).
 
-    The gradient at (0, 0) is 0, not NaN; an infinite operand gives inf even with NaN.
+    The gradient at (0, 0) is 0, not NaN; an infinite operand gives inf even with NaN;
+    otherwise a NaN operand gives NaN (as NumPy), and a NaN gradient for that operand.
     """
     x, y = _broadcast(*_promote(x1, x2, to_inexact=True))
     a, b = lax.abs(x), lax.abs(y)
@@ -471,6 +472,9 @@ def hypot(x1, x2):
     ratio = lax.select(lax.eq(big, zero), lax.full(aval_of(big).shape, 0, aval_of(big).dtype),
                        lax.div(small, safe_big))
     out = lax.mul(big, lax.sqrt(lax.add(one, lax.mul(ratio, ratio))))
+    # a NaN operand: |x| + |y| is NaN, and its derivative (sign) is NaN for that operand
+    either_nan = lax.bitwise_or(lax.ne(x, x), lax.ne(y, y))
+    out = lax.select(either_nan, lax.add(a, b), out)
     either_inf = lax.bitwise_or(_isinf(x), _isinf(y))
     return lax.select(either_inf, lax.full(aval_of(out).shape, np.inf, aval_of(out).dtype), out)
 
