@@ -298,6 +298,7 @@ def _staged(where: str, fun: Callable, argnums, body: Callable) -> Callable:
 
         closed = trace_to_jaxpr(flat_body, [aval_of(x) for x in call.leaves],
                                 sources=call.leaves)
+        api_util.check_forward(closed, call.leaves)
         derived = api_util.cached_rewrite(
             (where, tuple(call.wrt)), closed,
             simplify_jaxpr)

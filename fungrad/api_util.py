@@ -13,11 +13,12 @@ from .core import ClosedJaxpr, jaxpr_key
 from .errors import (FungradTypeError, FungradValueError, describe_function, format_location,
                      user_location)
 from .backend import execute as backend_execute
-from .interpreter import eval_jaxpr
+from .config import config
+from .interpreter import eval_jaxpr, eval_jaxpr_checked
 from .pytree import PyTreeDef, tree_flatten
 from .tracing import Tracer, as_value, aval_of, current_trace, trace_to_jaxpr
 
-__all__ = ["prepare_call", "check_argnums", "check_axes_spec", "check_function", "cached_rewrite", "execute", "as_value", "check_scalar_output",
+__all__ = ["prepare_call", "check_argnums", "check_axes_spec", "check_function", "check_forward", "cached_rewrite", "execute", "as_value", "check_scalar_output",
            "aux_split", "PreparedCall"]
 
 
@@ -147,6 +148,7 @@ class PreparedCall:
 
         closed = trace_to_jaxpr(flat_fun, [aval_of(x) for x in self.leaves],
                                 sources=self.leaves, differentiated=self.wrt)
+        check_forward(closed, self.leaves)
         return closed, out_tree_box[0]
 
     def unflatten_wrt(self, flat: Sequence) -> Any:
@@ -158,6 +160,20 @@ class PreparedCall:
             pos += hi - lo
         return tuple(out) if self.is_tuple else out[0]
 
+
+
+def check_forward(closed: ClosedJaxpr, leaves: Sequence) -> None:
+    """With debug_nans / debug_infs on, run the program the user wrote, checked, before
+    its derivative: simplification may drop a forward value the derivative does not
+    need (grad of sum(log(x - 1) * 0.0)), and the flag is about what the user wrote.
+    (Inside an enclosing trace the outermost transform checks.)"""
+    if not (config.debug_nans or config.debug_infs) or current_trace() is not None:
+        return
+    if any(isinstance(x, Tracer) for x in leaves) or any(
+            isinstance(c, Tracer) for c in closed.consts):
+        return
+    eval_jaxpr_checked(closed.jaxpr, closed.consts, leaves, config.debug_nans,
+                       config.debug_infs)
 
 
 def check_function(where: str, fun) -> None:

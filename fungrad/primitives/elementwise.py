@@ -69,7 +69,9 @@ def weighted(t, w):
     0, in forward and reverse mode."""
     w = broadcast_in_dim(w, aval_of(t).shape, ()) if aval_of(w).shape == () and \
         aval_of(t).shape != () else w
-    return select(eq(w, _zero(w)), zeros_like_aval(aval_of(t)), mul(t, w))
+    # and, as safe_mul, a zero t wins over a NaN w (the NaN of a NaN operand stays in
+    # its own row and column of a Jacobian, in both modes)
+    return select(eq(w, _zero(w)), zeros_like_aval(aval_of(t)), safe_mul(t, w))
 
 
 def _zero_array(x):
