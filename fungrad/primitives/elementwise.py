@@ -546,13 +546,13 @@ def _atan2_partials(x, y):
 
 def _atan2_jvp(tx, ty, x, y):
     d_x, d_y = _atan2_partials(x, y)
-    return add(safe_mul(_bcast(tx, _aval(d_x).shape), d_x),
-               safe_mul(_bcast(ty, _aval(d_y).shape), d_y))
+    return add(weighted(_bcast(tx, _aval(d_x).shape), d_x),
+               weighted(_bcast(ty, _aval(d_y).shape), d_y))
 
 
 def _atan2_vjp(ct, x, y):
     d_x, d_y = _atan2_partials(x, y)
-    return (_sum_to(safe_mul(ct, d_x), _aval(x)), _sum_to(safe_mul(ct, d_y), _aval(y)))
+    return (_sum_to(weighted(ct, d_x), _aval(x)), _sum_to(weighted(ct, d_y), _aval(y)))
 
 
 atan2_p = Primitive("atan2", kind="elementwise")

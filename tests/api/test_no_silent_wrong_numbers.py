@@ -160,7 +160,7 @@ KINK_OPS = {
     "abs": fnp.abs, "sqrt": fnp.sqrt, "relu": nn.relu, "relu6": nn.relu6,
     "maximum0": lambda x: fnp.maximum(x, 0.0), "minimum0": lambda x: fnp.minimum(x, 0.0),
     "clip": lambda x: fnp.clip(x, 0.0, 1.0), "sign*x": lambda x: fnp.where(x > 0, x, -x),
-    "max": lambda x: fnp.max(fnp.stack([x, 0.0 * x + 0.0, -x])),
+    "max": lambda x: fnp.max(fnp.stack([x, fnp.zeros_like(x), fnp.zeros_like(x) - 1.0])),
     "min": lambda x: fnp.min(fnp.stack([x, fnp.zeros_like(x)])),
     "sort": lambda x: fnp.sort(fnp.stack([x, fnp.zeros_like(x), -x]))[1],
     "hypot": lambda x: fnp.hypot(x, fnp.zeros_like(x)),
@@ -184,6 +184,9 @@ def _modes(f, x):
 def test_forward_and_reverse_agree_at_kinks(kink, outer):
     f = lambda x: SINGULAR[outer](KINK_OPS[kink](x))  # noqa: E731
     for x in (0.0, -1.0):
+        with np.errstate(all="ignore"):
+            if np.isnan(f(x)):      # no derivative to agree on where the value is NaN
+                continue
         results = _modes(f, x)
         ref = results["grad"]
         for name, value in results.items():
