@@ -24,7 +24,8 @@ from .primitives.elementwise import add, eq
 from .primitives.shape import concatenate, iota
 from .pytree import flatten_up_to, tree_flatten, tree_map, tree_structure
 from .tracing import Tracer, as_value, aval_of, current_trace, make_jaxpr, trace_to_jaxpr
-from .transforms.ad import _is_float, grad_jaxpr, partial_eval_jaxpr, vjp_eval, vjp_jaxpr
+from .transforms.ad import (_is_float, grad_jaxpr, nonlinear_use, partial_eval_jaxpr, vjp_eval,
+                            vjp_jaxpr)
 from .transforms.jvp import jvp_jaxpr
 from .transforms.simplify import simplify_jaxpr
 from .transforms.util import Zero, build_jaxpr, instantiate
@@ -118,6 +119,8 @@ def value_and_grad(fun: Callable, argnums: int | Sequence[int] = 0, has_aux: boo
 
 def _value_and_grad(fun, argnums, has_aux, allow_int, keep_value, holomorphic=False):
     name = "value_and_grad" if keep_value else "grad"
+    api_util.check_function(name, fun)
+    api_util.check_argnums(name, fun, argnums)
 
     def value_and_grad_f(*args, **kwargs):
         call = api_util.prepare_call(name, fun, args, kwargs, argnums)
@@ -346,6 +349,7 @@ def _staged(where: str, fun: Callable, argnums, body: Callable,
 
         closed = trace_to_jaxpr(flat_body, [aval_of(x) for x in call.leaves],
                                 sources=call.leaves)
+        api_util.check_forward(closed, call.leaves)
         derived = api_util.cached_rewrite(
             (where, tuple(call.wrt)), closed,
             simplify_jaxpr)
@@ -354,6 +358,12 @@ def _staged(where: str, fun: Callable, argnums, body: Callable,
     staged.__name__ = f"{where}({getattr(fun, '__name__', 'fun')})"
     staged.__wrapped__ = fun
     return staged
+
+
+def _check_chunk_size(where: str, chunk_size) -> None:
+    if chunk_size is not None and (not api_util._is_int(chunk_size) or chunk_size < 1):
+        raise FungradValueError(f"{where}: chunk_size must be a positive int or None, got "
+                                f"{chunk_size!r}")
 
 
 def _batched_over_basis(fn: Callable, basis: list, total: int, chunk_size: int | None,
@@ -394,6 +404,10 @@ def jacfwd(fun: Callable, argnums: int | Sequence[int] = 0, has_aux: bool = Fals
     result is the complex derivative), as in JAX.
     >>> jacfwd(lambda x: x ** 2)(np.array([1.0, 2.0]))    # [[2, 0], [0, 4]]
     """
+    api_util.check_function("jacfwd", fun)
+    api_util.check_argnums("jacfwd", fun, argnums)
+    _check_chunk_size("jacfwd", chunk_size)
+
     def body(call):
         diff = [x for x, w in zip(call.leaves, call.wrt) if w]
         avals = [aval_of(x) for x in diff]
@@ -437,6 +451,10 @@ def jacrev(fun: Callable, argnums: int | Sequence[int] = 0, has_aux: bool = Fals
     >>> jacrev(lambda x: fnp.stack([x[0] ** 2 + 3 * x[1], x[1] ** 2 + 2 * x[0]]))(
     ...     np.array([2.0, 3.0]))                            # [[4, 3], [2, 6]]
     """
+    api_util.check_function("jacrev", fun)
+    api_util.check_argnums("jacrev", fun, argnums)
+    _check_chunk_size("jacrev", chunk_size)
+
     def body(call):
         diff = [x for x, w in zip(call.leaves, call.wrt) if w]
         avals = [aval_of(x) for x in diff]
@@ -495,6 +513,13 @@ def vmap(fun: Callable, in_axes: Any = 0, out_axes: Any = 0, axis_size: int | No
     batched); `out_axes` likewise for the outputs.
     >>> vmap(lambda x, y: x @ y, in_axes=(0, None))(xs, y)    # one matvec per row of xs
     """
+    api_util.check_function("vmap", fun)
+    api_util.check_axes_spec(f"vmap({describe_function(fun)})", "in_axes", in_axes)
+    api_util.check_axes_spec(f"vmap({describe_function(fun)})", "out_axes", out_axes)
+    if axis_size is not None and (not api_util._is_int(axis_size) or axis_size < 0):
+        raise FungradValueError(f"vmap({describe_function(fun)}): axis_size must be a "
+                                f"non-negative int, got {axis_size!r}")
+
     def vmapped(*args, **kwargs):
         where = f"vmap({describe_function(fun)})"
         axes_tree = in_axes if isinstance(in_axes, (list, tuple)) and not isinstance(
@@ -588,36 +613,18 @@ def vmap(fun: Callable, in_axes: Any = 0, out_axes: Any = 0, axis_size: int | No
 # linear_transpose
 # ---------------------------------------------------------------------------
 
-def _linear_use(prim, flags: list) -> bool:
-    """Is `prim` linear in its input-dependent operands (`flags`), by its declared
-    `linear_in`?  Undeclared elementwise primitives are nonlinear; other undeclared
-    primitives are trusted."""
-    if prim.linear_in is None:
-        return prim.kind != "elementwise"
-    if prim.linear_in == "all":
-        return True
-    if prim.linear_in == "each":     # a product: one dependent factor at most
-        return sum(flags) <= 1
-    return all(i in prim.linear_in for i, f in enumerate(flags) if f)
-
-
 def _check_linear(where: str, jaxpr: Jaxpr) -> None:
     """Raise if an equation is nonlinear in the inputs (a known nonlinear primitive,
     or a product of two input-dependent values); other primitives are trusted."""
-    dependent: set = set(jaxpr.invars)
-    for eqn in jaxpr.eqns:
-        flags = [type(a) is Var and a in dependent for a in eqn.inputs]
-        if not any(flags):
-            continue
-        if not _linear_use(eqn.prim, flags):
-            raise FungradTypeError(
-                f"{where}: the function is not linear in its inputs: primitive "
-                f"'{eqn.prim.name}' at "
-                f"{format_location(eqn.source_info)} is applied to an input-dependent value"
-                + (" twice (a product of inputs)" if eqn.prim.linear_in == "each" else "")
-                + ".\n  linear_transpose needs a linear function; for a nonlinear one use "
-                "vjp(fun, *primals), whose pullback is the transposed linearization.")
-        dependent.update(eqn.outputs)
+    eqn = nonlinear_use(jaxpr, jaxpr.invars)
+    if eqn is not None:
+        raise FungradTypeError(
+            f"{where}: the function is not linear in its inputs: primitive "
+            f"'{eqn.prim.name}' at "
+            f"{format_location(eqn.source_info)} is applied to an input-dependent value"
+            + (" twice (a product of inputs)" if eqn.prim.linear_in == "each" else "")
+            + ".\n  linear_transpose needs a linear function; for a nonlinear one use "
+            "vjp(fun, *primals), whose pullback is the transposed linearization.")
 
 
 def linear_transpose(fun: Callable, *primals: Any, reduce_axes: tuple = ()) -> Callable:

@@ -10,29 +10,79 @@ import numpy as np
 
 from .caches import new_cache
 from .core import ClosedJaxpr, jaxpr_key
-from .errors import FungradTypeError, FungradValueError, describe_function
+from .errors import (FungradTypeError, FungradValueError, describe_function, format_location,
+                     user_location)
 from .backend import execute as backend_execute
-from .interpreter import eval_jaxpr
+from .config import config
+from .interpreter import eval_jaxpr, eval_jaxpr_checked
 from .pytree import PyTreeDef, tree_flatten
 from .tracing import Tracer, as_value, aval_of, current_trace, trace_to_jaxpr
 
-__all__ = ["prepare_call", "cached_rewrite", "execute", "as_value", "check_scalar_output",
+__all__ = ["prepare_call", "check_argnums", "check_axes_spec", "check_function", "check_forward", "cached_rewrite", "execute", "as_value", "check_scalar_output",
            "aux_split", "PreparedCall"]
 
 
+def _is_int(a) -> bool:
+    return isinstance(a, (int, np.integer)) and not isinstance(a, (bool, np.bool_))
+
+
+def check_argnums(where: str, fun, argnums) -> None:
+    """argnums is an int or a non-empty tuple/list of distinct ints (checked when the
+    transform is made, so the error points at that line)."""
+    if _is_int(argnums):
+        return
+    if not isinstance(argnums, (tuple, list)) or not all(_is_int(a) for a in argnums):
+        raise FungradTypeError(
+            f"{where}({describe_function(fun)}): argnums must be an int or a tuple of ints, "
+            f"got {argnums!r}, at {format_location(user_location())}.\n  Pass e.g. "
+            "argnums=0 or argnums=(0, 1).")
+    if not argnums:
+        raise FungradValueError(
+            f"{where}({describe_function(fun)}): argnums=() selects no argument to "
+            f"differentiate, at {format_location(user_location())}.\n  Name at least one "
+            "positional argument.")
+    if len({int(a) for a in argnums}) != len(argnums):
+        raise FungradValueError(
+            f"{where}({describe_function(fun)}): argnums={argnums!r} names an argument "
+            f"twice, at {format_location(user_location())}.\n  Name each argument once.")
+
+
 def _normalize_argnums(where: str, fun, argnums, n_args: int) -> tuple[tuple[int, ...], bool]:
-    is_tuple = not isinstance(argnums, int)
+    check_argnums(where, fun, argnums)
+    is_tuple = not _is_int(argnums)
     nums = tuple(argnums) if is_tuple else (argnums,)
     out = []
     for a in nums:
-        if not isinstance(a, (int, np.integer)):
-            raise FungradTypeError(f"{where}: argnums must be ints, got {argnums!r}")
         if not -n_args <= a < n_args:
             raise FungradValueError(
                 f"{where}({describe_function(fun)}): argnums={argnums!r} but the function "
                 f"was called with {n_args} positional argument(s)")
         out.append(int(a) % n_args)
+    if len(set(out)) != len(out):      # (0, -1) with one argument
+        raise FungradValueError(
+            f"{where}({describe_function(fun)}): argnums={argnums!r} names an argument "
+            f"twice for a call with {n_args} positional argument(s), at "
+            f"{format_location(user_location())}")
     return tuple(out), is_tuple
+
+
+def check_axes_spec(where: str, name: str, spec) -> None:
+    """vmap's in_axes/out_axes: an int, None, or a tuple/list (a pytree prefix of the
+    arguments) whose leaves are ints or None."""
+    if spec is None or _is_int(spec):
+        return
+    if not isinstance(spec, (tuple, list, dict)) or (name == "in_axes" and isinstance(spec, dict)):
+        raise FungradTypeError(
+            f"{where}: {name} must be an int, None, or a tuple with one entry per positional "
+            f"argument, got {spec!r} of type {type(spec).__name__}, at "
+            f"{format_location(user_location())}.\n  Pass e.g. {name}=0 or {name}=(0, None).")
+    for leaf in tree_flatten(spec, is_leaf=lambda x: x is None)[0]:
+        if leaf is not None and not _is_int(leaf):
+            raise FungradTypeError(
+                f"{where}: every entry of {name} must be an int or None, got {leaf!r} of type "
+                f"{type(leaf).__name__} in {name}={spec!r}, at "
+                f"{format_location(user_location())}.\n  Use ints for the batch axis and "
+                "None for unbatched entries.")
 
 
 class PreparedCall:
@@ -97,7 +147,8 @@ class PreparedCall:
             return out_leaves
 
         closed = trace_to_jaxpr(flat_fun, [aval_of(x) for x in self.leaves],
-                                sources=self.leaves)
+                                sources=self.leaves, differentiated=self.wrt)
+        check_forward(closed, self.leaves)
         return closed, out_tree_box[0]
 
     def unflatten_wrt(self, flat: Sequence) -> Any:
@@ -111,9 +162,30 @@ class PreparedCall:
 
 
 
-def prepare_call(where: str, fun: Callable, args: tuple, kwargs: dict, argnums) -> PreparedCall:
+def check_forward(closed: ClosedJaxpr, leaves: Sequence) -> None:
+    """With debug_nans / debug_infs on, run the program the user wrote, checked, before
+    its derivative: simplification may drop a forward value the derivative does not
+    need (grad of sum(log(x - 1) * 0.0)), and the flag is about what the user wrote.
+    (Inside an enclosing trace the outermost transform checks.)"""
+    if not (config.debug_nans or config.debug_infs) or current_trace() is not None:
+        return
+    if any(isinstance(x, Tracer) for x in leaves) or any(
+            isinstance(c, Tracer) for c in closed.consts):
+        return
+    eval_jaxpr_checked(closed.jaxpr, closed.consts, leaves, config.debug_nans,
+                       config.debug_infs)
+
+
+def check_function(where: str, fun) -> None:
     if not callable(fun):
-        raise FungradTypeError(f"{where}: expected a function, got {type(fun).__name__}")
+        raise FungradTypeError(
+            f"{where}: expected a function, got {type(fun).__name__}, at "
+            f"{format_location(user_location())}.\n  Pass the function itself: "
+            f"{where}(f)(x), not {where}(f(x)).")
+
+
+def prepare_call(where: str, fun: Callable, args: tuple, kwargs: dict, argnums) -> PreparedCall:
+    check_function(where, fun)
     return PreparedCall(where, fun, args, kwargs, argnums)
 
 

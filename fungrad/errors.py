@@ -16,7 +16,7 @@ __all__ = [
     "FungradError", "FungradTypeError", "FungradValueError", "FungradIndexError",
     "FungradNotImplementedError", "TracerBoolConversionError", "ConcretizationError",
     "TracerArrayConversionError", "TracerIntegerConversionError", "UnexpectedTracerError",
-    "FungradFloatingPointError", "CodegenError",
+    "FungradFloatingPointError", "FungradOverflowError", "CodegenError",
     "user_frame", "user_location", "describe_function",
 ]
 
@@ -39,6 +39,18 @@ class FungradIndexError(FungradError, IndexError):
 
 class FungradNotImplementedError(FungradError, NotImplementedError):
     pass
+
+
+class FungradOverflowError(FungradError, OverflowError):
+    """A Python int argument that does not fit in int64 (JAX raises OverflowError too)."""
+
+
+def int_overflow_error(value: int, where: str = "") -> FungradOverflowError:
+    """The error for a Python int argument outside int64 (`where`: 'jit(f): ')."""
+    return FungradOverflowError(
+        f"{where}the Python int {value} does not fit in int64, the dtype fungrad gives "
+        f"Python ints, at {format_location(user_location())}.\n  Pass it as a float "
+        f"({float(value)!r}) or split it into smaller integers.")
 
 
 class ConcretizationError(FungradTypeError):

@@ -20,7 +20,8 @@ import numpy as np
 from .caches import register
 from .config import config
 from .core import ClosedJaxpr, ShapedArray
-from .errors import FungradTypeError, FungradValueError, describe_function
+from .errors import (FungradTypeError, FungradValueError, describe_function, format_location,
+                     int_overflow_error, user_location)
 from .pytree import tree_flatten
 from .backend import executable
 from .tracing import Tracer, current_trace, trace_to_jaxpr
@@ -67,8 +68,9 @@ def _aval(sig) -> ShapedArray:
     shape, dtype = sig
     if dtype.kind not in "biufc":
         raise FungradTypeError(
-            f"jit: an argument of dtype {dtype} is not a numeric array; "
-            "arguments must be arrays, scalars, or pytrees (tuple, list, dict) of them")
+            f"jit: an argument of dtype {dtype} is not a numeric array, at "
+            f"{format_location(user_location())}; arguments must be arrays, scalars, or "
+            "pytrees (tuple, list, dict) of them.\n  Pass other values with static_argnums.")
     return ShapedArray(shape, dtype)
 
 
@@ -225,15 +227,23 @@ class JittedFunction:
     # --- the hot path -------------------------------------------------------------
 
     def __call__(self, *args, **kwargs):
-        if self._plain and not kwargs:
-            # fast path: every argument a leaf (array or scalar)
-            key = tuple([_fast_sig(a) for a in args])
-            hit = self._cache.get(key)
-            if hit is not None and current_trace() is None:
-                return hit.run(args)
-        if current_trace() is not None or _has_tracer(args, kwargs):
-            return self.fun(*args, **kwargs)   # inline into the enclosing trace
-        return self._slow_call(args, kwargs)
+        try:
+            if self._plain and not kwargs:
+                # fast path: every argument a leaf (array or scalar)
+                key = tuple([_fast_sig(a) for a in args])
+                hit = self._cache.get(key)
+                if hit is not None and current_trace() is None:
+                    return hit.run(args)
+            if current_trace() is not None or _has_tracer(args, kwargs):
+                return self.fun(*args, **kwargs)   # inline into the enclosing trace
+            return self._slow_call(args, kwargs)
+        except OverflowError:
+            # a Python int argument beyond int64 (checked here, off the hot path)
+            for leaf in tree_flatten((args, kwargs))[0]:
+                if type(leaf) is int and not -2**63 <= leaf < 2**63:
+                    raise int_overflow_error(
+                        leaf, f"jit({describe_function(self.fun)}): ") from None
+            raise
 
     def _split(self, args: tuple, kwargs: dict):
         n = len(args)

@@ -31,7 +31,7 @@ from .errors import SourceInfo, _internal_code, _is_internal  # the frame walk i
 from .errors import (ConcretizationError, FungradTypeError, FungradValueError,
                      TracerArrayConversionError, TracerBoolConversionError,
                      TracerIntegerConversionError, UnexpectedTracerError, format_location,
-                     user_location)
+                     int_overflow_error, user_location)
 from .pytree import tree_flatten
 
 __all__ = ["Trace", "Tracer", "trace_to_jaxpr", "make_jaxpr", "current_trace",
@@ -64,6 +64,13 @@ class Trace:
         # expected value); None = this trace records no guards.
         self.guards: list | None = None
         self.parent: "Trace | None" = current_trace()
+        # derivative tracking for Python conversions: the vars whose value depends
+        # (differentiably) on an input being differentiated; see `perturbed`
+        self._perturbed: set[Var] = set()
+        self._perturbed_pos = 0
+        # a custom_jvp/custom_vjp function's trace: its rules define the derivative
+        # with respect to its inputs, so converting them drops nothing
+        self.derivative_barrier = False
 
     # -- recording ------------------------------------------------------------
     def process_primitive(self, prim: core.Primitive, args: tuple, params: dict) -> Any:
@@ -176,6 +183,36 @@ class Trace:
                 return self.values[atom]
         return self.values.get(atom, _NO_VALUE)
 
+    # -- derivatives ----------------------------------------------------------
+    def mark_differentiated(self, tracers: Sequence["Tracer"]) -> None:
+        """These inputs (of this trace) are being differentiated: a Python conversion
+        of a value depending on them would silently drop its derivative."""
+        for t in tracers:
+            if t.aval.dtype.kind in "fc":
+                self._perturbed.add(t._var)
+
+    def perturbed(self, var: Var) -> bool:
+        """Does `var`'s value depend differentiably on an input being differentiated,
+        here or in an enclosing trace?  (Equations whose jvp is `nondifferentiable`,
+        like stop_gradient, and integer or bool results cut the dependence.)"""
+        perturbed = self._perturbed
+        while self._perturbed_pos < len(self.eqns):
+            eqn = self.eqns[self._perturbed_pos]
+            self._perturbed_pos += 1
+            if eqn.prim.jvp_nondifferentiable:
+                continue
+            if any(type(a) is Var and (a in perturbed or self._source_perturbed(a))
+                   for a in eqn.inputs):
+                perturbed.update(o for o in eqn.outputs if o.aval.dtype.kind in "fc")
+        return var in perturbed or self._source_perturbed(var)
+
+    def _source_perturbed(self, var: Var) -> bool:
+        if self.derivative_barrier and var in self.invars:
+            return False
+        src = self.sources.get(var)
+        return (type(src) is Tracer and not src._trace.done
+                and src._trace.perturbed(src._var))
+
     # -- results --------------------------------------------------------------
     def finish(self, outs: Sequence[Any]) -> ClosedJaxpr:
         out_atoms = [self.to_atom(x) for x in outs]
@@ -248,10 +285,21 @@ class Tracer(AbstractTracer):
             raise _leaked_tracer_error(self)
         return self._trace.value_of(self._var)
 
-    def _concrete(self, what: str, error: type, fix: str, guard: bool = False) -> Any:
+    def _concrete(self, what: str, error: type, fix: str, guard: bool = False,
+                  drops_derivative: bool = False) -> Any:
         """The concrete value, for a Python conversion.  Under jit only control-flow
         conversions (`guard=True`: bool, int, index) have a value, recorded as a guard;
-        others raise like under make_jaxpr."""
+        others raise like under make_jaxpr.  A conversion to a Python number
+        (`drops_derivative=True`) of a value being differentiated raises: the number
+        would carry no derivative, and the result would be silently wrong."""
+        if drops_derivative and self._trace.perturbed(self._var):
+            raise ConcretizationError(
+                f"a traced {self.aval} value that is being differentiated was converted to "
+                f"{what} at {format_location(user_location(3))}.\n  A Python number carries "
+                "no derivative, so the derivative through this value would silently be 0. "
+                "Use the fungrad.numpy function instead (fnp.exp(x), not math.exp(x); keep "
+                "x an array rather than float(x) or x.item()), or wrap the value in "
+                "fungrad.lax.stop_gradient(x) if you mean it as a constant.")
         root = _guard_root(self._trace)
         v = _NO_VALUE if root is not None and not guard else self.concrete_value()
         if v is _NO_VALUE:
@@ -289,20 +337,21 @@ class Tracer(AbstractTracer):
     def __float__(self) -> float:
         self._refuse_implicit_store()
         return float(self._concrete(
-            "a Python float (float(x))", ConcretizationError,
-            "Keep it an array, or compute the float outside the transformed function."))
+            "a Python float (float(x), math.*)", ConcretizationError,
+            "Keep it an array, or compute the float outside the transformed function.",
+            drops_derivative=True))
 
     def __int__(self) -> int:
         self._refuse_implicit_store()
         return int(self._concrete(
             "a Python int (int(x))", TracerIntegerConversionError,
             "Keep it an array, or make the argument static (jit(f, static_argnums=...)).",
-            guard=True))
+            guard=True, drops_derivative=True))
 
     def __complex__(self) -> complex:
         self._refuse_implicit_store()
-        return complex(self._concrete("a Python complex", ConcretizationError,
-                                      "Keep it an array."))
+        return complex(self._concrete("a Python complex (complex(x))", ConcretizationError,
+                                      "Keep it an array.", drops_derivative=True))
 
     def __index__(self) -> int:
         if not np.issubdtype(self.dtype, np.integer):
@@ -314,12 +363,12 @@ class Tracer(AbstractTracer):
             "static (jit(f, static_argnums=...)).", guard=True))
 
     def item(self):
-        return self._concrete("a Python scalar (x.item())", ConcretizationError,
-                              "Keep it an array.").item()
+        return np.asarray(self._concrete("a Python scalar (x.item())", ConcretizationError,
+                                         "Keep it an array.", drops_derivative=True)).item()
 
     def tolist(self):
         return np.asarray(self._concrete("a Python list (x.tolist())", ConcretizationError,
-                                         "Keep it an array.")).tolist()
+                                         "Keep it an array.", drops_derivative=True)).tolist()
 
     def __array__(self, dtype=None, copy=None):
         raise TracerArrayConversionError(
@@ -345,9 +394,13 @@ class Tracer(AbstractTracer):
         return f"Traced<{self.aval}>" if v is _NO_VALUE else str(np.asarray(v))
 
     def __format__(self, spec: str) -> str:
+        # printing a value drops nothing: read it without the conversion checks
         if spec:
-            return format(float(self) if self.size == 1 else np.asarray(
-                self.concrete_value()), spec)
+            v = self.concrete_value()
+            if v is _NO_VALUE:
+                return format(str(self), spec)
+            v = np.asarray(v)
+            return format(v.item() if v.size == 1 else v, spec)
         return str(self)
 
     def __hash__(self):
@@ -422,6 +475,8 @@ def as_value(x: Any, what: str = "arguments") -> Any:
         return x
     if isinstance(x, np.ndarray):
         return x
+    if type(x) is int and not _INT64_MIN <= x <= _INT64_MAX:
+        raise int_overflow_error(x)
     arr = np.asarray(x)
     if arr.dtype.kind not in _NUMERIC_KINDS:
         raise FungradTypeError(
@@ -452,14 +507,16 @@ class new_trace(trace_context):
 
 def trace_to_jaxpr(fun: Callable[..., Sequence[Any]], in_avals: Sequence[ShapedArray],
                    sources: Sequence[Any] | None = None,
-                   guards: list | None = None) -> ClosedJaxpr:
+                   guards: list | None = None,
+                   differentiated: Sequence[bool] | None = None) -> ClosedJaxpr:
     """Trace `fun(*tracers) -> flat list of outputs` into a ClosedJaxpr.
 
     `sources` gives each input a concrete value (array or outer tracer) that
     can be read on demand; without it the trace is abstract.  `guards`: a list
     that receives the (predicate tracer, expected value) of every Python decision
     taken on a traced value (see `jit`); `fun` may append the predicates to its
-    outputs."""
+    outputs.  `differentiated` flags the inputs being differentiated (a Python
+    conversion of a value that depends on them raises)."""
     trace = Trace(concrete=sources is not None)
     trace.guards = guards
     with new_trace(trace):
@@ -467,6 +524,9 @@ def trace_to_jaxpr(fun: Callable[..., Sequence[Any]], in_avals: Sequence[ShapedA
             args = [trace.new_arg(a) for a in in_avals]
         else:
             args = [trace.new_arg(a, s) for a, s in zip(in_avals, sources, strict=True)]
+        if differentiated is not None:
+            trace.mark_differentiated([a for a, d in zip(args, differentiated, strict=True)
+                                       if d])
         outs = fun(*args)
         closed = trace.finish(outs)
     return closed
@@ -476,7 +536,8 @@ def trace_to_jaxpr(fun: Callable[..., Sequence[Any]], in_avals: Sequence[ShapedA
 # make_jaxpr
 # ---------------------------------------------------------------------------
 
-_NUMERIC_KINDS = "biufc"   # bool, int, uint, float, complex: strings and objects are refused
+_NUMERIC_KINDS = "biufc"
+_INT64_MIN, _INT64_MAX = int(np.iinfo(np.int64).min), int(np.iinfo(np.int64).max)   # bool, int, uint, float, complex: strings and objects are refused
 
 
 def _leaf_aval(x: Any, where: str) -> ShapedArray:

@@ -7,7 +7,7 @@ from typing import Any, Callable, Sequence
 import numpy as np
 
 from ..core import Jaxpr, Primitive, Var
-from ..errors import FungradTypeError, FungradValueError, describe_function
+from ..errors import ConcretizationError, FungradTypeError, FungradValueError, describe_function
 from ..interpreter import eval_concrete
 from ..primitives.base import broadcast_in_dim, convert_element_type, move_axis_to_front
 from ..primitives.elementwise import eq, ne, select
@@ -141,9 +141,10 @@ def _cond_lower(gen, inputs, outputs, *, branches):
 cond_p.def_lower(_cond_lower)
 
 
-def _switch_traced(index, branches: Sequence[Callable], operands: tuple,
-                   names: Sequence[str] | None = None, where: str | None = None) -> Any:
-    """Bind `cond_p` for traced `index`: trace every branch on the operands' types."""
+def _trace_branches(branches: Sequence[Callable], operands: tuple,
+                    names: Sequence[str] | None, where: str | None) -> tuple[list, list]:
+    """Trace every branch on the operands' types and check that they return the same
+    structure, shapes and dtypes; returns (traced branches, operand leaves)."""
     op_leaves, op_tree = tree_flatten(operands)
     op_leaves = [_as_operand(x) for x in op_leaves]
     avals = [aval_of(x) for x in op_leaves]
@@ -172,6 +173,54 @@ def _switch_traced(index, branches: Sequence[Callable], operands: tuple,
                 f"{t.out_tree} of types {_types(t.out_avals)}.\n"
                 "  Make every branch return the same pytree of arrays (cast with .astype, "
                 "broadcast with fungrad.numpy.broadcast_to).")
+    return traced, op_leaves
+
+
+def _run_concrete(i: int, branches: Sequence[Callable], operands: tuple,
+                  names: Sequence[str] | None, where: str) -> Any:
+    """A concrete index runs branch i, and checks, as JAX does, that the other
+    branches return the same types: they are traced on the operands' types (not run).
+    A branch that cannot be traced without values (Python control flow on them) is
+    not compared."""
+    op_leaves, op_tree = tree_flatten(operands)
+    # operands are arrays, as in a traced cond: a Python scalar in the result is then one
+    # the branch wrote (weakly typed), never an operand or arithmetic on one
+    op_leaves = [_as_operand(x) for x in op_leaves]
+    result = branches[i](*op_tree.unflatten(op_leaves))
+    if len(branches) == 1:
+        return result
+    res_leaves, res_tree = tree_flatten(result)
+    weak = [type(x) in (bool, int, float, complex) for x in res_leaves]   # not np.float64
+    res_avals = [aval_of(_as_operand(x)) for x in res_leaves]
+    avals = [aval_of(x) for x in op_leaves]
+    label = names or [f"branches[{k}]" for k in range(len(branches))]
+    for k, b in enumerate(branches):
+        if k == i:
+            continue
+        try:
+            t = _trace_fun(b, op_tree, avals)
+        except ConcretizationError:
+            continue
+        same = t.out_tree == res_tree and all(
+            a.shape == r.shape and (a.dtype == r.dtype or w or tw)
+            for a, r, w, tw in zip(t.out_avals, res_avals, weak, t.weak))
+        if not same:
+            raise FungradTypeError(
+                f"{'cond' if names else 'switch'} at {where}: the branches must return the "
+                f"same structure, shapes and dtypes, but {label[i]} "
+                f"({describe_function(branches[i])}) returned {res_tree} of types "
+                f"{_types(res_avals)} and {label[k]} ({describe_function(b)}) returned "
+                f"{t.out_tree} of types {_types(t.out_avals)}.\n"
+                "  Make every branch return the same pytree of arrays (cast with .astype, "
+                "broadcast with fungrad.numpy.broadcast_to).")
+    return result
+
+
+def _switch_traced(index, branches: Sequence[Callable], operands: tuple,
+                   names: Sequence[str] | None = None, where: str | None = None) -> Any:
+    """Bind `cond_p` for traced `index`: trace every branch on the operands' types."""
+    traced, op_leaves = _trace_branches(branches, operands, names, where)
+    first = traced[0]
     # every branch takes all branches' constants, then the operands
     const_avals = [[aval_of(c) for c in t.consts] for t in traced]
     jaxprs = []
@@ -204,7 +253,8 @@ def switch(index: Any, branches: Sequence[Callable], *operands: Any) -> Any:
         if i.shape != () or not np.issubdtype(i.dtype, np.integer):
             raise FungradTypeError(f"switch at {_where()}: the index must be an integer scalar, "
                                    f"got {i!r}")
-        return branches[builtins.min(builtins.max(int(i), 0), len(branches) - 1)](*operands)
+        return _run_concrete(builtins.min(builtins.max(int(i), 0), len(branches) - 1),
+                             branches, operands, None, _where())
     aval = index.aval
     if aval.shape != () or not np.issubdtype(aval.dtype, np.integer):
         raise FungradTypeError(
@@ -227,7 +277,8 @@ def cond(pred: Any, true_fun: Callable, false_fun: Callable, *operands: Any) -> 
         p = np.asarray(pred)
         if p.shape != ():
             raise FungradTypeError(f"cond: the predicate must be a scalar, got shape {p.shape}")
-        return (true_fun if bool(p) else false_fun)(*operands)
+        return _run_concrete(int(bool(p)), [false_fun, true_fun], operands,
+                             ["false_fun", "true_fun"], _where())
     where = _where()
     aval = pred.aval
     if aval.shape != ():

@@ -42,13 +42,14 @@ from typing import Any, Callable, Sequence
 import numpy as np
 
 from ..core import ClosedJaxpr, Jaxpr, Primitive, ShapedArray, Var, jaxpr_key
-from ..errors import FungradNotImplementedError, FungradTypeError, describe_function
+from ..errors import (FungradNotImplementedError, FungradTypeError, describe_function,
+                      format_location)
 from ..interpreter import eval_concrete, eval_jaxpr
 from ..primitives.base import convert_element_type, full, reduce_sum, zeros_like_aval
 from ..primitives.elementwise import add
 from ..pytree import tree_flatten, tree_map
 from ..tracing import Trace, Tracer, as_value, aval_of, current_trace, new_trace
-from ..transforms.ad import vjp_eval
+from ..transforms.ad import nonlinear_use, vjp_eval
 from ..transforms.jvp import jvp_eval
 from ..transforms.util import Zero, build_jaxpr, instantiate
 from ..transforms.vmap import _batched_aval, moveaxis_value, vmap_eval
@@ -189,6 +190,7 @@ def _trace(fn: Callable, avals: Sequence[ShapedArray], sources: Sequence) -> Clo
     """Trace `fn(*tracers) -> flat outputs`; an input whose source is not
     `_NO_SOURCE` can give its concrete value on demand (eager Python control flow)."""
     trace = Trace(concrete=any(s is not _NO_SOURCE for s in sources))
+    trace.derivative_barrier = True     # the custom rules give the derivative
     with new_trace(trace):
         args = [trace.new_arg(a) if s is _NO_SOURCE else trace.new_arg(a, s)
                 for a, s in zip(avals, sources, strict=True)]
@@ -680,6 +682,26 @@ def _custom_vjp_call_vjp(ct, *xs, out, active, call_jaxpr, rules, num_consts, co
 
 
 
+def _check_bwd_linear(name: str, bwd_jaxpr: Jaxpr, n_out: int) -> None:
+    """Forward mode transposes bwd, which is exact only if bwd is linear in the
+    cotangent; a nonlinear bwd (gradient clipping, normalisation) would give a
+    derivative that differs from reverse mode, so it raises, as JAX does for any
+    custom_vjp under forward mode."""
+    cts = bwd_jaxpr.invars[len(bwd_jaxpr.invars) - n_out:]
+    eqn = nonlinear_use(bwd_jaxpr, cts, strict=True)
+    if eqn is not None:
+        raise FungradTypeError(
+            f"jvp of custom_vjp({name}): forward mode (jvp, jacfwd, hessian, linearize) of "
+            f"a custom_vjp function transposes its bwd rule, but bwd is not known to be "
+            f"linear in the cotangent: primitive '{eqn.prim.name}' at "
+            f"{format_location(eqn.source_info)} is applied to it"
+            + ("" if eqn.prim.linear_in is not None or eqn.prim.kind == "elementwise" else
+               f" ('{eqn.prim.name}' declares no linear_in=)")
+            + ".\n  A nonlinear bwd (e.g. gradient clipping) has no forward "
+            "mode that agrees with grad; use grad/jacrev/vjp, or define the derivative with "
+            "custom_jvp, which supports both modes.")
+
+
 def _custom_vjp_call_jvp(*args, out, call_jaxpr, rules, num_consts, const_diff, name):
     # J t by transposing bwd: bwd(ct) = J^T ct is linear in ct, so the vjp of
     # bwd with respect to ct, applied to t, is J t (exact, no extra user rule)
@@ -692,8 +714,9 @@ def _custom_vjp_call_jvp(*args, out, call_jaxpr, rules, num_consts, const_diff, 
     ts_x = [t if _is_float(a) else _zero(a) for t, a in zip(ts[num_consts:],
                                                            in_avals[num_consts:])]
     if any(not _is_zero(t) for t in ts_x):
-        res = _residuals(rules, xs, n_out)
         bwd_jaxpr, bwd_consts = rules.get("bwd")
+        _check_bwd_linear(name, bwd_jaxpr, n_out)
+        res = _residuals(rules, xs, n_out)
         zero_cts = [_instantiate(_zero(a)) for a in out_avals]
         wrt = [False] * (num_consts + len(res)) + [_is_float(a) for a in out_avals]
         try:
@@ -761,8 +784,8 @@ class custom_vjp:
     `fwd(*args) -> (out, residuals)` runs in the forward pass; `bwd(*nondiff_args,
     residuals, out_cotangent)` returns a tuple with one cotangent per differentiable
     argument (None for zero).  Forward mode (`jvp`, `jacfwd`, `hessian`) transposes
-    `bwd`, which is linear in the cotangent, so it is exact as long as `bwd` can be
-    differentiated.  Values the function closes over are differentiated through
+    `bwd`, which is exact when `bwd` is linear in the cotangent; a `bwd` that is not
+    (like this clipping) raises under forward mode rather than disagree with grad.  Values the function closes over are differentiated through
     the function itself.
 
     Args:

@@ -12,6 +12,7 @@ import numpy as np
 from .. import lax
 from ..errors import FungradTypeError, FungradValueError
 from ..tracing import Tracer, aval_of, current_trace
+from ._checks import axis_index, axis_tuple_unsorted, call_site, check_numeric
 from ._promotion import _PY_SCALARS, _convert, result_type
 
 __all__ = ["array", "asarray", "astype", "reshape", "ravel", "expand_dims", "concatenate", "stack"]
@@ -25,7 +26,7 @@ def _as_operand(x):
         return array(x)
     if isinstance(x, _PY_SCALARS):
         return x
-    return np.asarray(x)
+    return check_numeric(np.asarray(x))
 
 
 def _promote(*args, to_inexact=False):
@@ -58,8 +59,12 @@ def array(object, dtype=None, copy=True, ndmin=0):
         out = stack([_convert(i, dt) for i in items]) if items else np.zeros((0,), dt)
     else:
         value = np.array(object, dtype=dtype)
-        if value.dtype == object:
-            raise FungradTypeError("array: could not convert the input to a numeric array")
+        # (`object` is NumPy's name for the argument, so the dtype check reads the kind)
+        if value.dtype.kind not in "biufc":
+            raise FungradTypeError(
+                f"array: could not convert a {type(object).__name__} to a numeric array "
+                f"(NumPy made dtype {value.dtype}); fungrad arrays hold bool, integer, "
+                "float or complex numbers")
         out = value if current_trace() is None else _record_constant(value)
     while ndmin and aval_of(out).ndim < ndmin:
         out = expand_dims(out, 0)
@@ -121,13 +126,9 @@ def ravel(a, order="C"):
 def expand_dims(a, axis):
     """a with new length-1 axes at the positions `axis`."""
     x = _as_array(a)
-    axes = (axis,) if np.isscalar(axis) else tuple(axis)
-    nd = aval_of(x).ndim + len(axes)
-    for ax in axes:
-        if not -nd <= ax < nd:
-            raise np.exceptions.AxisError(f"axis {ax} is out of bounds for array of "
-                                          f"dimension {nd}")
-    return lax.expand_dims(x, [ax % nd for ax in axes])
+    n_new = len(axis) if isinstance(axis, (tuple, list)) else 1
+    axes = axis_tuple_unsorted(axis, aval_of(x).ndim + n_new)
+    return lax.expand_dims(x, list(axes))
 
 
 def concatenate(arrays, axis=0, dtype=None):
@@ -142,7 +143,15 @@ def concatenate(arrays, axis=0, dtype=None):
     nd = aval_of(arrays[0]).ndim
     if nd == 0:
         raise FungradValueError("zero-dimensional arrays cannot be concatenated")
-    return lax.concatenate(arrays, int(axis) % nd)
+    ax = axis_index(axis, nd)
+    shapes = [aval_of(a).shape for a in arrays]
+    for sh in shapes[1:]:
+        if len(sh) != nd or sh[:ax] + sh[ax + 1:] != shapes[0][:ax] + shapes[0][ax + 1:]:
+            name, where = call_site()
+            raise FungradValueError(
+                f"{name}: all the input arrays must have the same shape except along axis "
+                f"{ax}, got shapes {shapes}, at {where}")
+    return lax.concatenate(arrays, ax)
 
 
 def stack(arrays, axis=0, dtype=None):
@@ -153,6 +162,5 @@ def stack(arrays, axis=0, dtype=None):
     shapes = {aval_of(a).shape for a in arrays}
     if len(shapes) != 1:
         raise FungradValueError("all input arrays must have the same shape")
-    nd = aval_of(arrays[0]).ndim + 1
-    ax = int(axis) % nd
+    ax = axis_index(axis, aval_of(arrays[0]).ndim + 1)
     return concatenate([expand_dims(a, ax) for a in arrays], axis=ax, dtype=dtype)

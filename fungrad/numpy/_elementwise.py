@@ -460,10 +460,16 @@ def _zeros_of(x, y):
 def hypot(x1, x2):
     """sqrt(x1**2 + x2**2) without overflow or underflow (max * sqrt(1 + (min/max)**2)).
 
-    The gradient at (0, 0) is 0, not NaN; an infinite operand gives inf even with NaN.
+    The gradient at (0, 0) is 0, not NaN; an infinite operand gives inf even with NaN;
+    otherwise a NaN operand gives NaN (as NumPy), and a NaN gradient for that operand.
     """
     x, y = _broadcast(*_promote(x1, x2, to_inexact=True))
-    a, b = lax.abs(x), lax.abs(y)
+    # a NaN operand: |x| + |y| is NaN, and its derivative (sign) is NaN for that operand;
+    # the formula below runs on NaN-free operands, so its unused derivative is no NaN
+    either_nan = lax.bitwise_or(lax.ne(x, x), lax.ne(y, y))
+    nan_out = lax.add(lax.abs(x), lax.abs(y))
+    zeros = lax.full(aval_of(x).shape, 0, aval_of(x).dtype)
+    a, b = lax.abs(lax.select(either_nan, zeros, x)), lax.abs(lax.select(either_nan, zeros, y))
     # selects, not max/min: at |x| == |y| every derivative order stays that of sqrt(a²+b²)
     a_wins = lax.ge(a, b)
     big = lax.select(a_wins, _full_as(a, b), _full_as(b, a))
@@ -476,6 +482,7 @@ def hypot(x1, x2):
     ratio = lax.select(lax.eq(big, zero), lax.full(aval_of(big).shape, 0, aval_of(big).dtype),
                        lax.div(small, safe_big))
     out = lax.mul(big, lax.sqrt(lax.add(one, lax.mul(ratio, ratio))))
+    out = lax.select(either_nan, nan_out, out)
     either_inf = lax.bitwise_or(_isinf(x), _isinf(y))
     return lax.select(either_inf, lax.full(aval_of(out).shape, np.inf, aval_of(out).dtype), out)
 

@@ -11,6 +11,7 @@ from .. import lax
 from ..errors import FungradTypeError, FungradValueError
 from ..tracing import Tracer, aval_of
 from ._promotion import _broadcast
+from ._checks import axis_index, axis_tuple, axis_tuple_unsorted, permutation
 from ._coercion import _as_array, concatenate, expand_dims, ravel, reshape
 
 __all__ = ["shape", "ndim", "size", "transpose", "moveaxis", "swapaxes", "squeeze", "broadcast_to",
@@ -20,17 +21,12 @@ __all__ = ["shape", "ndim", "size", "transpose", "moveaxis", "swapaxes", "squeez
 
 
 def _axes(axis, ndim):
-    if axis is None:
-        return tuple(range(ndim))
-    if isinstance(axis, (int, np.integer)):
-        axis = (axis,)
-    out = []
-    for a in axis:
-        if not -ndim <= a < builtins.max(ndim, 1) or (ndim == 0 and a not in (0, -1)):
-            raise np.exceptions.AxisError(f"axis {a} is out of bounds for array of dimension "
-                                          f"{ndim}")
-        out.append(int(a) % builtins.max(ndim, 1))
-    return tuple(sorted(set(out))) if ndim else ()
+    """`axis` (None, an int, or distinct ints) as sorted non-negative ints; checked."""
+    if ndim == 0 and axis is not None:   # a 0-d array accepts axis 0 or -1, as a no-op
+        for a in (axis if isinstance(axis, (tuple, list)) else (axis,)):
+            axis_index(a, 1)
+        return ()
+    return axis_tuple(axis, ndim)
 
 
 def shape(a):
@@ -53,7 +49,7 @@ def transpose(a, axes=None):
     """a with its axes permuted (reversed when `axes` is None)."""
     x = _as_array(a)
     nd = aval_of(x).ndim
-    perm = tuple(reversed(range(nd))) if axes is None else tuple(int(p) % nd for p in axes)
+    perm = tuple(reversed(range(nd))) if axes is None else permutation(axes, nd)
     return lax.transpose(x, perm)
 
 
@@ -61,8 +57,12 @@ def moveaxis(a, source, destination):
     """a with axes `source` moved to positions `destination`."""
     x = _as_array(a)
     nd = aval_of(x).ndim
-    src = [s % nd for s in ((source,) if np.isscalar(source) else source)]
-    dst = [d % nd for d in ((destination,) if np.isscalar(destination) else destination)]
+    src = list(axis_tuple_unsorted(source, nd, "source"))
+    dst = list(axis_tuple_unsorted(destination, nd, "destination"))
+    if len(src) != len(dst):
+        raise FungradValueError(
+            f"moveaxis: source {source!r} and destination {destination!r} must have the same "
+            "number of elements")
     order = [i for i in range(nd) if i not in src]
     for d, s in sorted(zip(dst, src, strict=True)):
         order.insert(d, s)
@@ -74,7 +74,8 @@ def swapaxes(a, axis1, axis2):
     x = _as_array(a)
     nd = aval_of(x).ndim
     perm = list(range(nd))
-    perm[axis1 % nd], perm[axis2 % nd] = perm[axis2 % nd], perm[axis1 % nd]
+    axis1, axis2 = axis_index(axis1, nd, "axis1"), axis_index(axis2, nd, "axis2")
+    perm[axis1], perm[axis2] = perm[axis2], perm[axis1]
     return lax.transpose(x, perm)
 
 

@@ -15,10 +15,10 @@ from ._reductions import _no_out, mean
 __all__ = ["sort", "argsort", "median"]
 
 
-def _bitonic_sort_last(columns):
+def _bitonic_sort_last(columns, n_keys=None):
     """Sort the rows of `columns` (arrays of one shape, a power-of-two last axis) along
-    the last axis, lexicographically by the columns in order: a bitonic network of
-    slices, compares and selects.
+    the last axis, lexicographically by the first `n_keys` columns (all by default;
+    the rest are carried along): a bitonic network of slices, compares and selects.
 
     O(n log^2 n) work in log2(n)(log2(n)+1)/2 vectorised stages; every stage is made of
     primitives with gradients (select), so sort is differentiable."""
@@ -28,7 +28,7 @@ def _bitonic_sort_last(columns):
     def less(a, b):
         """Lexicographic a < b over the columns."""
         out = None
-        for ka, kb in zip(reversed(a), reversed(b), strict=True):
+        for ka, kb in zip(reversed(a[:n_keys]), reversed(b[:n_keys]), strict=True):
             lt = lax.lt(ka, kb)
             out = lt if out is None else lax.bitwise_or(lt, lax.bitwise_and(lax.eq(ka, kb), out))
         return out
@@ -83,12 +83,15 @@ def _sort_along(a, axis):
     index_p = pad_to_m(index, np.int64(m))
     if np.issubdtype(dt, np.inexact):
         nan = isnan(x)
-        key = lax.select(nan, _scalar(x, 0), x)
+        # the keys only order the rows; x itself rides along as the values, so every
+        # element, NaN included, takes its gradient to its sorted position (a NaN key
+        # replaced by a constant cut the NaN entry's gradient)
+        key = lax.stop_gradient(lax.select(nan, _scalar(x, 0), x))
         rank = _convert(nan, np.int8)  # NaN sorts after every number, like NumPy
         rank_p = pad_to_m(rank, np.int8(2))
-        rank_s, key_s, order = _bitonic_sort_last(
-            [rank_p, pad_to_m(key, _scalar(x, 0)), index_p])
-        values = lax.select(lax.eq(rank_s, np.int8(1)), _scalar(x, np.nan), key_s)
+        _, _, order, values = _bitonic_sort_last(
+            [rank_p, pad_to_m(key, _scalar(x, 0)), index_p, pad_to_m(x, _scalar(x, 0))],
+            n_keys=3)
     else:
         key = _convert(x, np.int8) if dt == np.bool_ else x
         top = np.iinfo(aval_of(key).dtype).max

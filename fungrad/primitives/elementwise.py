@@ -29,7 +29,7 @@ __all__ = [
     "logistic", "erf", "erfc", "erf_inv", "lgamma", "digamma", "polygamma", "floor", "ceil", "round",
     "is_finite", "eq", "ne", "lt", "le", "gt", "ge", "bitwise_and", "bitwise_or",
     "bitwise_not", "bitwise_xor", "select", "square", "real", "imag", "conj", "complex",
-    "safe_mul", "nextafter", "bce_with_logits", "softplus",
+    "safe_mul", "weighted", "nextafter", "bce_with_logits", "softplus",
 ]
 
 # NOTE: `max`, `min`, `abs`, `pow`, `round`, `complex` shadow builtins inside this module on
@@ -60,6 +60,19 @@ def safe_mul(t, deriv):
 
 def _zero(x):
     return aval_of(x).dtype.type(0)
+
+
+def weighted(t, w):
+    """t * w for a piecewise-constant local derivative w (a sign, a 0/1 mask, a tie
+    share): 0 wherever w == 0, even where t is inf or nan.  "A zero local derivative
+    wins" is the reverse-mode twin of "a zero tangent wins" (`safe_mul`): with both,
+    a kink feeding a singular derivative (sqrt(abs(x)) at 0) gives the same number,
+    0, in forward and reverse mode."""
+    w = broadcast_in_dim(w, aval_of(t).shape, ()) if aval_of(w).shape == () and \
+        aval_of(t).shape != () else w
+    # and, as safe_mul, a zero t wins over a NaN w (the NaN of a NaN operand stays in
+    # its own row and column of a Jacobian, in both modes)
+    return select(eq(w, _zero(w)), zeros_like_aval(aval_of(t)), safe_mul(t, w))
 
 
 def _zero_array(x):
@@ -347,13 +360,17 @@ def square(x):
 
 
 def _minmax_rule(pick_x):
-    """jvp of max/min: the selected operand's tangent; ties split 0.5 / 0.5."""
+    """jvp of max/min: the selected operand's tangent; ties split 0.5 / 0.5.  A NaN
+    operand is the selected one (np.maximum returns it), so it takes the derivative;
+    two NaNs tie."""
     def weights(x, y):
         half = _aval(x).dtype.type(0.5)
         one = _aval(x).dtype.type(1)
-        wins = pick_x(x, y)
-        w_x = select(eq(x, y), _full_like(x, y, half), select(wins, _full_like(x, y, one),
-                                                              _full_like(x, y, 0)))
+        x_nan, y_nan = ne(x, x), ne(y, y)
+        wins = bitwise_or(pick_x(x, y), bitwise_and(x_nan, bitwise_not(y_nan)))
+        tie = bitwise_or(eq(x, y), bitwise_and(x_nan, y_nan))
+        w_x = select(tie, _full_like(x, y, half), select(wins, _full_like(x, y, one),
+                                                         _full_like(x, y, 0)))
         return w_x, sub(_full_like(x, y, one), w_x)
     return weights
 
@@ -378,14 +395,15 @@ _min_weights = _minmax_rule(lambda x, y: lt(x, y))
 def _minmax_jvp(weights):
     def jvp(tx, ty, x, y, *, out):
         w_x, w_y = weights(x, y)
-        return add(mul(w_x, tx), mul(w_y, ty))
+        return add(weighted(_bcast(tx, _aval(out).shape), w_x),
+                   weighted(_bcast(ty, _aval(out).shape), w_y))
     return jvp
 
 
 def _minmax_vjp(weights):
     def vjp(ct, x, y, *, out):
         w_x, w_y = weights(x, y)
-        return (_sum_to(mul(ct, w_x), _aval(x)), _sum_to(mul(ct, w_y), _aval(y)))
+        return (_sum_to(weighted(ct, w_x), _aval(x)), _sum_to(weighted(ct, w_y), _aval(y)))
     return vjp
 
 
@@ -443,11 +461,13 @@ abs_p.def_impl(np.abs)
 abs_p.def_shape(lambda x: x.update(dtype=real_dtype(x.dtype)))
 abs_p.def_vmap(elementwise_vmap(abs_p))
 abs_p.def_emit(lambda x: f"np.abs({x})")
+# d|x| = sign(x) dx, 0 at x == 0 (the least-norm subgradient), winning over inf/nan;
+# complex x: Re(conj(x)/|x| dx) (JAX's convention)
 abs_p.def_jvp(lambda t, x, *, out: (real(mul(t, _abs_unit(x, out))) if is_complex(_aval(x).dtype)
-                                    else mul(t, sign(x))))
+                                    else weighted(t, sign(x))))
 abs_p.def_vjp(lambda ct, x, *, out: ((
     mul(convert_element_type(ct, _aval(x).dtype), _abs_unit(x, out))
-    if is_complex(_aval(x).dtype) else mul(ct, sign(x))),))
+    if is_complex(_aval(x).dtype) else weighted(ct, sign(x))),))
 
 
 def abs(x):
@@ -673,8 +693,18 @@ polygamma_p.def_jvp(lambda t, x, *, out, n: mul(t, polygamma(n + 1, x)))
 polygamma_p.def_vjp(lambda ct, x, *, out, n: (mul(ct, polygamma(n + 1, x)),))
 
 
+def _special_operand(x):
+    """lgamma / digamma / polygamma of integers or bools: float64, as
+    jax.scipy.special does (their natural arguments, like lgamma(n + 1), are integers)."""
+    x = x if isinstance(x, Tracer) else np.asarray(x)
+    if aval_of(x).dtype.kind in "biu":
+        return convert_element_type(x, np.float64)
+    return x
+
+
 def polygamma(n: int, x):
-    return polygamma_p.bind(x, n=int(n))
+    """Elementwise polygamma function of order n (integer x is promoted to float64)."""
+    return polygamma_p.bind(_special_operand(x), n=int(n))
 
 
 def digamma(x):
@@ -705,7 +735,7 @@ logistic = lambda x: logistic_p.bind(x)  # noqa: E731
 erf = lambda x: erf_p.bind(x)  # noqa: E731
 erfc = lambda x: erfc_p.bind(x)  # noqa: E731
 erf_inv = lambda x: erf_inv_p.bind(x)  # noqa: E731
-lgamma = lambda x: lgamma_p.bind(x)  # noqa: E731
+lgamma = lambda x: lgamma_p.bind(_special_operand(x))  # noqa: E731
 for _name in ("exp", "exp2", "expm1", "log", "log1p", "sqrt", "rsqrt", "cbrt", "sin", "cos",
               "tan", "asin", "acos", "atan", "sinh", "cosh", "tanh", "asinh", "acosh", "atanh",
               "logistic", "erf", "erfc", "erf_inv", "lgamma"):
@@ -714,10 +744,27 @@ for _name in ("exp", "exp2", "expm1", "log", "log1p", "sqrt", "rsqrt", "cbrt", "
     globals()[_name].__doc__ = f"Elementwise {_name} (primitive `{_name}`)."
 
 
-def _atan2_jvp(tx, ty, x, y):
-    # atan2(x, y): d = (y dx - x dy) / (x^2 + y^2); 0/0 at the origin -> zero wins
+def _atan2_partials(x, y):
+    """(d/dx, d/dy) of atan2(x, y) = (y, -x) / (x^2 + y^2); at the origin, where the
+    limit depends on the direction, both are 0 (finite, as the NaN-safety convention
+    promises, and the same in every mode)."""
     denom = add(mul(x, x), mul(y, y))
-    return add(safe_mul(tx, div(y, denom)), safe_mul(ty, div(neg(x), denom)))
+    origin = eq(denom, _zero(denom))
+    safe_denom = select(origin, full(_aval(denom).shape, 1, _aval(denom).dtype), denom)
+    zeros = zeros_like_aval(_aval(denom))
+    return (select(origin, zeros, div(y, safe_denom)),
+            select(origin, zeros, div(neg(x), safe_denom)))
+
+
+def _atan2_jvp(tx, ty, x, y):
+    d_x, d_y = _atan2_partials(x, y)
+    return add(weighted(_bcast(tx, _aval(d_x).shape), d_x),
+               weighted(_bcast(ty, _aval(d_y).shape), d_y))
+
+
+def _atan2_vjp(ct, x, y):
+    d_x, d_y = _atan2_partials(x, y)
+    return (_sum_to(weighted(ct, d_x), _aval(x)), _sum_to(weighted(ct, d_y), _aval(y)))
 
 
 atan2_p = Primitive("atan2", kind="elementwise")
@@ -726,9 +773,7 @@ atan2_p.def_shape(_real_binary_shape("atan2"))
 atan2_p.def_vmap(elementwise_vmap(atan2_p))
 atan2_p.def_emit(lambda x, y: f"np.arctan2({x}, {y})")
 atan2_p.def_jvp(lambda tx, ty, x, y, *, out: _atan2_jvp(tx, ty, x, y))
-atan2_p.def_vjp(lambda ct, x, y, *, out: (
-    _sum_to(safe_mul(ct, div(y, add(mul(x, x), mul(y, y)))), _aval(x)),
-    _sum_to(safe_mul(ct, div(neg(x), add(mul(x, x), mul(y, y)))), _aval(y))))
+atan2_p.def_vjp(lambda ct, x, y, *, out: _atan2_vjp(ct, x, y))
 
 
 def atan2(x, y):

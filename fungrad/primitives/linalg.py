@@ -17,10 +17,12 @@ from ..core import Primitive, ShapedArray
 from ..errors import CodegenError, FungradNotImplementedError, FungradTypeError
 from ..tracing import aval_of
 from ._util import is_float, np_dtype, reshape_index
-from .base import (bdim_to_front, broadcast_in_dim, convert_element_type, move_axis_to_front,
-                   reduce_sum, transpose, zeros_like_aval)
+from .base import (bdim_to_front, broadcast_in_dim, convert_element_type, full,
+                   move_axis_to_front, reduce_sum, transpose, zeros_like_aval)
 from ._util import complex_dtype
-from .elementwise import add, conj, div, eq, ge, le, mul, neg, real, safe_mul, select, sub
+from .elementwise import (add, conj, div, eq, ge, is_finite, le, mul, neg, real, safe_mul, select,
+                          stop_gradient, sub)
+from .reduce import reduce_and, reduce_prod
 from .shape import iota
 
 __all__ = ["dot_general", "dot_general_p", "cholesky", "triangular_solve", "solve", "inv", "det",
@@ -488,16 +490,37 @@ def _det_impl(a):
     return np.asarray(np.linalg.det(a), dtype=a.dtype)[()]
 
 
+def _det_cofactor(a, out):
+    """d det A / dA = adj(A)^T, the cofactor matrix: det A A^-T where that is finite;
+    at a singular A (det 0, or an inverse that overflows) the SVD form
+    det(U) det(V^T) U diag(prod_{j != i} s_j) V^T, which is finite there (and 0 for
+    rank <= n - 2).  The SVD form is a constant (stop_gradient): higher derivatives at
+    a singular A are not taken through it."""
+    a_aval = aval_of(a)
+    nd = a_aval.ndim
+    direct = mul(_expand_matrix(out, a_aval), solve_p.bind(_mT(a), _eye(a_aval)))
+    regular = reduce_and(is_finite(direct), (nd - 2, nd - 1))
+    a0 = stop_gradient(a)
+    u, s, vt = svd_p.bind(a0)
+    s_rows = broadcast_in_dim(s, a_aval.shape, tuple(range(nd - 2)) + (nd - 1,))
+    eye = _eye(a_aval)
+    ones = full(a_aval.shape, 1, a_aval.dtype)
+    others = reduce_prod(select(eq(eye, a_aval.dtype.type(1)), ones, s_rows), (nd - 1,))
+    scaled_u = mul(u, broadcast_in_dim(others, a_aval.shape, tuple(range(nd - 2)) + (nd - 1,)))
+    sign = mul(det_p.bind(u), det_p.bind(vt))
+    cofactor = mul(_expand_matrix(sign, a_aval), _mm(scaled_u, vt))
+    return select(_expand_matrix(regular, a_aval), direct, cofactor)
+
+
 def _det_jvp(t, a, *, out):
-    # d det A = det A tr(A^-1 dA)   (NaN at singular A: the adjugate is not used)
-    return mul(out, _trace(solve_p.bind(a, t)))
+    # d det A = tr(adj(A) dA) = sum(cofactor(A) * dA)
+    nd = aval_of(a).ndim
+    return reduce_sum(mul(_det_cofactor(a, out), t), (nd - 2, nd - 1))
 
 
 def _det_vjp(ct, a, *, out):
-    # A_bar = ct det A A^-T
-    a_aval = aval_of(a)
-    scale = _expand_matrix(mul(ct, out), a_aval)
-    return (mul(scale, solve_p.bind(_mT(a), _eye(a_aval))),)
+    # A_bar = ct cofactor(A)   (= ct det A A^-T for a regular A)
+    return (mul(_expand_matrix(ct, aval_of(a)), _det_cofactor(a, out)),)
 
 
 det_p = Primitive("det", kind="linalg")

@@ -22,7 +22,7 @@ from ._util import is_float, nondifferentiable
 from .base import (WIDE_ACCUMULATOR, _expand_to, _kept_dims, _normalize_axes, _reduce_shape,
                    _reduce_vmap, convert_element_type, full, move_axis_to_front,
                    narrow_accumulate, reduce_sum, reshape, transpose)
-from .elementwise import add, div, eq, mul
+from .elementwise import add, bitwise_and, bitwise_or, div, eq, mul, ne, weighted
 from .elementwise import max as lax_max
 from .shape import pad, slice
 
@@ -62,20 +62,23 @@ def _min_impl(x, *, axes):
 
 
 def _tie_weights(x, out, axes):
-    """1/count where x attains the reduced value, 0 elsewhere (ties split evenly)."""
+    """1/count where x attains the reduced value, 0 elsewhere (ties split evenly).
+    A NaN result came from the NaN entries: they share the derivative."""
     x_aval = aval_of(x)
-    hits = convert_element_type(eq(x, _expand_to(out, x_aval, axes)), x_aval.dtype)
-    count = lax_max(reduce_sum(hits, axes), x_aval.dtype.type(1))  # 1 if x holds a NaN
+    out_x = _expand_to(out, x_aval, axes)
+    attains = bitwise_or(eq(x, out_x), bitwise_and(ne(out_x, out_x), ne(x, x)))
+    hits = convert_element_type(attains, x_aval.dtype)
+    count = lax_max(reduce_sum(hits, axes), x_aval.dtype.type(1))  # 1 for an empty slice
     return div(hits, _expand_to(count, x_aval, axes))
 
 
 def _extremum_jvp(t, x, *, out, axes):
-    return reduce_sum(mul(t, _tie_weights(x, out, axes)), axes)
+    return reduce_sum(weighted(t, _tie_weights(x, out, axes)), axes)
 
 
 def _extremum_vjp(ct, x, *, out, axes):
     weights = _tie_weights(x, out, axes)
-    return (mul(_expand_to(ct, aval_of(x), axes), weights),)
+    return (weighted(_expand_to(ct, aval_of(x), axes), weights),)
 
 
 def _max_update(acc, v, dtype):

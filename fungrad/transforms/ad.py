@@ -13,7 +13,35 @@ from ..tracing import aval_of
 from .simplify import dce_jaxpr
 from .util import Zero, build_jaxpr, instantiate, read_atom, rebinding
 
-__all__ = ["vjp_eval", "vjp_jaxpr", "grad_jaxpr", "partial_eval_jaxpr"]
+__all__ = ["vjp_eval", "vjp_jaxpr", "grad_jaxpr", "partial_eval_jaxpr", "nonlinear_use"]
+
+
+def _linear_use(prim, flags: list, strict: bool) -> bool:
+    """Is `prim` linear in its input-dependent operands (`flags`), by its declared
+    `linear_in`?  Undeclared elementwise primitives are nonlinear; other undeclared
+    primitives are trusted, unless `strict`."""
+    if prim.linear_in is None:
+        return not strict and prim.kind != "elementwise"
+    if prim.linear_in == "all":
+        return True
+    if prim.linear_in == "each":     # a product: one dependent factor at most
+        return sum(flags) <= 1
+    return all(i in prim.linear_in for i, f in enumerate(flags) if f)
+
+
+def nonlinear_use(jaxpr: Jaxpr, dependent: Sequence[Var], strict: bool = False):
+    """The first equation that is visibly nonlinear in the values that depend on
+    `dependent` (a known nonlinear primitive, or a product of two dependent values),
+    or None.  `strict`: primitives that declare no linearity count as nonlinear."""
+    dep: set = set(dependent)
+    for eqn in jaxpr.eqns:
+        flags = [type(a) is Var and a in dep for a in eqn.inputs]
+        if not any(flags):
+            continue
+        if not _linear_use(eqn.prim, flags, strict):
+            return eqn
+        dep.update(eqn.outputs)
+    return None
 
 
 def _is_float(aval: ShapedArray) -> bool:

@@ -1,5 +1,7 @@
 """fungrad.tracing: make_jaxpr's output, what a Tracer knows (shape, dtype, ndim),
 leaked tracers, Python conversions of traced values, static_argnums."""
+import math
+
 import hypothesis.extra.numpy as hnp
 import numpy as np
 import pytest
@@ -182,7 +184,87 @@ def test_string_arguments_are_refused(transform):
 
 def test_eager_transforms_know_values_so_python_control_flow_works():
     assert fg.grad(branch_on_value)(2.0) == 1.0 and fg.grad(branch_on_value)(-2.0) == -1.0
-    assert fg.grad(lambda x: x * float(x))(3.0) == 3.0   # float(x) is a constant
+    assert fg.grad(lambda x: x * float(fg.lax.stop_gradient(x)))(3.0) == 3.0
+    assert fg.grad(lambda x, n: x * float(n))(3.0, 2.0) == 2.0   # n is not differentiated
+
+
+# -- Python conversions of a value being differentiated raise (issue 12) ---------------
+
+def _logistic_math(w):
+    return 1 / (1 + math.exp(-w))
+
+
+CONVERSIONS = {
+    "float": lambda w: w * float(w),
+    "int": lambda w: w * int(w * 10),
+    "complex": lambda w: w * complex(w).real,
+    "item": lambda w: w * w.item(),
+    "tolist": lambda w: w * w.tolist(),
+    "math.exp": _logistic_math,
+    "math.sqrt": lambda w: math.sqrt(w) * w,
+    "derived": lambda w: w * float(fnp.sin(w) * 2.0 + 1.0),
+}
+
+
+def _every_derivative_transform(f, x):
+    return {
+        "grad": lambda: fg.grad(f)(x),
+        "value_and_grad": lambda: fg.value_and_grad(f)(x),
+        "vjp": lambda: fg.vjp(f, x),
+        "jvp": lambda: fg.jvp(f, (x,), (1.0,)),
+        "linearize": lambda: fg.linearize(f, x),
+        "jacfwd": lambda: fg.jacfwd(f)(x),
+        "jacrev": lambda: fg.jacrev(f)(x),
+        "hessian": lambda: fg.hessian(f)(x),
+        "grad(grad)": lambda: fg.grad(fg.grad(f))(x),
+        "grad(jit)": lambda: fg.grad(fg.jit(f))(x),
+    }
+
+
+@pytest.mark.parametrize("conversion", sorted(CONVERSIONS))
+def test_a_conversion_that_would_drop_a_derivative_raises_naming_the_line(conversion):
+    f = CONVERSIONS[conversion]
+    for name, run in _every_derivative_transform(f, 0.7).items():
+        with pytest.raises(fg.ConcretizationError) as info:
+            run()
+        msg = str(info.value)
+        if "under jit" not in msg.lower():       # grad(jit): jit's own abstract-value error
+            assert "being differentiated" in msg, (name, msg)
+            assert "test_tracing.py" in msg and "stop_gradient" in msg, (name, msg)
+
+
+def test_sigmoid_through_math_exp_raises_instead_of_returning_zero():
+    with pytest.raises(fg.ConcretizationError, match=r"math\.exp"):
+        fg.grad(_logistic_math)(0.7)
+    assert fg.grad(lambda w: 1 / (1 + fnp.exp(-w)))(0.7) == pytest.approx(0.22171287)
+
+
+def test_conversions_that_drop_nothing_keep_working():
+    # another argument, a constant, a shape, an integer result, stop_gradient, printing
+    assert fg.grad(lambda w, n: w * float(n))(0.5, 3.0) == 3.0
+    assert fg.grad(lambda w: fnp.sum(w * float(np.float64(2.0)) + w.shape[0]))(
+        np.ones(2)).tolist() == [2.0, 2.0]
+    assert fg.grad(lambda w: w[int(fnp.argmax(w))])(np.array([1.0, 3.0, 2.0])).tolist() \
+        == [0.0, 1.0, 0.0]
+    assert fg.grad(lambda w: w * fg.lax.stop_gradient(w).item())(3.0) == 3.0
+    assert fg.jvp(lambda w: w * float(fg.lax.stop_gradient(w)), (2.0,), (1.0,))[1] == 2.0
+    printed = []
+    fg.grad(lambda w: printed.append(f"{w:.2f} {w}") or w * w)(0.5)
+    assert printed == ["0.50 0.5"]
+    # a value closed over from outside the transform is a constant
+    c = np.float64(2.0)
+    assert fg.grad(lambda w: w * math.exp(c))(1.0) == pytest.approx(math.exp(2.0))
+    # values inside the differentiated function of a custom rule: the rule gives
+    # the derivative, so a conversion of the function's own inputs drops nothing
+    @fg.custom_jvp
+    def f(x):
+        return x * 0.0 + math.sin(x)
+
+    f.defjvp(lambda p, t: (f(p[0]), fnp.cos(p[0]) * t[0]))
+    assert fg.grad(f)(0.3) == pytest.approx(math.cos(0.3))
+    # an outer derivative's value used inside an inner transform that does not
+    # differentiate it: grad w.r.t. x only, y converted
+    assert fg.grad(lambda x, y: x * float(y), argnums=0)(2.0, 5.0) == 5.0
 
 
 def test_isinstance_tracer_and_nothing_left_on_the_context():

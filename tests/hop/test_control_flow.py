@@ -21,6 +21,7 @@ from fungrad import lax
 from fungrad.config import config
 from fungrad.core import typecheck
 from fungrad.errors import FungradTypeError, FungradValueError, TracerBoolConversionError
+from fungrad.tracing import Tracer
 
 THIS_FILE = os.path.basename(__file__)
 
@@ -617,3 +618,65 @@ def test_map_batch_size(batch_size):
     out = lax.map(lambda p: {"a": p[0] * 2, "b": p[1]}, (xs, xs[:, 0]), batch_size=batch_size)
     np.testing.assert_allclose(out["a"], xs * 2)
     np.testing.assert_allclose(out["b"], xs[:, 0])
+
+
+# -- branch and carry types are checked in every mode (issue 12) ------------------------
+
+def _f32(x):
+    return fnp.asarray(x).astype(np.float32)
+
+
+MISMATCHED = {
+    "cond": lambda p, x: lax.cond(p, lambda v: v * 2.0, lambda v: _f32(v), x),
+    "cond_shape": lambda p, x: lax.cond(p, lambda v: v, lambda v: fnp.stack([v, v]), x),
+    "cond_tree": lambda p, x: lax.cond(p, lambda v: (v, v), lambda v: v, x),
+    "switch": lambda p, x: lax.switch(fnp.asarray(p).astype(np.int64) if isinstance(p, Tracer)
+                                      else int(p), [lambda v: v, lambda v: _f32(v)], x),
+}
+
+
+@pytest.mark.parametrize("name", sorted(MISMATCHED))
+def test_mismatched_branch_types_raise_in_every_mode(name):
+    op = MISMATCHED[name]
+    modes = {
+        "eager True": lambda: op(True, 1.0),
+        "eager False": lambda: op(False, 1.0),
+        "eager array pred": lambda: op(np.bool_(True), np.float64(1.0)),
+        "grad": lambda: fg.grad(lambda x: fnp.sum(op(True, x)))(1.0),
+        "grad traced pred": lambda: fg.grad(lambda x: fnp.sum(op(x > 0, x)))(1.0),
+        "jit": lambda: fg.jit(lambda x: op(x > 0, x))(1.0),
+        "jit static pred": lambda: fg.jit(lambda x: op(True, x))(1.0),
+        "vmap": lambda: fg.vmap(lambda x: op(x > 0, x))(np.ones(2)),
+        "make_jaxpr": lambda: fg.make_jaxpr(lambda x: op(True, x))(1.0),
+    }
+    for mode, run in modes.items():
+        with pytest.raises(FungradTypeError, match="branches must return the same") as info:
+            run()
+        assert "test_control_flow.py" in str(info.value), (mode, str(info.value))
+
+
+def test_a_concrete_cond_still_runs_only_the_chosen_branch_and_allows_python_scalars():
+    calls = []
+    assert lax.cond(False, lambda x: calls.append("t") or x + 1,
+                    lambda x: calls.append("f") or x - 1, 1.0) == 0.0
+    assert calls == ["f", "t"]      # f ran; t was traced (once, abstractly) for its type
+    assert lax.cond(True, lambda x: 0.0, lambda x: x, np.float32(1.0)) == 0.0   # weak 0.0
+    assert lax.switch(5, [lambda x: x, lambda x: x * 2], 1.0) == 2.0             # clamped
+    # a branch with Python control flow on values cannot be traced: not compared
+    assert lax.cond(True, lambda x: x, lambda x: x if x > 0 else -x, 2.0) == 2.0
+
+
+@pytest.mark.parametrize("mode", ["eager", "grad", "jit", "vmap"])
+def test_loop_carry_type_changes_raise_in_every_mode(mode):
+    loops = [
+        lambda x: lax.while_loop(lambda c: c < 3.0, lambda c: _f32(c + 1.0), x),
+        lambda x: lax.scan(lambda c, _: (_f32(c), c), x, None, length=2)[0],
+        lambda x: lax.fori_loop(0, 2, lambda i, c: fnp.stack([c, c]), x),
+    ]
+    for loop in loops:
+        run = {"eager": lambda: loop(1.0), "grad": lambda: fg.grad(loop)(1.0),
+               "jit": lambda: fg.jit(loop)(1.0),
+               "vmap": lambda: fg.vmap(loop)(np.ones(2))}[mode]
+        with pytest.raises(FungradTypeError, match="must return the carry") as info:
+            run()
+        assert "test_control_flow.py" in str(info.value)

@@ -255,9 +255,17 @@ def test_custom_vjp_clip_gradient():
     assert fg.grad(lambda x: 0.5 * clip_gradient(x))(2.0) == 0.5
     np.testing.assert_allclose(fg.vmap(fg.grad(lambda x: 3.0 * clip_gradient(x)))(np.ones(3)),
                                np.ones(3))
-    # forward mode transposes bwd: clip is not linear in g, so jvp is only the
-    # transpose of its linearization at g = 0 (the identity), as documented
-    assert fg.jvp(clip_gradient, (2.0,), (5.0,))[1] == 5.0
+    # forward mode transposes bwd, and clip is not linear in g: there is no forward
+    # derivative that agrees with grad, so every forward mode raises (issue 12: jacfwd
+    # gave 6.0 where grad gave 1.0), naming bwd's line
+    for forward in (lambda: fg.jvp(clip_gradient, (2.0,), (5.0,)),
+                    lambda: fg.jacfwd(lambda x: 6.0 * clip_gradient(x))(2.0),
+                    lambda: fg.hessian(lambda x: 6.0 * clip_gradient(x) ** 2)(2.0),
+                    lambda: fg.linearize(clip_gradient, 2.0)):
+        with pytest.raises(FungradTypeError, match="not known to be linear") as info:
+            forward()
+        assert "test_custom.py" in str(info.value) and "custom_jvp" in str(info.value)
+    assert fg.jacrev(lambda x: 6.0 * clip_gradient(x))(2.0) == 1.0
 
 
 @fg.custom_vjp
@@ -383,9 +391,10 @@ def test_jvp_of_custom_vjp_says_why_when_bwd_cannot_be_transposed():
 
     f.defvjp(lambda x: (f(x), None), lambda res, g: (opaque_p.bind(g),))
     assert fg.grad(f)(1.0) == 2.0
-    with pytest.raises(FungradNotImplementedError, match="transposing its bwd rule") as info:
+    with pytest.raises(FungradTypeError, match="transposes its bwd rule") as info:
         fg.jvp(f, (1.0,), (1.0,))
     assert "custom_jvp" in str(info.value) and "opaque_double" in str(info.value)
+    assert "declares no linear_in" in str(info.value)
 
 
 def test_custom_rules_that_call_their_own_function_do_not_recurse():

@@ -1,0 +1,124 @@
+"""Argument checks at the boundary of fungrad.numpy: axes, permutations, operands.
+
+A bad argument raises one of fungrad's errors (which derive from the builtin, or
+from NumPy's `AxisError`, that NumPy itself raises) naming the function, the
+argument, the user's line and the fix; it never reaches a primitive or NumPy's
+internals, and is never silently reinterpreted (an axis taken modulo ndim, a
+repeated axis dropped).
+"""
+from __future__ import annotations
+
+import operator
+import sys
+
+import numpy as np
+
+from ..errors import (FungradError, FungradTypeError, FungradValueError, _is_internal,
+                      format_location)
+
+__all__ = ["FungradAxisError", "call_site", "axis_index", "axis_tuple", "permutation", "axis_tuple_unsorted",
+           "check_numeric"]
+
+
+class FungradAxisError(FungradError, np.exceptions.AxisError):
+    """An axis out of range: NumPy's AxisError (a ValueError and an IndexError)."""
+
+    def __init__(self, msg: str):
+        # AxisError(msg) with one argument keeps msg as the message
+        np.exceptions.AxisError.__init__(self, msg)
+
+
+def call_site() -> tuple[str, str]:
+    """(name of the fungrad function the user called, "file:line (in f)" of the call)."""
+    frame = sys._getframe(1)
+    name = "fungrad.numpy"
+    while frame is not None and _is_internal(frame.f_code):
+        if not frame.f_code.co_name.startswith("_"):
+            name = frame.f_code.co_name
+        frame = frame.f_back
+    if frame is None:
+        return name, "<unknown location>"
+    return name, format_location((frame.f_code.co_filename, frame.f_lineno,
+                                  frame.f_code.co_name))
+
+
+def _int_arg(value, what: str) -> int:
+    """`value` as a Python int, or a type error naming the argument."""
+    if isinstance(value, (bool, np.bool_)) or not _is_integer_like(value):
+        name, where = call_site()
+        raise FungradTypeError(
+            f"{name}: {what} must be an int (or a tuple of ints), got {value!r} of type "
+            f"{type(value).__name__}, at {where}.\n  Pass an integer such as 0 or -1.")
+    return operator.index(value)
+
+
+def _is_integer_like(value) -> bool:
+    try:
+        operator.index(value)
+    except TypeError:
+        return False
+    return True
+
+
+def axis_index(axis, ndim: int, what: str = "axis") -> int:
+    """One axis in [-ndim, ndim) as a non-negative int."""
+    a = _int_arg(axis, what)
+    if not -ndim <= a < ndim:
+        name, where = call_site()
+        raise FungradAxisError(
+            f"{name}: {what} {a} is out of bounds for an array of dimension {ndim}, at "
+            f"{where}.\n  Valid axes are {-ndim}..{ndim - 1}." if ndim else
+            f"{name}: {what} {a} is out of bounds for a 0-d array, at {where}.")
+    return a % ndim
+
+
+def axis_tuple(axis, ndim: int, what: str = "axis") -> tuple[int, ...]:
+    """None (every axis), one axis or a sequence of distinct axes, as sorted ints."""
+    if axis is None:
+        return tuple(range(ndim))
+    if isinstance(axis, (tuple, list)):
+        axes = [axis_index(a, ndim, what) for a in axis]
+    else:
+        axes = [axis_index(axis, ndim, what)]
+    if len(set(axes)) != len(axes):
+        name, where = call_site()
+        raise FungradValueError(
+            f"{name}: duplicate value in '{what}': {axis!r}, at {where}.\n  Name each axis "
+            "once.")
+    return tuple(sorted(axes))
+
+
+def axis_tuple_unsorted(axis, ndim: int, what: str = "axis") -> tuple[int, ...]:
+    """One axis or a sequence of distinct axes, in the order given (moveaxis)."""
+    axes = [axis_index(a, ndim, what) for a in
+            (axis if isinstance(axis, (tuple, list)) else (axis,))]
+    if len(set(axes)) != len(axes):
+        name, where = call_site()
+        raise FungradValueError(f"{name}: duplicate value in '{what}': {axis!r}, at {where}")
+    return tuple(axes)
+
+
+def permutation(axes, ndim: int, what: str = "axes") -> tuple[int, ...]:
+    """A permutation of range(ndim) (negative entries allowed), e.g. transpose's axes."""
+    if not isinstance(axes, (tuple, list)):
+        name, where = call_site()
+        raise FungradTypeError(f"{name}: {what} must be a tuple of ints, got {axes!r}, at "
+                               f"{where}")
+    perm = tuple(axis_index(a, ndim, what) for a in axes)
+    if sorted(perm) != list(range(ndim)):
+        name, where = call_site()
+        raise FungradValueError(
+            f"{name}: {what}={tuple(axes)!r} is not a permutation of the {ndim} axes of the "
+            f"array, at {where}.\n  Give each of 0..{ndim - 1} exactly once.")
+    return perm
+
+
+def check_numeric(x, what: str = "an argument"):
+    """Refuse strings, objects and other values that are not numeric arrays."""
+    dtype = getattr(x, "dtype", None)
+    if dtype is not None and np.dtype(dtype).kind not in "biufc":
+        name, where = call_site()
+        raise FungradTypeError(
+            f"{name}: {what} has dtype {dtype}, which is not numeric, at {where}.\n  "
+            "fungrad arrays hold bool, integer, float or complex numbers.")
+    return x
