@@ -208,14 +208,17 @@ def _check_safe(expr: str) -> None:
                 continue
             if path[0] not in roots:
                 refuse(node, f"the name {path[0]!r}")
+            # fnp.<name>, nn.<name> or fnp.linalg.<name>, and never a module
+            if not (len(path) == 2 or (len(path) == 3 and path[:2] == ["fnp", "linalg"])):
+                refuse(node, f"{'.'.join(path)}")
             obj = roots[path[0]]
-            for i, part in enumerate(path[1:], start=1):
+            for part in path[1:]:
                 obj = getattr(obj, part, None)
-                last = i == len(path) - 1
-                allowed_module = obj is getattr(fnp, "linalg", None)
-                if obj is None or (isinstance(obj, types.ModuleType) and
-                                   (last or not allowed_module)):
-                    refuse(node, f"{'.'.join(path[:i + 1])}")
+            if obj is None or isinstance(obj, types.ModuleType):
+                refuse(node, f"{'.'.join(path)}")
+        if isinstance(node, ast.Call) and not isinstance(node.func, ast.Attribute):
+            refuse(node, "a call of something other than an fnp./nn. function or an "
+                         "array method")
         if isinstance(node, ast.Name):
             if node.id in params:
                 continue
@@ -229,7 +232,7 @@ def _check_safe(expr: str) -> None:
 # -- python -m fungrad cache -------------------------------------------------------------
 
 def _megabytes(n: int) -> str:
-    return f"{n / 2**20:.1f} MB"
+    return f"{n / 2**20:.1f} MB" if n >= 2**20 else f"{n / 2**10:.1f} KB"
 
 
 def _cmd_cache(args) -> str:

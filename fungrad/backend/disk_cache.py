@@ -407,6 +407,8 @@ def clear_cache(path: str) -> tuple[int, int]:
         return 0, 0
     count = freed = 0
     for e in _entries(kernels):
+        if os.path.basename(e.path) == ".evict.lock":
+            continue
         if _unlink(e.path):
             count += 1
             freed += e.size
