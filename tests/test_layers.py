@@ -11,7 +11,7 @@ The layers, lowest first (docs/how-it-works.md draws them):
     transforms   transforms/* (jvp, vjp, vmap, partial eval, simplify, structure, inline)
     hop          hop/* higher-order primitives, whose rules run transforms (control
                  flow, custom_jvp/custom_vjp, checkpoint)
-    backend      backend/* (codegen, numba, the execution policy)
+    backend      backend/* (codegen, numba, the disk cache, the execution policy)
     api          api_util, jitted, api (every user-facing transform)
     faces        fungrad, fungrad.lax (JAX's names for primitives/ and hop/),
                  numpy/*, nn, testing, viz, extend, tree_util, tour, __main__
