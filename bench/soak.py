@@ -154,12 +154,12 @@ np.random.default_rng(0).shuffle(SHAPES)
 SEEDS = 3
 
 
-def tasks_of(thread: int, opened):
-    """The endless task list of one thread; `opened()` is how many of SHAPES are
+def tasks_of(thread: int, opened, shapes):
+    """The endless task list of one thread; `opened()` is how many of `shapes` are
     available now."""
     rng = np.random.default_rng(1000 + thread)
     while True:
-        batch, width = SHAPES[int(rng.integers(opened()))]
+        batch, width = shapes[int(rng.integers(opened()))]
         yield (PROGRAMS[rng.integers(len(PROGRAMS))], batch, width, int(rng.integers(SEEDS)))
 
 
@@ -168,9 +168,9 @@ def rss_mb() -> float:
         return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE") / 2**20
 
 
-def worker(index, stop, results, counts, errors, lock, opened):
+def worker(index, stop, results, counts, errors, lock, opened, shapes):
     mode = {1: "disable_jit", 2: "debug_infs"}.get(index)
-    for n, task in enumerate(tasks_of(index, opened)):
+    for n, task in enumerate(tasks_of(index, opened, shapes)):
         if stop.is_set():
             return
         try:
@@ -201,6 +201,9 @@ def main(argv=None) -> int:
                         help="fraction of the run over which new shapes arrive (default 0.4)")
     parser.add_argument("--warmup", type=float, default=0.5,
                         help="fraction of the run counted as warm-up (default 0.5)")
+    parser.add_argument("--shapes", type=int, default=len(SHAPES),
+                        help=f"how many (batch, width) shapes arrive (default {len(SHAPES)}; "
+                             "each is a new kernel per program)")
     parser.add_argument("--cache-dir", help="kernel cache folder (default: a fresh one)")
     parser.add_argument("--json", help="write the figures here")
     args = parser.parse_args(argv)
@@ -212,12 +215,14 @@ def main(argv=None) -> int:
     errors: list = []
     start = time.monotonic()
 
+    shapes = SHAPES[:max(1, args.shapes)]
+
     def opened() -> int:
         fraction = (time.monotonic() - start) / max(args.arrival * args.duration, 1e-9)
-        return max(1, min(len(SHAPES), int(np.ceil(fraction * len(SHAPES)))))
+        return max(1, min(len(shapes), int(np.ceil(fraction * len(shapes)))))
 
     threads = [threading.Thread(target=worker, daemon=True,
-                                args=(i, stop, results, counts, errors, lock, opened))
+                                args=(i, stop, results, counts, errors, lock, opened, shapes))
                for i in range(args.threads)]
     samples = [(0.0, rss_mb(), 0, 0, 0)]
     for t in threads:
@@ -256,7 +261,7 @@ def main(argv=None) -> int:
         ts, rs = np.array([s[0] for s in half]), np.array([s[1] for s in half])
         slope = float(np.polyfit(ts / 60.0, rs, 1)[0])
     report = {
-        "duration_s": round(wall, 1), "threads": args.threads,
+        "duration_s": round(wall, 1), "threads": args.threads, "shapes": len(shapes),
         "tasks": sum(counts), "tasks_per_thread": counts,
         "tasks_per_s": round(sum(counts) / wall, 1), "distinct_tasks": len(results),
         "rss_start_mb": samples[0][1], "rss_after_warmup_mb": warm[0][1],
