@@ -22,7 +22,7 @@ import sys
 import threading
 import types
 import warnings
-from typing import Any, Callable, Sequence
+from typing import Callable, Sequence
 
 import numpy as np
 
