@@ -59,6 +59,7 @@ SUFFIX = ".fgk"
 MAGIC = b"fungrad kernel cache 1\n"
 _EVICT_TO = 0.9              # evict down to this fraction of the limit
 _RESCAN_SECONDS = 30.0       # re-measure the folder at least this often while writing
+_STALE_TMP_SECONDS = 3600.0  # a temporary file this old is a crashed writer's, not in flight
 
 # counters for tests: artefacts rejected (corrupt/foreign), evicted, written
 stats = {"rejected": 0, "evicted": 0, "written": 0}
@@ -346,9 +347,12 @@ def evict(folder: Folder, limit: int) -> int:
         deleted = 0
         if total > limit:
             target = int(limit * _EVICT_TO)
+            stale = time.time() - _STALE_TMP_SECONDS
             for e in sorted(entries, key=lambda e: e.mtime):
                 if total <= target:
                     break
+                if os.path.basename(e.path).startswith(".tmp-") and e.mtime > stale:
+                    continue        # another process is writing it right now
                 if _unlink(e.path):
                     deleted += 1
                 total -= e.size
