@@ -27,7 +27,7 @@ from typing import Any, Callable, Sequence
 import numpy as np
 
 from .caches import new_cache
-from .config import config
+from .config import settings
 from .errors import (FungradFloatingPointError, FungradNotImplementedError, FungradTypeError,
                      format_location, user_location)
 
@@ -439,11 +439,11 @@ class Primitive:
                 raise a.leaked_error()
         # the same typing rules as under tracing (a strict primitive never promotes)
         self.shape_rule(*[ShapedArray.of(a) for a in args], **params)
-        if config.debug_nans or config.debug_infs:  # eager op under fungrad.config checks
+        s = settings()   # this thread's settings
+        if s.debug_nans or s.debug_infs:  # eager op under fungrad.config checks
             with np.errstate(all="ignore"):
                 out = self.impl(*args, **params)
-            check_outputs(self, args, out, user_location(2), config.debug_nans,
-                          config.debug_infs)
+            check_outputs(self, args, out, user_location(2), s.debug_nans, s.debug_infs)
             return out
         return self.impl(*args, **params)
 

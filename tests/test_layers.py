@@ -12,7 +12,7 @@ The layers, lowest first (docs/how-it-works.md draws them):
                  sparsity detection, coloring)
     hop          hop/* higher-order primitives, whose rules run transforms (control
                  flow, custom_jvp/custom_vjp, checkpoint)
-    backend      backend/* (codegen, numba, the execution policy)
+    backend      backend/* (codegen, numba, the disk cache, the execution policy)
     api          api_util, jitted, api (every user-facing transform), sparse (sparse
                  jacobians and hessians, and the sparsity rules of control flow)
     faces        fungrad, fungrad.lax (JAX's names for primitives/ and hop/),

@@ -17,7 +17,7 @@ from typing import Any, Sequence
 import numpy as np
 
 from ..caches import clear_caches, new_cache, register
-from ..config import config
+from ..config import settings
 from ..core import Jaxpr, jaxpr_key
 from ..interpreter import eval_jaxpr, eval_jaxpr_checked, owned_array
 from .numba_jit import Kernel, compile_jaxpr
@@ -58,14 +58,11 @@ def kernel_for(jaxpr: Jaxpr) -> Kernel:
     return entry.kernel
 
 
-def _checked() -> bool:
-    return config.debug_nans or config.debug_infs
-
-
 def _interpret(jaxpr: Jaxpr, consts: Sequence, args: Sequence) -> list:
-    if _checked():  # the checked interpreter names the first primitive giving NaN/inf
+    s = settings()
+    if s.debug_nans or s.debug_infs:  # the checked interpreter names the first NaN/inf
         return [owned_array(x) for x in eval_jaxpr_checked(
-            jaxpr, consts, args, config.debug_nans, config.debug_infs)]
+            jaxpr, consts, args, s.debug_nans, s.debug_infs)]
     # Derivative programs compute inf/nan on purpose and then select them away
     # ("a zero cotangent wins"); compiled kernels never warn, nor does the interpreter.
     with np.errstate(all="ignore"):
@@ -87,13 +84,14 @@ class Executable:
 
     def _kernel(self) -> Kernel | None:
         """The kernel to run now, or None for the interpreter (counts tiered calls)."""
-        if config.disable_jit or _checked():
+        s = settings()   # this thread's settings (fungrad.config.override is per thread)
+        if s.disable_jit or s.debug_nans or s.debug_infs:
             return None
         entry = self._entry
         kernel = entry.kernel
         if kernel is None:
             entry.count += 1
-            if self.tiered and entry.count <= config.jit_threshold:
+            if self.tiered and entry.count <= s.jit_threshold:
                 return None
             kernel = entry.kernel = compile_jaxpr(self.jaxpr)
         return kernel
@@ -108,7 +106,8 @@ class Executable:
     def direct(self):
         """numba's entry point when `fn(*consts, *args)` alone gives the outputs (a
         compiled, checked kernel without 0-d arguments or results), else None."""
-        if config.disable_jit or config.debug_nans or config.debug_infs:  # per jit call
+        s = settings()   # per jit call: one read of this thread's settings
+        if s.disable_jit or s.debug_nans or s.debug_infs:
             return None
         kernel = self._entry.kernel
         return kernel.fn if kernel is not None and kernel.direct else None
@@ -127,8 +126,9 @@ def execute(jaxpr: Jaxpr, consts: Sequence, args: Sequence) -> list:
     """Evaluate `jaxpr` on concrete arrays with the tiered policy: in the interpreter
     while the program is cold, with its numba kernel once hot."""
     entry = _by_object.get(jaxpr)
+    s = settings()
     if entry is not None and entry.kernel is not None and not (
-            config.disable_jit or config.debug_nans or config.debug_infs):
+            s.disable_jit or s.debug_nans or s.debug_infs):
         return list(entry.kernel(consts, args))   # the hot path: one lookup
     return Executable(jaxpr, True)(consts, args)
 

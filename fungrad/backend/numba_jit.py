@@ -1,44 +1,49 @@
 """Compile generated kernel source with numba; cache it on disk; fall back.
 
-Each kernel is written to a content-addressed module file
-`<cache dir>/kernels/k_<hash>.py` (the hash covers the source and the fungrad,
-numba and NumPy versions) and imported, so `numba.njit(cache=True)` can keep
-its compiled code next to it and a later process loads instead of compiling.
-Writes go to a temporary file and `os.replace`, so concurrent writers never
-leave a torn file; a file whose text is not the expected source is rewritten.
-Whatever goes wrong with the cache (unwritable folder, corrupt file, corrupt
-numba index) ends in a plain in-memory compile, and a kernel numba rejects
-runs in the interpreter: a warning, never an error.
+A kernel's module text (its source, the helpers, and a header naming the
+fungrad, numba, NumPy, codegen and Python versions and the optimisation level)
+is executed in memory under a synthetic filename registered in `linecache`; its
+SHA-256 is the kernel's content address.  The numba dispatcher gets our own
+disk cache (`_VerifiedCache`) in place of numba's: compiled code is stored in,
+and loaded from, self-checking artefact files of `disk_cache.py`, keyed by the
+content address, the signature and the target CPU.  A file is verified (digest
+and key) before numba unpickles it, so a corrupt or foreign file is deleted and
+the kernel recompiled with a warning instead of crashing the process; nothing in
+the cache folder is ever imported.  Whatever goes wrong with the cache ends in
+a plain compile, and a kernel numba rejects runs in the interpreter: a warning,
+never an error.
 """
 from __future__ import annotations
 
 import hashlib
-import importlib.util
 import linecache
-import os
+import pickle
 import sys
-import tempfile
+import threading
+import types
 import warnings
-from typing import Any, Callable, Sequence
+from typing import Callable, Sequence
 
 import numpy as np
 
 from .._version import __version__
-from ..config import config
+from ..config import settings
 from ..interpreter import eval_jaxpr, owned_array
+from . import disk_cache
 from .codegen import CODEGEN_VERSION, HELPERS, CodegenError, KernelSource, generate
 
 __all__ = ["Kernel", "compile_jaxpr", "FungradKernelWarning", "stats"]
 
 
 class FungradKernelWarning(RuntimeWarning):
-    """A kernel could not be compiled or cached; fungrad fell back (results unchanged)."""
+    """A kernel could not be compiled; fungrad fell back (results unchanged)."""
 
 
 # counters for tests and the benchmark: kernels compiled, loaded from disk, fallen back
 stats = {"compiled": 0, "cache_loaded": 0, "fallbacks": 0, "cache_errors": 0}
 
 _PRELUDE = "import math\nimport numpy as np\nimport numba\n"
+_load_lock = threading.Lock()
 
 
 def _versions() -> str:
@@ -50,98 +55,115 @@ def _versions() -> str:
            f"opt {numba.config.OPT}"
 
 
-def _module_text(ks: KernelSource, cache: bool) -> str:
-    helpers = HELPERS.replace("CACHE", "True" if cache else "False")
+def _module_text(ks: KernelSource) -> str:
+    helpers = HELPERS.replace("CACHE", "False")   # helpers are linked into each kernel
     return (f"# fungrad kernel, generated; {_versions()}\n{_PRELUDE}{helpers}\n\n"
-            f"@numba.njit(cache={cache}, error_model='numpy')\n{ks.source}")
+            f"@numba.njit(cache=False, error_model='numpy')\n{ks.source}")
 
 
 def _warn(msg: str) -> None:
     warnings.warn(msg, FungradKernelWarning, stacklevel=4)
 
 
-def _write_atomic(path: str, text: str) -> None:
-    folder = os.path.dirname(path)
-    fd, tmp = tempfile.mkstemp(dir=folder, prefix=".tmp-", suffix=".py")
-    try:
-        with os.fdopen(fd, "w") as f:
-            f.write(text)
-        os.replace(tmp, path)
-    except BaseException:
-        try:
-            os.unlink(tmp)
-        except OSError:
-            pass
-        raise
-
-
-def _load_from_disk(ks: KernelSource) -> tuple[Callable, Any] | None:
-    """Import the kernel's module file (writing it first if needed); None on failure."""
-    folder = config.cache_dir
-    if not folder:
-        return None
-    text = _module_text(ks, cache=True)
-    digest = hashlib.sha256(text.encode()).hexdigest()[:24]
-    kdir = os.path.join(folder, "kernels")
-    path = os.path.join(kdir, f"k_{digest}.py")
-    try:
-        os.makedirs(kdir, exist_ok=True)
-        try:
-            with open(path) as f:
-                on_disk = f.read()
-        except (OSError, UnicodeDecodeError):
-            on_disk = None
-        if on_disk != text:
-            if on_disk is not None:
-                stats["cache_errors"] += 1
-                _warn(f"fungrad: kernel cache file {path} was corrupt; rewriting it")
-                _purge_numba_cache(path)
-            _write_atomic(path, text)
-    except OSError as e:
-        stats["cache_errors"] += 1
-        _warn(f"fungrad: cannot write the kernel cache in {folder} ({e}); compiling in memory. "
-              "Set FUNGRAD_CACHE_DIR to a writable folder to keep compiled kernels.")
-        return None
-    modname = f"_fungrad_kernel_{digest}"
-    try:
-        linecache.checkcache(path)
-        spec = importlib.util.spec_from_file_location(modname, path)
-        module = importlib.util.module_from_spec(spec)
-        # numba's cache finds the kernel's globals again by module name
+def _make_dispatcher(ks: KernelSource) -> tuple[Callable, str]:
+    """exec the kernel's module text under a synthetic filename registered in
+    linecache; returns (the numba dispatcher, the text's content address)."""
+    text = _module_text(ks)
+    address = hashlib.sha256(text.encode()).hexdigest()[:32]
+    filename = f"<fungrad kernel {address}>"
+    linecache.cache[filename] = (len(text), None, text.splitlines(True), filename)
+    modname = f"_fungrad_kernel_{address}"
+    module = sys.modules.get(modname)
+    if module is None or getattr(module, "__fungrad_text__", None) != text:
+        module = types.ModuleType(modname)
+        module.__file__ = filename
+        exec(compile(text, filename, "exec"), module.__dict__)  # noqa: S102 - our own source
+        module.__fungrad_text__ = text
+        # numba rebuilds a cached kernel's environment by importing its module by
+        # name: it must find this one (never a file named like it on sys.path)
         sys.modules[modname] = module
-        spec.loader.exec_module(module)
-    except Exception as e:  # noqa: BLE001 - a cache problem is never fatal
-        sys.modules.pop(modname, None)
-        stats["cache_errors"] += 1
-        _warn(f"fungrad: cannot import cached kernel {path} ({type(e).__name__}: {e}); "
-              "compiling in memory")
-        return None
-    return getattr(module, ks.name), path
-
-
-def _purge_numba_cache(path: str) -> None:
-    """Remove numba's index/data files that belong to the kernel module at `path`."""
-    base = os.path.splitext(os.path.basename(path))[0]
-    pyc = os.path.join(os.path.dirname(path), "__pycache__")
-    try:
-        for fn in os.listdir(pyc):
-            if fn.startswith(base + "."):
-                try:
-                    os.unlink(os.path.join(pyc, fn))
-                except OSError:
-                    pass
-    except OSError:
-        pass
+    return getattr(module, ks.name), address
 
 
 def _compile_in_memory(ks: KernelSource) -> Callable:
-    """exec the source under a synthetic filename registered in linecache."""
-    filename = f"<fungrad kernel {ks.digest}>"
-    text = _module_text(ks, cache=False)
-    linecache.cache[filename] = (len(text), None, text.splitlines(True), filename)
-    namespace: dict = {"__name__": f"_fungrad_kernel_{ks.digest}"}
-    exec(compile(text, filename, "exec"), namespace)  # noqa: S102 - our generated source
-    return namespace[ks.name]
+    """A dispatcher for the kernel without the disk cache."""
+    return _make_dispatcher(ks)[0]
+
+
+_cache_class = None
+
+
+def _verified_cache_class():
+    """`_VerifiedCache`, built on first use (numba is imported lazily)."""
+    global _cache_class
+    if _cache_class is not None:
+        return _cache_class
+    from numba.core.caching import _Cache
+    from numba.core.compiler import CompileResult
+    from numba.core.serialize import dumps
+
+    class _VerifiedCache(_Cache):
+        """numba's per-function disk cache, replaced: one verified artefact per
+        signature in fungrad's private folder; no index file, no source stamp."""
+
+        def __init__(self, folder: disk_cache.Folder, address: str, name: str):
+            self._folder, self._address, self._name = folder, address, name
+
+        @property
+        def cache_path(self):
+            return self._folder.kernels
+
+        def _key(self, sig, codegen) -> str:
+            return f"{self._address} {self._name} {sig} {codegen.magic_tuple()}"
+
+        def load_overload(self, sig, target_context):
+            target_context.refresh()
+            key = self._key(sig, target_context.codegen())
+            payload = disk_cache.read_artefact(self._folder, key)
+            if payload is None:
+                return None
+            try:
+                return CompileResult._rebuild(target_context, *pickle.loads(payload))
+            except Exception as e:  # noqa: BLE001 - a verified file numba cannot use
+                stats["cache_errors"] += 1
+                disk_cache.discard(self._folder, key, f"numba could not load it "
+                                   f"({type(e).__name__}: {str(e)[:200]})")
+                return None
+
+        def save_overload(self, sig, cres):
+            folder = self._folder
+            limit = settings().cache_max_size
+            if not folder.writable or limit <= 0:
+                return
+            # kernels calling C helpers (math.erf, lgamma) hold process addresses
+            if cres.library.has_dynamic_globals or any(not f.can_cache for f in cres.lifted):
+                return
+            try:
+                payload = dumps(cres._reduce())
+            except Exception:  # noqa: BLE001 - an unpicklable result is not kept
+                return
+            disk_cache.write_artefact(folder, self._key(sig, cres.codegen), payload, limit)
+
+        def enable(self):
+            pass
+
+        def disable(self):
+            pass
+
+        def flush(self):
+            pass
+
+    _cache_class = _VerifiedCache
+    return _cache_class
+
+
+def _load(ks: KernelSource) -> Callable:
+    """The kernel's dispatcher, backed by the disk cache when there is a usable one."""
+    fn, address = _make_dispatcher(ks)
+    folder = disk_cache.folder_for(settings().cache_dir)
+    if folder is not None and hasattr(fn, "_cache") and not fn.overloads:
+        fn._cache = _verified_cache_class()(folder, address, ks.name)
+    return fn
 
 
 def _dispatcher_loaded_from_cache(fn) -> bool:
@@ -157,14 +179,13 @@ class Kernel:
     The first call compiles (or loads from the disk cache); if numba fails,
     the kernel turns into the interpreter for good, with one warning."""
 
-    __slots__ = ("jaxpr", "source", "fn", "path", "zero_d", "literal_outs", "out_dtypes",
+    __slots__ = ("jaxpr", "source", "fn", "zero_d", "literal_outs", "out_dtypes",
                  "scalar_outs", "fallback", "checked", "direct")
 
     def __init__(self, jaxpr, ks: KernelSource | None, fallback_reason: str | None = None):
         self.jaxpr = jaxpr
         self.source = ks
         self.fn = None
-        self.path = None
         self.fallback = fallback_reason
         self.checked = False
         self.direct = False   # True once `fn(*consts, *args)` alone gives the results
@@ -175,17 +196,11 @@ class Kernel:
             self.scalar_outs = [i for i, a in enumerate(ks.out_avals) if a.shape == ()]
 
     def _load(self) -> None:
-        ks = self.source
-        fn = None
-        if config.cache_dir:
-            loaded = _load_from_disk(ks)
-            if loaded is not None:
-                fn, self.path = loaded
-        if fn is None:
-            fn = _compile_in_memory(ks)
-        self.fn = fn
-        if config.print_kernels:
-            print(f"--- fungrad kernel {ks.name}\n{ks.source}")
+        with _load_lock:   # two threads' first calls make one dispatcher
+            if self.fn is None:
+                self.fn = _load(self.source)
+                if settings().print_kernels:
+                    print(f"--- fungrad kernel {self.source.name}\n{self.source.source}")
 
     def _fail(self, e: BaseException) -> None:
         prim = _failing_primitive(self.jaxpr, self.source, e)
@@ -233,10 +248,7 @@ class Kernel:
             if self.fn is None:
                 self._load()
             before = _compile_count(self.fn)
-            with warnings.catch_warnings():
-                # kernels calling C helpers (math.erf, lgamma) stay in-process only
-                warnings.filterwarnings("ignore", message="Cannot cache compiled function")
-                outs = self.fn(*flat)
+            outs = self.fn(*flat)
             if _dispatcher_loaded_from_cache(self.fn):
                 stats["cache_loaded"] += 1
             elif _compile_count(self.fn) > before:
@@ -247,23 +259,8 @@ class Kernel:
             self._fail(IndexError("index out of bounds"))
             return _interpret(self.jaxpr, consts, args)
         except Exception as e:  # noqa: BLE001 - a numba failure must not fail the call
-            if self.path is not None and not isinstance(e, _numba_errors()):
-                # maybe a corrupt numba cache entry: purge it and compile in memory once
-                stats["cache_errors"] += 1
-                _warn(f"fungrad: the numba cache of kernel {self.path} is corrupt or "
-                      f"unreadable ({type(e).__name__}: {str(e)[:200]}); compiling it again")
-                _purge_numba_cache(self.path)
-                self.path = None
-                try:
-                    self.fn = _compile_in_memory(self.source)
-                    outs = self.fn(*flat)
-                    stats["compiled"] += 1
-                except Exception as e2:  # noqa: BLE001
-                    self._fail(e2)
-                    return _interpret(self.jaxpr, consts, args)
-            else:
-                self._fail(e)
-                return _interpret(self.jaxpr, consts, args)
+            self._fail(e)
+            return _interpret(self.jaxpr, consts, args)
         self.checked = True
         self.direct = not (self.zero_d or self.scalar_outs or self.literal_outs)
         return self._finish(outs)
@@ -274,11 +271,6 @@ def _compile_count(fn) -> int:
         return len(fn.signatures)
     except AttributeError:
         return 0
-
-
-def _numba_errors() -> tuple:
-    from numba.core import errors
-    return (errors.NumbaError,)
 
 
 def _interpret(jaxpr, consts, args) -> list:

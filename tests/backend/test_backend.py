@@ -320,55 +320,6 @@ def test_env_disable_jit_never_imports_numba_and_matches_interpreter():
     assert r.stdout.rsplit("]", 1)[0] + "]" == repr(want.tolist())
 
 
-_CHILD = """
-import numpy as np, fungrad as fg, fungrad.numpy as fnp
-from fungrad.backend import numba_jit
-f = fg.jit(fg.grad(lambda x: fnp.sum(fnp.tanh(x) * fnp.exp(-x * x) + fnp.log1p(x * x))))
-print(repr(f(np.linspace(-1, 1, 5)).tolist()))
-print(numba_jit.stats["compiled"], numba_jit.stats["cache_loaded"], numba_jit.stats["fallbacks"])
-"""
-
-
-def test_second_process_loads_kernel_from_disk_and_corruption_is_survived(tmp_path):
-    env = {"FUNGRAD_CACHE_DIR": str(tmp_path / "cache")}
-    first = _python(_CHILD, env).stdout.splitlines()
-    assert first[1] == "1 0 0"
-    second = _python(_CHILD, env).stdout.splitlines()
-    assert second == [first[0], "0 1 0"]        # loaded, not compiled
-    kdir = tmp_path / "cache" / "kernels"
-    files = list(kdir.glob("k_*.py"))
-    nb = list((kdir / "__pycache__").glob("*.nb*"))
-    assert files and nb
-    for path in nb:
-        path.write_bytes(path.read_bytes()[:7])   # truncated numba index and data
-    third = _python(_CHILD, env)
-    assert third.stdout.splitlines()[0] == first[0]
-    for path in files:
-        path.write_text(path.read_text()[:40])    # truncated kernel module
-    fourth = _python(_CHILD, env)
-    assert fourth.stdout.splitlines()[0] == first[0]
-    assert "corrupt" in fourth.stderr
-
-
-def test_unwritable_cache_dir_compiles_in_memory(tmp_path):
-    blocker = tmp_path / "file"
-    blocker.write_text("not a folder")
-    r = _python(_CHILD, {"FUNGRAD_CACHE_DIR": str(blocker / "sub")})
-    assert r.stdout.splitlines()[1] == "1 0 0"
-    assert "cannot write the kernel cache" in r.stderr
-
-
-def test_concurrent_writers_do_not_corrupt(tmp_path):
-    env = dict(os.environ, FUNGRAD_CACHE_DIR=str(tmp_path / "c"))
-    procs = [subprocess.Popen([sys.executable, "-c", _CHILD], env=env, stdout=subprocess.PIPE,
-                              stderr=subprocess.PIPE, text=True) for _ in range(2)]
-    outs = [p.communicate(timeout=120) for p in procs]
-    assert all(p.returncode == 0 for p in procs), outs
-    assert outs[0][0].splitlines()[0] == outs[1][0].splitlines()[0]
-    after = _python(_CHILD, {"FUNGRAD_CACHE_DIR": str(tmp_path / "c")}).stdout.splitlines()
-    assert after[1] == "0 1 0"
-
-
 def test_zero_d_and_literal_outputs_are_owned_arrays():
     closed = fg.make_jaxpr(lambda x, s: [s * 2.0, x, x, fnp.sum(x), 1.5])(np.ones(3), 2.0)
     kernel = _compile(closed)
