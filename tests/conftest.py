@@ -1,13 +1,24 @@
+import atexit
 import os
+import shutil
 import tempfile
 
 from hypothesis import HealthCheck, settings
 
-# Kernels compiled by the tests go to a fresh cache (never the user's), and numba
-# compiles at -O0 there: the tests check results, not speed (the opt level is part
-# of the kernel cache key, so these kernels never mix with optimised ones).
-os.environ.setdefault("FUNGRAD_CACHE_DIR", tempfile.mkdtemp(prefix="fungrad-test-cache-"))
+# Kernels compiled by the tests go to a fresh cache (never the user's), removed when
+# the run ends, and numba compiles at -O0 there: the tests check results, not speed
+# (the opt level is part of the kernel cache key, so these kernels never mix with
+# optimised ones).
+if "FUNGRAD_CACHE_DIR" not in os.environ:
+    _cache = tempfile.mkdtemp(prefix="fungrad-test-cache-")
+    os.environ["FUNGRAD_CACHE_DIR"] = _cache
+    atexit.register(shutil.rmtree, _cache, ignore_errors=True)
 os.environ.setdefault("NUMBA_OPT", "0")
+# Kernels compile in the calling thread, so a test that runs a program past the
+# tiering threshold (or under jit) checks the kernel, not the interpreter that would
+# serve it while it compiled in the background; tests/backend/test_background.py
+# turns the background compiler on for itself.
+os.environ.setdefault("FUNGRAD_SYNC_COMPILE", "1")
 
 settings.register_profile(
     "ci", derandomize=True, database=None, deadline=None, print_blob=True, max_examples=40,

@@ -18,6 +18,7 @@ import linecache
 import os
 import sys
 import tempfile
+import threading
 import warnings
 from typing import Any, Callable, Sequence
 
@@ -28,15 +29,38 @@ from ..config import config
 from ..interpreter import eval_jaxpr, owned_array
 from .codegen import CODEGEN_VERSION, HELPERS, CodegenError, KernelSource, generate
 
-__all__ = ["Kernel", "compile_jaxpr", "FungradKernelWarning", "stats"]
+__all__ = ["Kernel", "compile_jaxpr", "FungradKernelWarning", "stats", "deferred_warnings"]
 
 
 class FungradKernelWarning(RuntimeWarning):
     """A kernel could not be compiled or cached; fungrad fell back (results unchanged)."""
 
 
-# counters for tests and the benchmark: kernels compiled, loaded from disk, fallen back
-stats = {"compiled": 0, "cache_loaded": 0, "fallbacks": 0, "cache_errors": 0}
+# counters for tests, the benchmark and users (`fungrad.config.kernels`): kernels
+# compiled, loaded from disk, pending in the background, fallen back, cache errors
+stats = config.kernels
+
+# kernels calling C helpers (math.erf, lgamma) stay in-process only; numba says so
+# each time.  A filter, not `catch_warnings`, which is not thread-safe and kernels
+# also compile in a background thread (backend/execution.py).
+warnings.filterwarnings("ignore", message=r'Cannot cache compiled function "(kernel_|_)')
+
+# A thread that compiles for someone else (the background compiler) collects its
+# warnings here instead of issuing them, so the caller's thread issues them later.
+_deferred = threading.local()
+
+
+class deferred_warnings:
+    """Context manager: warnings of kernels compiled inside it are collected in the
+    list it returns, for another thread to issue with `warnings.warn`."""
+
+    def __enter__(self) -> list:
+        self.messages: list = []
+        _deferred.messages = self.messages
+        return self.messages
+
+    def __exit__(self, *exc) -> None:
+        _deferred.messages = None
 
 _PRELUDE = "import math\nimport numpy as np\nimport numba\n"
 
@@ -57,7 +81,11 @@ def _module_text(ks: KernelSource, cache: bool) -> str:
 
 
 def _warn(msg: str) -> None:
-    warnings.warn(msg, FungradKernelWarning, stacklevel=4)
+    deferred = getattr(_deferred, "messages", None)
+    if deferred is not None:
+        deferred.append(msg)
+    else:
+        warnings.warn(msg, FungradKernelWarning, stacklevel=4)
 
 
 def _write_atomic(path: str, text: str) -> None:
@@ -144,11 +172,11 @@ def _compile_in_memory(ks: KernelSource) -> Callable:
     return namespace[ks.name]
 
 
-def _dispatcher_loaded_from_cache(fn) -> bool:
+def _cache_hits(fn) -> int:
     try:
-        return sum(fn.stats.cache_hits.values()) > 0
+        return sum(fn.stats.cache_hits.values())
     except AttributeError:
-        return False
+        return 0
 
 
 class Kernel:
@@ -228,19 +256,52 @@ class Kernel:
             outs[i] = np.array(val, dtype=self.out_dtypes[i])
         return outs
 
+    def _flat(self, consts: Sequence, args: Sequence) -> list:
+        flat = [*consts, *args]
+        for i, to_scalar in self.zero_d:
+            x = flat[i]
+            flat[i] = x[()] if type(x) is np.ndarray else to_scalar(x)
+        return flat
+
+    def _count(self, before: tuple) -> None:
+        """Count what happened since `before = _progress(fn)`: a load or a compile."""
+        signatures, hits = before
+        if _cache_hits(self.fn) > hits:
+            stats["cache_loaded"] += 1
+        elif _compile_count(self.fn) > signatures:
+            stats["compiled"] += 1
+
+    def prepare(self, consts: Sequence, args: Sequence) -> bool:
+        """Load or compile the machine code for these arguments' types without running
+        it (what the background compiler does); False if numba failed (the kernel
+        then runs the interpreter, and has warned)."""
+        if self.fallback is not None:
+            return False
+        if self.fn is not None and self.checked:
+            return True
+        try:
+            if self.fn is None:
+                self._load()
+            import numba
+            signature = tuple(numba.typeof(x) for x in self._flat(consts, args))
+            before = _progress(self.fn)
+            if signature not in self.fn.overloads:
+                self.fn.compile(signature)
+            self._count(before)
+        except Exception as e:  # noqa: BLE001 - the first call sorts out cache problems
+            if self.path is not None and not isinstance(e, _numba_errors()):
+                return True      # _first_call purges the cache entry and recompiles
+            self._fail(e)
+            return False
+        return True
+
     def _first_call(self, flat, consts, args) -> list:
         try:
             if self.fn is None:
                 self._load()
-            before = _compile_count(self.fn)
-            with warnings.catch_warnings():
-                # kernels calling C helpers (math.erf, lgamma) stay in-process only
-                warnings.filterwarnings("ignore", message="Cannot cache compiled function")
-                outs = self.fn(*flat)
-            if _dispatcher_loaded_from_cache(self.fn):
-                stats["cache_loaded"] += 1
-            elif _compile_count(self.fn) > before:
-                stats["compiled"] += 1
+            before = _progress(self.fn)
+            outs = self.fn(*flat)
+            self._count(before)
         except IndexError:
             if self.fn is not None and _compile_count(self.fn):
                 return _interpret(self.jaxpr, consts, args)   # raises the user's IndexError
@@ -267,6 +328,10 @@ class Kernel:
         self.checked = True
         self.direct = not (self.zero_d or self.scalar_outs or self.literal_outs)
         return self._finish(outs)
+
+
+def _progress(fn) -> tuple:
+    return _compile_count(fn), _cache_hits(fn)
 
 
 def _compile_count(fn) -> int:
