@@ -5,14 +5,14 @@ import tempfile
 
 from hypothesis import HealthCheck, settings
 
-# Kernels compiled by the tests go to a fresh cache (never the user's), removed when
-# the run ends, and numba compiles at -O0 there: the tests check results, not speed
-# (the opt level is part of the kernel cache key, so these kernels never mix with
-# optimised ones).
-if "FUNGRAD_CACHE_DIR" not in os.environ:
-    _cache = tempfile.mkdtemp(prefix="fungrad-test-cache-")
-    os.environ["FUNGRAD_CACHE_DIR"] = _cache
-    atexit.register(shutil.rmtree, _cache, ignore_errors=True)
+# A run leaves no files behind: kernels compiled by the tests go to a fresh cache
+# (never the user's) and pytest's tmp_path folders to a fresh base, both in one
+# temporary folder removed when the run ends.  numba compiles at -O0 there: the tests
+# check results, not speed (the opt level is part of the kernel cache key, so these
+# kernels never mix with optimised ones).
+_RUN_DIR = tempfile.mkdtemp(prefix="fungrad-test-run-")
+atexit.register(shutil.rmtree, _RUN_DIR, ignore_errors=True)
+os.environ.setdefault("FUNGRAD_CACHE_DIR", os.path.join(_RUN_DIR, "kernels"))
 os.environ.setdefault("NUMBA_OPT", "0")
 # Kernels compile in the calling thread, so a test that runs a program past the
 # tiering threshold (or under jit) checks the kernel, not the interpreter that would
@@ -27,3 +27,8 @@ settings.register_profile(
     "dev", deadline=None, print_blob=True, max_examples=300,
     suppress_health_check=[HealthCheck.too_slow])
 settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "ci"))
+
+
+def pytest_configure(config):
+    if config.option.basetemp is None:
+        config.option.basetemp = os.path.join(_RUN_DIR, "tmp")

@@ -42,7 +42,7 @@ from typing import Any, Sequence
 
 import numpy as np
 
-from ..caches import clear_caches, new_cache, register
+from ..caches import clear_caches, register
 from ..config import config
 from ..core import Jaxpr, jaxpr_key
 from ..errors import user_location
@@ -91,15 +91,20 @@ class _Job:
         self.done = threading.Event()
 
 
+def _detached(jaxpr: Jaxpr) -> Jaxpr:
+    """The same program as another object, for the kernel to keep: a kernel holding
+    the jaxpr that keys its entry in the weak `_by_object` would keep it alive."""
+    return Jaxpr(jaxpr.constvars, jaxpr.invars, jaxpr.eqns, jaxpr.outvars)
+
+
 def _describe(jaxpr: Jaxpr, label: str | None) -> str:
-    """What is being compiled, for whom: `grad of loss at model.py:12 (40 equations)`."""
+    """What is being compiled, for whom: `jit(step) at model.py:12 (40 equations)`."""
     where = next((e.source_info for e in jaxpr.eqns if e.source_info is not None), None)
-    site = ""
+    what = label if label else "a program"
     if where is not None:
         filename, lineno, function = where
-        site = f" for {function} at {filename}:{lineno}"
-    what = label if label else "a program"
-    return f"{what}{site} ({len(jaxpr.eqns)} equations)"
+        what += f" at {filename}:{lineno}" if label else f" of {function} at {filename}:{lineno}"
+    return f"{what} ({len(jaxpr.eqns)} equations)"
 
 
 def _compile(job: _Job, background: bool) -> Kernel:
@@ -116,7 +121,7 @@ def _compile(job: _Job, background: bool) -> Kernel:
         timer.daemon = True
         timer.start()
     try:
-        kernel = compile_jaxpr(job.jaxpr)
+        kernel = compile_jaxpr(_detached(job.jaxpr))
         kernel.prepare(job.consts, job.args)
     finally:
         if timer is not None:
@@ -222,8 +227,14 @@ def wait_for_kernels(timeout: float | None = None) -> bool:
     return True
 
 
+# Entries (and so kernels) live exactly as long as something can run their program:
+# a jaxpr (held by a jitted function's trace, the rewrite cache, a pullback) keeps its
+# entry in `_by_object`; `_by_key` only finds the entry of a live program again from
+# another jaxpr of the same structure.  A dropped entry's kernel frees its machine
+# code (numba_jit._release_with), so memory returns when the functions are gone.
 _by_object: "weakref.WeakKeyDictionary[Jaxpr, _Entry]" = weakref.WeakKeyDictionary()
-_by_key = new_cache("backend.kernels", 4096)   # program structure -> count and kernel
+_by_key: "weakref.WeakValueDictionary[Any, _Entry]" = weakref.WeakValueDictionary()
+register("backend.kernels", _by_key.clear, lambda: len(_by_key))
 register("backend.kernels_by_jaxpr", _by_object.clear, lambda: len(_by_object))
 
 
@@ -233,7 +244,7 @@ def _entry(jaxpr: Jaxpr) -> _Entry:
         key = jaxpr_key(jaxpr)
         entry = _by_key.get(key)
         if entry is None:
-            entry = _by_key.put(key, _Entry())
+            entry = _by_key[key] = _Entry()
         _by_object[jaxpr] = entry
     return entry
 
@@ -246,7 +257,7 @@ def kernel_for(jaxpr: Jaxpr) -> Kernel:
     if job is not None:
         job.done.wait()
     if entry.swap_in() is None:
-        entry.kernel = compile_jaxpr(jaxpr)
+        entry.kernel = compile_jaxpr(_detached(jaxpr))
     return entry.kernel
 
 
