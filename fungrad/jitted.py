@@ -1,9 +1,11 @@
 """`fungrad.jit`: trace once per (pytree structure, avals, static values), compile
-the jaxpr into one numba kernel, and call the kernel from then on.
+the jaxpr into one numba kernel (in the background, see backend/execution.py),
+and call the kernel once it is ready.
 
     import fungrad as fg, fungrad.numpy as fnp
     step = fg.jit(fg.grad(lambda w, x: fnp.sum(fnp.tanh(x @ w))))
-    step(w, x)          # traces and compiles; later calls run the kernel
+    step(w, x)          # traces; runs interpreted while the kernel compiles
+    step.lower(w, x).compile()   # or: wait for the kernel now (JAX's AOT spelling)
 
 Like JAX, `f` is assumed pure: values it closes over are read once, when it is
 traced.  Inside another transform (`grad(jit(f))`, `vmap(jit(f))`) a jitted

@@ -185,6 +185,7 @@ _KILLED_CHILD = textwrap.dedent("""
 """)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("delay", [0.3, 1.5])
 def test_a_process_killed_while_compiling_leaves_a_usable_cache(tmp_path, delay):
     env = dict(os.environ, FUNGRAD_CACHE_DIR=str(tmp_path / "cache"), PYTHONPATH=ROOT,
