@@ -25,17 +25,17 @@ ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)
 @pytest.fixture(autouse=True)
 def _background(tmp_path, monkeypatch):
     """The background compiler on, a private kernel cache, no compile messages."""
-    execution.wait_for_kernels(60)
+    execution.wait_for_kernels(600)
     for name, value in (("sync_compile", False), ("cache_dir", str(tmp_path / "cache")),
                         ("compile_messages", False)):
         monkeypatch.setattr(config, name, value, raising=False)
         object.__setattr__(config, name, value)
     fg.clear_caches()
     yield
-    assert execution.wait_for_kernels(120)
+    assert execution.wait_for_kernels(600)
 
 
-def _wait_until(predicate, timeout=120.0):
+def _wait_until(predicate, timeout=600.0):
     deadline = time.monotonic() + timeout
     while not predicate():
         assert time.monotonic() < deadline, "timed out"
