@@ -19,6 +19,8 @@ os.environ.setdefault("NUMBA_OPT", "0")
 # serve it while it compiled in the background; tests/backend/test_background.py
 # turns the background compiler on for itself.
 os.environ.setdefault("FUNGRAD_SYNC_COMPILE", "1")
+# compiles take over a second on a busy machine; the message has its own test
+os.environ.setdefault("FUNGRAD_COMPILE_MESSAGES", "0")
 
 settings.register_profile(
     "ci", derandomize=True, database=None, deadline=None, print_blob=True, max_examples=40,
