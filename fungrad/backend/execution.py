@@ -8,8 +8,9 @@ with canonical names, including input dtypes and shapes) has been executed
 `fungrad.jit` asks for its kernel on the first call.
 
 Compiling never blocks a call the interpreter can serve: the kernel compiles in
-one background thread (`_Compiler`) while the interpreter answers, and is
-swapped in when ready (`_Entry.kernel` is set by the compiler thread).
+one background thread (`_Compiler`) while the interpreter answers; the compiler
+leaves the result in `_Entry.ready` and the next call swaps it in (in the
+caller's thread, which also issues the compile's warnings at the user's line).
 `config.sync_compile` (`FUNGRAD_SYNC_COMPILE=1`) compiles in the caller instead,
 as does `jit(f).lower(*args).compile()`.  A compile that takes longer than
 `config.compile_message_after` seconds says so once on stderr, naming the
@@ -21,10 +22,12 @@ compile, and then only in the thread that compiles.
 Why a thread and not a helper process: numba holds the GIL while it types and
 lowers a kernel, so the caller's thread runs in slices of the interpreter's
 switch interval (5 ms) while a compile is under way, but it never waits for the
-whole compile; a helper process would not share the GIL, but it must import
-numpy, numba and fungrad (seconds of CPU on a small machine) and the caller
-still imports numba to load the result, which holds the GIL as long.
-bench/latency.py measures both rows of issue 11.
+whole compile (automatic garbage collection pauses during a background compile:
+a full collection run by the compiler thread held the GIL for 0.2-0.4 s); a
+helper process would not share the GIL, but it must import numpy, numba and
+fungrad (seconds of CPU on a small machine) and the caller still imports numba
+to load the result, which holds the GIL as long.  bench/latency.py measures the
+rows of issue 11, bench/README.md has the thread-against-process figures.
 """
 from __future__ import annotations
 
@@ -230,8 +233,8 @@ def wait_for_kernels(timeout: float | None = None) -> bool:
 # Entries (and so kernels) live exactly as long as something can run their program:
 # a jaxpr (held by a jitted function's trace, the rewrite cache, a pullback) keeps its
 # entry in `_by_object`; `_by_key` only finds the entry of a live program again from
-# another jaxpr of the same structure.  A dropped entry's kernel frees its machine
-# code (numba_jit._release_with), so memory returns when the functions are gone.
+# another jaxpr of the same structure.  A dropped entry's kernel releases what numba
+# keeps for it (numba_jit._release_with), so memory returns when the functions go.
 _by_object: "weakref.WeakKeyDictionary[Jaxpr, _Entry]" = weakref.WeakKeyDictionary()
 _by_key: "weakref.WeakValueDictionary[Any, _Entry]" = weakref.WeakValueDictionary()
 register("backend.kernels", _by_key.clear, lambda: len(_by_key))
