@@ -42,6 +42,10 @@ class FungradKernelWarning(RuntimeWarning):
 # compiled, loaded from disk, pending in the background, fallen back, cache errors
 stats = config.kernels
 
+# A thread that compiles for someone else (the background compiler) collects its
+# warnings here instead of issuing them, so the caller's thread issues them later.
+_deferred = threading.local()
+
 _NOT_CACHED = r'Cannot cache compiled function "(kernel_|_)'
 
 
@@ -59,10 +63,6 @@ def _quiet_about_caching():
         warnings.filterwarnings("ignore", message=_NOT_CACHED)
         yield
 
-# A thread that compiles for someone else (the background compiler) collects its
-# warnings here instead of issuing them, so the caller's thread issues them later.
-_deferred = threading.local()
-
 
 class deferred_warnings:
     """Context manager: warnings of kernels compiled inside it are collected in the
@@ -75,6 +75,7 @@ class deferred_warnings:
 
     def __exit__(self, *exc) -> None:
         _deferred.messages = None
+
 
 _PRELUDE = "import math\nimport numpy as np\nimport numba\n"
 
