@@ -1,6 +1,7 @@
 import atexit
 import os
 import shutil
+import signal
 import tempfile
 
 from hypothesis import HealthCheck, settings
@@ -31,6 +32,16 @@ settings.register_profile(
 settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "ci"))
 
 
+def _remove_run_dir_and_die(signum, frame):
+    # a run stopped by SIGTERM (a CI timeout, `kill`) skips atexit: clean up, then
+    # die of the signal as before
+    shutil.rmtree(_RUN_DIR, ignore_errors=True)
+    signal.signal(signum, signal.SIG_DFL)
+    os.kill(os.getpid(), signum)
+
+
 def pytest_configure(config):
     if config.option.basetemp is None:
         config.option.basetemp = os.path.join(_RUN_DIR, "tmp")
+    if signal.getsignal(signal.SIGTERM) is signal.SIG_DFL:
+        signal.signal(signal.SIGTERM, _remove_run_dir_and_die)
