@@ -17,8 +17,11 @@ $(STAMP): pyproject.toml
 demo: $(STAMP)
 	$(PY) -m fungrad.tour
 
+# two steps: everything but the `slow` marker first (the quick answer), then the slow
+# checks (many compiles, subprocesses) that CI runs too; plain `pytest` runs both
 test: $(STAMP)
-	$(PY) -m pytest
+	$(PY) -m pytest -m "not slow"
+	$(PY) -m pytest -m slow
 
 # the comparison systems (jax, torch, autograd) go into their own venv, not .venv
 bench:

@@ -225,3 +225,33 @@ config.define("cache_max_size", 256 << 20, env="FUNGRAD_CACHE_MAX_SIZE", parse=p
                   "the least recently used kernels are deleted beyond it")
 config.define("print_kernels", False, env="FUNGRAD_PRINT_KERNELS",
               doc="print the source of every kernel when it is compiled")
+
+# compiling off the caller's path (fungrad/backend/execution.py)
+config.define("sync_compile", False, env="FUNGRAD_SYNC_COMPILE",
+              doc="compile kernels in the calling thread, waiting for them (by default a "
+                  "kernel compiles in a background thread while the interpreter serves calls)")
+config.define("compile_messages", True, env="FUNGRAD_COMPILE_MESSAGES",
+              doc="say on stderr, once per kernel, when a compile takes longer than "
+                  "`compile_message_after` seconds")
+config.define("compile_message_after", 1.0, env="FUNGRAD_COMPILE_MESSAGE_AFTER", parse=float,
+              doc="seconds a compile may take before it is reported on stderr")
+
+
+class KernelCounts(dict):
+    """How many kernels this process compiled, loaded from the disk cache, has
+    pending in the background, and ran in the interpreter instead (`fallbacks`);
+    read `fungrad.config.kernels.compiled` or `fungrad.config.kernels["compiled"]`.
+    The backend counts; users only read."""
+
+    def __getattr__(self, name: str) -> int:
+        try:
+            return self[name]
+        except KeyError:
+            raise AttributeError(name) from None
+
+    def __repr__(self) -> str:
+        return "KernelCounts(" + ", ".join(f"{k}={v}" for k, v in self.items()) + ")"
+
+
+object.__setattr__(config, "kernels", KernelCounts(
+    compiled=0, cache_loaded=0, pending=0, fallbacks=0, cache_errors=0))

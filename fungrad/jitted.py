@@ -1,9 +1,11 @@
 """`fungrad.jit`: trace once per (pytree structure, avals, static values), compile
-the jaxpr into one numba kernel, and call the kernel from then on.
+the jaxpr into one numba kernel (in the background, see backend/execution.py),
+and call the kernel once it is ready.
 
     import fungrad as fg, fungrad.numpy as fnp
     step = fg.jit(fg.grad(lambda w, x: fnp.sum(fnp.tanh(x @ w))))
-    step(w, x)          # traces and compiles; later calls run the kernel
+    step(w, x)          # traces; runs interpreted while the kernel compiles
+    step.lower(w, x).compile()   # or: wait for the kernel now (JAX's AOT spelling)
 
 Like JAX, `f` is assumed pure: values it closes over are read once, when it is
 traced.  Inside another transform (`grad(jit(f))`, `vmap(jit(f))`) a jitted
@@ -27,7 +29,7 @@ from .backend import executable
 from .tracing import Tracer, current_trace, trace_to_jaxpr
 from .transforms.simplify import simplify_jaxpr
 
-__all__ = ["JittedFunction", "Lowered"]
+__all__ = ["JittedFunction", "Lowered", "Compiled"]
 
 _ARRAY = np.ndarray
 # Python scalars are traced with weak types: they adopt the dtype of the arrays they
@@ -79,9 +81,9 @@ class _Compiled:
     (`backend.Executable`, which alone decides between kernel and interpreter)."""
     __slots__ = ("closed", "out_tree", "executable", "consts", "unflatten")
 
-    def __init__(self, closed: ClosedJaxpr, out_tree):
+    def __init__(self, closed: ClosedJaxpr, out_tree, label: str | None = None):
         self.closed, self.out_tree = closed, out_tree
-        self.executable = executable(closed.jaxpr, tiered=False)
+        self.executable = executable(closed.jaxpr, tiered=False, label=label)
         self.consts = list(closed.consts)
         self.unflatten = _fast_unflatten(out_tree)
 
@@ -166,10 +168,11 @@ def _fast_unflatten(out_tree) -> Callable:
 
 
 class Lowered:
-    """A traced and lowered call: `as_text()` shows the jaxpr and the kernel source."""
+    """A traced and lowered call: `as_text()` shows the jaxpr and the kernel source;
+    `compile()` compiles the kernel now, in the calling thread (JAX's AOT spelling)."""
 
-    def __init__(self, compiled: _Compiled):
-        self._compiled = compiled
+    def __init__(self, compiled: _Compiled, jitted: "JittedFunction", leaves: Sequence):
+        self._compiled, self._jitted, self._leaves = compiled, jitted, leaves
 
     @property
     def jaxpr(self) -> ClosedJaxpr:
@@ -184,10 +187,28 @@ class Lowered:
             code = kernel.source.source
         return f"{self._compiled.closed.jaxpr}\n\n{code}"
 
-    def compile(self) -> Callable:
-        """A callable running the kernel on flat leaves of the same types."""
-        compiled = self._compiled
-        return lambda *args: compiled.run(tree_flatten(args)[0])
+    def compile(self) -> "Compiled":
+        """Compile the kernel for the lowered arguments' types now, waiting for it
+        (a call of the jitted function may otherwise run in the interpreter while its
+        kernel compiles in the background).  Returns a callable taking the same
+        arguments as the jitted function."""
+        leaves = [x if isinstance(x, np.ndarray) else np.asarray(x) for x in self._leaves]
+        self._compiled.executable.compile_now(self._compiled.consts, leaves)
+        return Compiled(self._jitted, self._compiled)
+
+
+class Compiled:
+    """The result of `jit(f).lower(*args).compile()`: calls `f`'s compiled kernel."""
+
+    def __init__(self, jitted: "JittedFunction", compiled: _Compiled):
+        self._jitted, self._compiled = jitted, compiled
+
+    def __call__(self, *args, **kwargs):
+        return self._jitted(*args, **kwargs)
+
+    def as_text(self) -> str:
+        """The jaxpr and the kernel source, as `Lowered.as_text()`."""
+        return Lowered(self._compiled, self._jitted, ()).as_text()
 
 
 def _normalize_static(fun, static_argnums, static_argnames) -> tuple[tuple, tuple]:
@@ -324,7 +345,7 @@ class JittedFunction:
         jaxpr = simplify_jaxpr(closed.jaxpr)
         closed = ClosedJaxpr(jaxpr, closed.consts)
         out_tree, n_out = out_tree_box[0]
-        compiled = _Compiled(closed, out_tree)
+        compiled = _Compiled(closed, out_tree, f"jit({describe_function(fun)})")
         if guards:
             return _Path(compiled, n_out, [expected for _, expected in guards])
         return compiled
@@ -334,10 +355,10 @@ class JittedFunction:
     def lower(self, *args, **kwargs) -> Lowered:
         """Trace (or reuse the trace) for these arguments; `.as_text()` shows the
         jaxpr and the generated kernel source."""
-        compiled, _ = self._lookup(args, kwargs)
+        compiled, leaves = self._lookup(args, kwargs)
         if isinstance(compiled, _Guarded):
             compiled = compiled.paths[0].compiled
-        return Lowered(compiled)
+        return Lowered(compiled, self, leaves)
 
     def clear_cache(self) -> None:
         self._cache.clear()

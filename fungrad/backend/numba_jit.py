@@ -15,6 +15,7 @@ never an error.
 """
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import linecache
 import pickle
@@ -22,25 +23,62 @@ import sys
 import threading
 import types
 import warnings
+import weakref
 from typing import Callable, Sequence
 
 import numpy as np
 
 from .._version import __version__
-from ..config import settings
+from ..config import config, settings
 from ..interpreter import eval_jaxpr, owned_array
 from . import disk_cache
 from .codegen import CODEGEN_VERSION, HELPERS, CodegenError, KernelSource, generate
 
-__all__ = ["Kernel", "compile_jaxpr", "FungradKernelWarning", "stats"]
+__all__ = ["Kernel", "compile_jaxpr", "FungradKernelWarning", "stats", "deferred_warnings"]
 
 
 class FungradKernelWarning(RuntimeWarning):
     """A kernel could not be compiled; fungrad fell back (results unchanged)."""
 
 
-# counters for tests and the benchmark: kernels compiled, loaded from disk, fallen back
-stats = {"compiled": 0, "cache_loaded": 0, "fallbacks": 0, "cache_errors": 0}
+# counters for tests, the benchmark and users (`fungrad.config.kernels`): kernels
+# compiled, loaded from disk, pending in the background, fallen back, cache errors
+stats = config.kernels
+
+# A thread that compiles for someone else (the background compiler) collects its
+# warnings here instead of issuing them, so the caller's thread issues them later.
+_deferred = threading.local()
+
+_NOT_CACHED = r'Cannot cache compiled function "(kernel_|_)'
+
+
+@contextlib.contextmanager
+def _quiet_about_caching():
+    """Kernels calling C helpers (math.erf, lgamma) stay in-process only, and numba
+    says so each time.  `catch_warnings` in the calling thread; the compiler thread
+    (backend/execution.py) cannot use it (it is not thread-safe) and installs a
+    global filter for that one message instead."""
+    if getattr(_deferred, "messages", None) is not None:
+        warnings.filterwarnings("ignore", message=_NOT_CACHED)
+        yield
+        return
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message=_NOT_CACHED)
+        yield
+
+
+class deferred_warnings:
+    """Context manager: warnings of kernels compiled inside it are collected in the
+    list it returns, for another thread to issue with `warnings.warn`."""
+
+    def __enter__(self) -> list:
+        self.messages: list = []
+        _deferred.messages = self.messages
+        return self.messages
+
+    def __exit__(self, *exc) -> None:
+        _deferred.messages = None
+
 
 _PRELUDE = "import math\nimport numpy as np\nimport numba\n"
 _load_lock = threading.Lock()
@@ -62,7 +100,11 @@ def _module_text(ks: KernelSource) -> str:
 
 
 def _warn(msg: str) -> None:
-    warnings.warn(msg, FungradKernelWarning, stacklevel=4)
+    deferred = getattr(_deferred, "messages", None)
+    if deferred is not None:
+        deferred.append(msg)
+    else:
+        warnings.warn(msg, FungradKernelWarning, stacklevel=4)
 
 
 def _make_dispatcher(ks: KernelSource) -> tuple[Callable, str]:
@@ -166,11 +208,11 @@ def _load(ks: KernelSource) -> Callable:
     return fn
 
 
-def _dispatcher_loaded_from_cache(fn) -> bool:
+def _cache_hits(fn) -> int:
     try:
-        return sum(fn.stats.cache_hits.values()) > 0
+        return sum(fn.stats.cache_hits.values())
     except AttributeError:
-        return False
+        return 0
 
 
 class Kernel:
@@ -180,7 +222,7 @@ class Kernel:
     the kernel turns into the interpreter for good, with one warning."""
 
     __slots__ = ("jaxpr", "source", "fn", "zero_d", "literal_outs", "out_dtypes",
-                 "scalar_outs", "fallback", "checked", "direct")
+                 "scalar_outs", "fallback", "checked", "direct", "__weakref__")
 
     def __init__(self, jaxpr, ks: KernelSource | None, fallback_reason: str | None = None):
         self.jaxpr = jaxpr
@@ -199,6 +241,7 @@ class Kernel:
         with _load_lock:   # two threads' first calls make one dispatcher
             if self.fn is None:
                 self.fn = _load(self.source)
+                _release_with(self, self.fn)
                 if settings().print_kernels:
                     print(f"--- fungrad kernel {self.source.name}\n{self.source.source}")
 
@@ -243,16 +286,52 @@ class Kernel:
             outs[i] = np.array(val, dtype=self.out_dtypes[i])
         return outs
 
+    def _flat(self, consts: Sequence, args: Sequence) -> list:
+        flat = [*consts, *args]
+        for i, to_scalar in self.zero_d:
+            x = flat[i]
+            flat[i] = x[()] if type(x) is np.ndarray else to_scalar(x)
+        return flat
+
+    def _count(self, before: tuple) -> None:
+        """Count what happened since `before = _progress(fn)`: a load or a compile."""
+        signatures, hits = before
+        if _cache_hits(self.fn) > hits:
+            stats["cache_loaded"] += 1
+        elif _compile_count(self.fn) > signatures:
+            stats["compiled"] += 1
+
+    def prepare(self, consts: Sequence, args: Sequence) -> bool:
+        """Load or compile the machine code for these arguments' types without running
+        it (what the background compiler does); False if numba failed (the kernel
+        then runs the interpreter, and has warned)."""
+        if self.fallback is not None:
+            return False
+        if self.fn is not None and self.checked:
+            return True
+        try:
+            if self.fn is None:
+                self._load()
+            import numba
+            signature = tuple(numba.typeof(x) for x in self._flat(consts, args))
+            before = _progress(self.fn)
+            if signature not in self.fn.overloads:
+                with _quiet_about_caching():
+                    self.fn.compile(signature)
+            self._count(before)
+        except Exception as e:  # noqa: BLE001 - numba rejected it: the interpreter runs it
+            self._fail(e)
+            return False
+        return True
+
     def _first_call(self, flat, consts, args) -> list:
         try:
             if self.fn is None:
                 self._load()
-            before = _compile_count(self.fn)
-            outs = self.fn(*flat)
-            if _dispatcher_loaded_from_cache(self.fn):
-                stats["cache_loaded"] += 1
-            elif _compile_count(self.fn) > before:
-                stats["compiled"] += 1
+            before = _progress(self.fn)
+            with _quiet_about_caching():
+                outs = self.fn(*flat)
+            self._count(before)
         except IndexError:
             if self.fn is not None and _compile_count(self.fn):
                 return _interpret(self.jaxpr, consts, args)   # raises the user's IndexError
@@ -264,6 +343,49 @@ class Kernel:
         self.checked = True
         self.direct = not (self.zero_d or self.scalar_outs or self.literal_outs)
         return self._finish(outs)
+
+
+def _release_with(kernel: Kernel, fn) -> None:
+    """When `kernel` is garbage, let numba free the machine code of `fn`'s module.
+
+    numba files every compiled function in its global target context
+    (`targetctx._defns`, keyed by the compiled entry point, whose environment holds
+    the module's globals, which hold the dispatcher); only the dispatcher's own
+    finalizer removes that entry, and it never runs because the entry keeps the
+    dispatcher alive.  So each kernel and its helpers stayed in memory for the life of
+    the process (about 0.7 MB each, issue 18).  Doing what that finalizer does once
+    nothing can call the kernel any more breaks the cycle, and the garbage collector
+    then frees the dispatchers and everything numba keeps in Python for them.  What
+    stays is numba's MCJIT engine: it never removes a module it was given (numba's
+    codegen.py disables `remove_module`, which crashed), about 0.4 MB per kernel
+    (measured: 0.72 MB per dropped jit before, 0.40 after; removing the modules too
+    would leave 0.16 MB, at the risk numba declined)."""
+    namespace = getattr(fn, "py_func", fn).__globals__
+    weakref.finalize(kernel, _release_module, namespace)
+
+
+def _release_module(namespace: dict) -> None:
+    for value in list(namespace.values()):
+        finalizer = getattr(value, "_make_finalizer", None)
+        if finalizer is not None and hasattr(value, "overloads"):
+            try:
+                finalizer()()
+            except Exception:  # noqa: BLE001 - numba internals; never fail a collection
+                pass
+    name = namespace.get("__name__")
+    module = sys.modules.get(name) if name else None
+    if module is not None and module.__dict__ is namespace:
+        del sys.modules[name]
+    filename = namespace.get("__file__")
+    if filename is None and name and name.startswith("_fungrad_kernel_"):
+        filename = f"<fungrad kernel {name[len('_fungrad_kernel_'):]}>"
+    if filename is not None:
+        linecache.cache.pop(filename, None)
+    namespace.clear()     # the kernel's functions and dispatchers: now only garbage
+
+
+def _progress(fn) -> tuple:
+    return _compile_count(fn), _cache_hits(fn)
 
 
 def _compile_count(fn) -> int:
