@@ -43,7 +43,8 @@ LAYERS: list[tuple[str, tuple[str, ...]]] = [
     ("backend", ("fungrad.backend",)),
     ("api", ("fungrad.api_util", "fungrad.jitted", "fungrad.api")),
     ("faces", ("fungrad", "fungrad.lax", "fungrad.numpy", "fungrad.nn", "fungrad.testing",
-               "fungrad.viz", "fungrad.extend", "fungrad.tree_util", "fungrad.tour",
+               "fungrad.viz", "fungrad.extend", "fungrad.tree_util", "fungrad.tour", "fungrad.random",
+               "fungrad.scipy",
                "fungrad.__main__")),
 ]
 

@@ -158,11 +158,20 @@ def _scalar_emit(eqn, ins: list[str]) -> str:
         text = prim.rule("scalar_emit")(*ins, out=out, in_avals=[x.aval for x in eqn.inputs],
                                         **eqn.params)
         if text is not None:
-            return text
+            return _wrap_narrow_int(text, out.dtype)
     text = prim.rule("emit")(*ins, **eqn.params)
     if np.issubdtype(out.dtype, np.floating) and out.dtype != np.float64:
         # keep float32 arithmetic in float32 (emit texts may hold float64 constants)
         text = f"{np_dtype(out.dtype)}({text})"
+    return _wrap_narrow_int(text, out.dtype)
+
+
+def _wrap_narrow_int(text: str, dtype) -> str:
+    """numba widens integer scalars narrower than 64 bits (uint32 + uint32 is uint64):
+    cast each result back so it wraps around like NumPy's (threefry relies on it)."""
+    dtype = np.dtype(dtype)
+    if dtype.kind in "iu" and dtype.itemsize < 8:
+        return f"{np_dtype(dtype)}({text})"
     return text
 
 
