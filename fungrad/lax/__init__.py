@@ -14,17 +14,19 @@ from ..hop import branching, scans, while_loops
 from ..hop.branching import cond, cond_p, switch  # noqa: F401
 from ..hop.scans import fori_loop, map, scan, scan_p  # noqa: F401
 from ..hop.while_loops import while_loop, while_p, while_tape_p, while_tape_vjp_p  # noqa: F401
-from ..primitives import base, elementwise, indexing, linalg, reduce, shape
+from ..primitives import base, conv, elementwise, indexing, linalg, reduce, shape, special
 from ..primitives.base import *  # noqa: F401,F403
 from ..primitives.elementwise import *  # noqa: F401,F403
 from ..primitives.indexing import *  # noqa: F401,F403
 from ..primitives.linalg import *  # noqa: F401,F403
 from ..primitives.reduce import *  # noqa: F401,F403
 from ..primitives.shape import *  # noqa: F401,F403
+from ..primitives.special import *  # noqa: F401,F403
+from ..primitives.conv import *  # noqa: F401,F403
 from ..primitives.elementwise import stop_gradient  # noqa: F401
 
-PRIMITIVE_MODULES = (base, elementwise, shape, reduce, linalg, indexing, branching, while_loops,
-                     scans)
+PRIMITIVE_MODULES = (base, elementwise, shape, reduce, linalg, indexing, special, branching,
+                     while_loops, scans)
 
 
 def _collect() -> list[Primitive]:
