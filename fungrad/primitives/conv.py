@@ -105,12 +105,13 @@ def _window_slices(x, spatial_axes, window, strides, window_dilation):
     for ax, k, s, d in zip(spatial_axes, window, strides, window_dilation, strict=True):
         span = (k - 1) * d + 1
         out_shape.append(builtins.max(0, (shape[ax] - span) // s + 1))
+    if 0 in out_shape:
+        return                          # an empty output: the callers build it
     for offset in itertools.product(*[range(k) for k in window]):
         start, limit, step = [0] * len(shape), list(shape), [1] * len(shape)
         for q, ax in enumerate(spatial_axes):
             start[ax] = offset[q] * window_dilation[q]
-            limit[ax] = start[ax] + (out_shape[q] - 1) * strides[q] + 1 if out_shape[q] else \
-                start[ax]
+            limit[ax] = start[ax] + (out_shape[q] - 1) * strides[q] + 1
             step[ax] = strides[q]
         yield offset, slice(x, start, limit, step)
 

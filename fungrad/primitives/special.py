@@ -22,7 +22,7 @@ from .base import elementwise_vmap, full
 from .elementwise import (_aval, _special, _sum_to, add, div, eq, exp, lgamma, log, lt, mul,
                           neg, safe_mul, select, sign, sub)
 
-__all__ = ["log_ndtr", "ndtri", "bessel_i0e", "bessel_i1e", "igamma", "igammac", "betainc"]
+__all__ = ["erfcx", "log_ndtr", "ndtri", "bessel_i0e", "bessel_i1e", "igamma", "igammac", "betainc"]
 
 _LOG_SQRT_2PI = 0.5 * np.log(2 * np.pi)
 
@@ -58,15 +58,14 @@ def _c(x, v):
     return _aval(x).dtype.type(v)
 
 
-# d log_ndtr(x) = phi(x) / Phi(x) dx = exp(-x^2/2 - log_ndtr(x)) / sqrt(2 pi) dx: no
-# underflow in the tail (at x = -1e5 both terms are about -5e9 and their difference is
-# log(-x) + ...)
-def _log_ndtr_deriv(x, out):
-    return exp(sub(sub(mul(_c(x, -0.5), mul(x, x)), out), _c(x, _LOG_SQRT_2PI)))
-
-
-log_ndtr_p = _unary("log_ndtr", "log_ndtr",
-                    lambda t, x, out: mul(t, _log_ndtr_deriv(x, out)))
+# erfcx(x) = exp(x^2) erfc(x):  d erfcx = (2 x erfcx(x) - 2 / sqrt(pi)) dx
+erfcx_p = _unary("erfcx", "erfcx", lambda t, x, out: mul(t, sub(mul(mul(_c(x, 2), x), out),
+                                                                _c(x, 2 / np.sqrt(np.pi)))))
+# d log_ndtr(x) = phi(x) / Phi(x) dx = sqrt(2/pi) / erfcx(-x / sqrt 2) dx: no underflow or
+# cancellation anywhere (erfcx(-x/sqrt 2) ~ -sqrt(2/pi)/x in the lower tail; it overflows
+# to inf, giving 0, in the upper tail)
+log_ndtr_p = _unary("log_ndtr", "log_ndtr", lambda t, x, out: mul(t, div(
+    _c(x, np.sqrt(2 / np.pi)), erfcx(mul(x, _c(x, -np.sqrt(0.5)))))))
 # d ndtri(p) = sqrt(2 pi) exp(ndtri(p)^2 / 2) dp  (infinite at p = 0, 1: a zero wins)
 ndtri_p = _unary("ndtri", "ndtri", lambda t, x, out: safe_mul(t, exp(add(
     mul(_c(x, 0.5), mul(out, out)), _c(x, _LOG_SQRT_2PI)))))
@@ -84,6 +83,11 @@ def _i1e_deriv(x, out):
 
 
 bessel_i1e_p = _unary("bessel_i1e", "i1e", lambda t, x, out: mul(t, _i1e_deriv(x, out)))
+
+
+def erfcx(x):
+    """The scaled complementary error function exp(x^2) erfc(x) (primitive `erfcx`)."""
+    return erfcx_p.bind(x)
 
 
 def log_ndtr(x):
@@ -125,7 +129,9 @@ def _igamma_dx(a, x):
     one = _c(x, 1)
     safe_x = _select(_eq(x, _c(x, 0)), _ones(x), x)
     dens = exp(sub(sub(mul(sub(a, one), log(safe_x)), x), lgamma(a)))
-    at_zero = _select(_eq(a, one), _full_like(x, 1.0), _full_like(x, 0.0))
+    # at x = 0 the limit of the density: 1 for a == 1, inf for a < 1, 0 for a > 1
+    at_zero = _select(_eq(a, one), _full_like(x, 1.0), _select(
+        _lt(a, one), _full_like(x, np.inf), _full_like(x, 0.0)))
     return _select(_eq(x, _c(x, 0)), at_zero, dens)
 
 
@@ -147,13 +153,13 @@ def _binary_special(name, scipy_name, dx, sign_dx=1):
         if _is_symbolic_zero(tx):
             return _zeros(out)
         d = dx(a, x)
-        return mul(tx, d if sign_dx > 0 else neg(d))
+        return safe_mul(tx, d if sign_dx > 0 else neg(d))
 
     def vjp(ct, a, x, *, out, active=(True, True)):
         if active[0]:
             raise _shape_param_error(name, "a")
         d = dx(a, x)
-        return None, _sum_to(mul(ct, d if sign_dx > 0 else neg(d)), _aval(x))
+        return None, _sum_to(safe_mul(ct, d if sign_dx > 0 else neg(d)), _aval(x))
     p.def_jvp(jvp, symbolic_zeros=True)
     p.def_vjp(vjp, wants_active=True)
     return p

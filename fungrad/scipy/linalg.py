@@ -87,7 +87,8 @@ def block_diag(*arrs):
     rows, col = [], 0
     for blk in blocks:
         r, c = aval_of(blk).shape
-        rows.append(fnp.pad(fnp.asarray(blk, dtype), ((0, 0), (col, total_cols - col - c))))
+        rows.append(lax.pad(fnp.asarray(blk, dtype), dtype.type(0),
+                            [(0, 0, 0), (col, total_cols - col - c, 0)]))
         col += c
     return fnp.concatenate(rows, axis=0)
 

@@ -21,7 +21,7 @@ from ..tracing import aval_of
 
 __all__ = [
     "logsumexp", "expit", "logit", "log_expit", "xlogy", "xlog1py", "gammaln", "gamma",
-    "digamma", "polygamma", "erf", "erfc", "erfinv", "ndtr", "ndtri", "log_ndtr", "betaln",
+    "digamma", "polygamma", "erf", "erfc", "erfcx", "erfinv", "ndtr", "ndtri", "log_ndtr", "betaln",
     "beta", "entr", "rel_entr", "kl_div", "i0", "i0e", "i1", "i1e", "gammainc", "gammaincc",
     "betainc", "multigammaln", "softmax", "log_softmax", "sinc", "logaddexp",
 ]
@@ -149,6 +149,11 @@ def erfc(x):
 
 def erfinv(x):
     return lax.erf_inv(_float(x))
+
+
+def erfcx(x):
+    """exp(x^2) erfc(x), without overflow for large x."""
+    return lax.erfcx(_float(x))
 
 
 def ndtr(x):
