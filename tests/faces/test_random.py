@@ -144,7 +144,7 @@ def test_threefry_known_answers(key, count, expected, compiled):
     assert (int(out[0][0]), int(out[1][0])) == expected
 
 
-@settings(max_examples=15)
+@settings(max_examples=5)
 @given(k1=st.integers(0, 2**32 - 1), k2=st.integers(0, 2**32 - 1), n=st.integers(1, 9))
 def test_compiled_random_bits_equal_interpreted(k1, k2, n):
     key = np.array([k1, k2], np.uint32)
@@ -284,7 +284,7 @@ def test_simple_samplers_follow_their_distributions():
     assert sorted(perm) == list(range(50))
 
 
-@settings(max_examples=20)
+@settings(max_examples=10)
 @given(seed=st.integers(-2**63, 2**64 - 1))
 def test_any_64_bit_seed_gives_uniforms_in_range(seed):
     key = fr.PRNGKey(seed)
