@@ -18,6 +18,7 @@ from .lax import stop_gradient  # noqa: F401
 from .api import (grad, hessian, jacfwd, jacobian, jacrev, jit, jvp, linear_transpose,  # noqa: F401
                   linearize, make_jaxpr, value_and_grad, vjp, vmap)
 from . import nn, viz  # noqa: F401,E402  (activations/losses; graph pictures)
+from . import random  # noqa: F401,E402  (counter-based random numbers, JAX's streams)
 from .caches import clear_caches  # noqa: F401,E402  (every in-process cache)
 from .config import config  # noqa: F401,E402  (fungrad.config.update("debug_nans", True))
 from .hop import checkpoint, checkpoint_policies, custom_jvp, custom_vjp, remat  # noqa: F401,E402

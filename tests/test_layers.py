@@ -46,7 +46,7 @@ LAYERS: list[tuple[str, tuple[str, ...]]] = [
     ("api", ("fungrad.api_util", "fungrad.jitted", "fungrad.api", "fungrad.sparse")),
     ("faces", ("fungrad", "fungrad.lax", "fungrad.numpy", "fungrad.nn", "fungrad.testing",
                "fungrad.viz", "fungrad.extend", "fungrad.tree_util", "fungrad.tour",
-               "fungrad.__main__", "fungrad.distributed")),
+               "fungrad.random", "fungrad.scipy", "fungrad.__main__", "fungrad.distributed")),
 ]
 
 

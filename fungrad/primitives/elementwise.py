@@ -28,8 +28,9 @@ __all__ = [
     "tan", "asin", "acos", "atan", "atan2", "sinh", "cosh", "tanh", "asinh", "acosh", "atanh",
     "logistic", "erf", "erfc", "erf_inv", "lgamma", "digamma", "polygamma", "floor", "ceil", "round",
     "is_finite", "eq", "ne", "lt", "le", "gt", "ge", "bitwise_and", "bitwise_or",
-    "bitwise_not", "bitwise_xor", "select", "square", "real", "imag", "conj", "complex",
-    "safe_mul", "weighted", "nextafter", "bce_with_logits", "softplus",
+    "bitwise_not", "bitwise_xor", "shift_left", "shift_right_logical",
+    "shift_right_arithmetic", "bitcast_convert_type", "select", "square", "real", "imag", "conj",
+    "complex", "safe_mul", "weighted", "nextafter", "bce_with_logits", "softplus",
 ]
 
 # NOTE: `max`, `min`, `abs`, `pow`, `round`, `complex` shadow builtins inside this module on
@@ -923,6 +924,135 @@ def bitwise_xor(x, y):
 
 def bitwise_not(x):
     return bitwise_not_p.bind(x)
+
+
+# --- shifts (lax semantics: a shift by the bit width or more gives 0, or the sign
+# for an arithmetic right shift; negative amounts count as huge) ------------------
+
+def _bits(dtype) -> int:
+    return np.dtype(dtype).itemsize * 8
+
+
+def _unsigned(dtype):
+    return np.dtype(f"u{np.dtype(dtype).itemsize}")
+
+
+def _signed(dtype):
+    return np.dtype(f"i{np.dtype(dtype).itemsize}")
+
+
+def _shift_impl(kind):
+    def impl(x, y):
+        x, y = np.asarray(x), np.asarray(y)
+        dtype = x.dtype
+        nbits = _bits(dtype)
+        amount = y.astype(_unsigned(dtype))          # negative -> huge, as in XLA
+        big = amount >= nbits
+        safe = np.where(big, 0, amount).astype(dtype)
+        if kind == "left":
+            out = np.left_shift(x, safe)
+            out = np.where(big, dtype.type(0), out)
+        elif kind == "logical":
+            u = x.view(_unsigned(dtype)) if x.ndim else x.astype(_unsigned(dtype))
+            out = np.right_shift(u, safe.astype(_unsigned(dtype)))
+            out = np.where(big, 0, out).astype(_unsigned(dtype))
+            out = out.view(dtype) if out.ndim else out.astype(dtype)
+        else:
+            s = x.view(_signed(dtype)) if x.ndim else x.astype(_signed(dtype))
+            out = np.right_shift(s, np.minimum(amount, nbits - 1).astype(_signed(dtype)))
+            out = out.view(dtype) if out.ndim else out.astype(dtype)
+        out = np.asarray(out, dtype)
+        return out if out.ndim else out[()]
+    return impl
+
+
+def _shift_emit(kind):
+    """Scalar text (numba widens narrow integers; codegen casts the result back)."""
+    def emit(x, y, *, out, in_avals):
+        dtype = np.dtype(out.dtype)
+        nbits = _bits(dtype)
+        name, uname, sname = np_dtype(dtype), np_dtype(_unsigned(dtype)), np_dtype(_signed(dtype))
+        amount = f"{uname}({y})"
+        if kind == "left":
+            return f"({name}(0) if {amount} >= {nbits} else {name}({x}) << {amount})"
+        if kind == "logical":
+            return (f"({name}(0) if {amount} >= {nbits} else "
+                    f"{name}({uname}({x}) >> {amount}))")
+        return f"{name}({sname}({x}) >> {sname}(min({amount}, {uname}({nbits - 1}))))"
+    return emit
+
+
+def _shift(name, kind, op):
+    # kernels use the scalar rule (shifts are elementwise, so always fused); the plain
+    # emit is right for amounts below the bit width only
+    p = _piecewise_constant(name, _shift_impl(kind), lambda x, y: f"({x} {op} {y})",
+                            shape=_bitwise_shape(name))
+    p.def_scalar_emit(_shift_emit(kind))
+    return p
+
+
+shift_left_p = _shift("shift_left", "left", "<<")
+shift_right_logical_p = _shift("shift_right_logical", "logical", ">>")
+shift_right_arithmetic_p = _shift("shift_right_arithmetic", "arithmetic", ">>")
+
+
+def shift_left(x, y):
+    """x << y elementwise; 0 where y is at least the bit width (lax.shift_left)."""
+    return shift_left_p.bind(*coerce_scalars(x, y))
+
+
+def shift_right_logical(x, y):
+    """x >> y filling with zeros (unsigned shift, also for signed x); 0 where y is at
+    least the bit width (lax.shift_right_logical)."""
+    return shift_right_logical_p.bind(*coerce_scalars(x, y))
+
+
+def shift_right_arithmetic(x, y):
+    """x >> y filling with the sign bit; shifts past the width give 0 or -1
+    (lax.shift_right_arithmetic)."""
+    return shift_right_arithmetic_p.bind(*coerce_scalars(x, y))
+
+
+# --- bitcast: reinterpret the bits of each element as another dtype of the same width --
+
+def _bitcast_shape(x, *, new_dtype):
+    if np.dtype(new_dtype).itemsize != x.dtype.itemsize or x.dtype == np.bool_ or \
+            np.dtype(new_dtype) == np.bool_:
+        raise FungradTypeError(
+            f"bitcast_convert_type: {x.dtype} and {np.dtype(new_dtype)} must be numeric "
+            "dtypes of the same width (bitcasts that change the width are not supported)")
+    return x.update(dtype=np.dtype(new_dtype))
+
+
+def _bitcast_impl(x, *, new_dtype):
+    x = np.asarray(x)
+    out = (x if x.flags.c_contiguous else x.copy()).view(new_dtype)
+    return out if out.ndim else out[()]
+
+
+def _bitcast_lower(gen, inputs, outputs, *, new_dtype):
+    (x,), (out,) = inputs, outputs
+    dt = np_dtype(new_dtype)
+    if x.aval.shape == ():
+        text = f"np.array([{gen.name(x)}]).view({dt})[0]"
+    else:
+        text = f"np.ascontiguousarray({gen.arr(x)}).view({dt})"
+    gen.assign(outputs, text)
+
+
+bitcast_convert_type_p = Primitive("bitcast_convert_type")
+bitcast_convert_type_p.def_impl(_bitcast_impl)
+bitcast_convert_type_p.def_shape(_bitcast_shape)
+bitcast_convert_type_p.def_vmap(elementwise_vmap(bitcast_convert_type_p))
+bitcast_convert_type_p.def_jvp(nondifferentiable)
+bitcast_convert_type_p.def_vjp(nondifferentiable)
+bitcast_convert_type_p.def_lower(_bitcast_lower)
+
+
+def bitcast_convert_type(x, new_dtype):
+    """The bits of each element of `x` read as `new_dtype` (same width), like
+    lax.bitcast_convert_type: >>> bitcast_convert_type(np.float32(1), np.uint32) == 0x3F800000"""
+    return bitcast_convert_type_p.bind(x, new_dtype=np.dtype(new_dtype))
 
 
 # --- select and convert ------------------------------------------------------------
