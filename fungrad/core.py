@@ -23,6 +23,7 @@ from typing import Any, Callable, Sequence
 
 import numpy as np
 
+from .arrays import as_array
 from .caches import new_cache
 from .config import config
 from .errors import (FungradFloatingPointError, FungradNotImplementedError, FungradTypeError,
@@ -406,8 +407,8 @@ class Primitive:
                 out = self.impl(*args, **params)
             check_outputs(self, args, out, user_location(2), config.debug_nans,
                           config.debug_infs)
-            return out
-        return self.impl(*args, **params)
+            return as_array(out)
+        return as_array(self.impl(*args, **params))
 
     def _def(self, kind: str, fn: Callable) -> Callable:
         self.rules[kind] = fn

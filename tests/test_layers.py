@@ -3,7 +3,7 @@ layers below it, at module top level, with no cycle anywhere.
 
 The layers, lowest first (docs/how-it-works.md draws them):
 
-    core         _version, caches, errors, config, pytree, core (IR, types, errors, the
+    core         _version, arrays (fungrad.Array), caches, errors, config, pytree, core (IR, types, errors, the
                  current trace)
     tracing      tracing (Tracer, Trace, make_jaxpr)
     primitives   primitives/*: first-order primitives, each with all its rules
@@ -14,7 +14,8 @@ The layers, lowest first (docs/how-it-works.md draws them):
     backend      backend/* (codegen, numba, the execution policy)
     api          api_util, jitted, api (every user-facing transform)
     faces        fungrad, fungrad.lax (JAX's names for primitives/ and hop/),
-                 numpy/*, nn, testing, viz, extend, tree_util, tour, __main__
+                 numpy/*, nn, testing, viz, extend, tree_util, tour, __main__, tree,
+                 flatten_util, helpers, optimizers, misc/*
 
 Every import of a fungrad module is counted, top-level or not, and so is the
 import of a module's package that Python performs first.  A package's `__init__`
@@ -33,7 +34,7 @@ import pytest
 ROOT = Path(__file__).resolve().parents[1] / "fungrad"
 
 LAYERS: list[tuple[str, tuple[str, ...]]] = [
-    ("core", ("fungrad._version", "fungrad.caches", "fungrad.errors", "fungrad.config",
+    ("core", ("fungrad._version", "fungrad.arrays", "fungrad.caches", "fungrad.errors", "fungrad.config",
               "fungrad.pytree", "fungrad.core")),
     ("tracing", ("fungrad.tracing",)),
     ("primitives", ("fungrad.primitives",)),
@@ -44,7 +45,8 @@ LAYERS: list[tuple[str, tuple[str, ...]]] = [
     ("api", ("fungrad.api_util", "fungrad.jitted", "fungrad.api")),
     ("faces", ("fungrad", "fungrad.lax", "fungrad.numpy", "fungrad.nn", "fungrad.testing",
                "fungrad.viz", "fungrad.extend", "fungrad.tree_util", "fungrad.tour",
-               "fungrad.__main__")),
+               "fungrad.__main__", "fungrad.tree", "fungrad.flatten_util", "fungrad.helpers",
+               "fungrad.optimizers", "fungrad.misc")),
 ]
 
 
