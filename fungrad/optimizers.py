@@ -94,6 +94,17 @@ def _array(x):
     return x if fnp.issubdtype(x.dtype, np.inexact) else fnp.asarray(x, dtype=np.float64)
 
 
+def _step(step_size, i, x):
+    """The step size at step i, in x's dtype (a float32 parameter stays float32
+    when the step number is a traced int64 or the schedule computes in float64)."""
+    return fnp.asarray(step_size(i), dtype=fnp.result_type(x))
+
+
+def _count(i, x):
+    """i + 1 in x's dtype, the exponent of the bias corrections b ** (i + 1)."""
+    return fnp.asarray(i + 1, dtype=fnp.result_type(x))
+
+
 # --- optimizers --------------------------------------------------------------------
 
 @optimizer
@@ -105,7 +116,7 @@ def sgd(step_size):
         return _array(x0)
 
     def update(i, g, x):
-        return x - step_size(i) * g
+        return x - _step(step_size, i, x) * g
 
     def get_params(x):
         return x
@@ -124,7 +135,7 @@ def momentum(step_size, mass: float):
     def update(i, g, state):
         x, velocity = state
         velocity = mass * velocity + g
-        return x - step_size(i) * velocity, velocity
+        return x - _step(step_size, i, x) * velocity, velocity
 
     def get_params(state):
         return state[0]
@@ -133,7 +144,8 @@ def momentum(step_size, mass: float):
 
 @optimizer
 def nesterov(step_size, mass: float):
-    """Nesterov momentum: `v <- mass * v + g`, `x <- x - step_size(i) * (mass * v + g)`."""
+    """Nesterov momentum: `v <- mass * v + g`,
+    `x <- x - step_size(i) * (mass * v + g)`."""
     step_size = make_schedule(step_size)
 
     def init(x0):
@@ -143,7 +155,7 @@ def nesterov(step_size, mass: float):
     def update(i, g, state):
         x, velocity = state
         velocity = mass * velocity + g
-        return x - step_size(i) * (mass * velocity + g), velocity
+        return x - _step(step_size, i, x) * (mass * velocity + g), velocity
 
     def get_params(state):
         return state[0]
@@ -165,7 +177,7 @@ def adagrad(step_size, momentum: float = 0.9):
         g_sq = g_sq + fnp.square(g)
         g_sq_inv_sqrt = fnp.where(g_sq > 0, 1.0 / fnp.sqrt(fnp.where(g_sq > 0, g_sq, 1.0)), 0.0)
         m = (1.0 - momentum) * (g * g_sq_inv_sqrt) + momentum * m
-        return x - step_size(i) * m, g_sq, m
+        return x - _step(step_size, i, x) * m, g_sq, m
 
     def get_params(state):
         return state[0]
@@ -185,7 +197,7 @@ def rmsprop(step_size, gamma: float = 0.9, eps: float = 1e-8):
     def update(i, g, state):
         x, avg_sq_grad = state
         avg_sq_grad = avg_sq_grad * gamma + fnp.square(g) * (1.0 - gamma)
-        return x - step_size(i) * g / fnp.sqrt(avg_sq_grad + eps), avg_sq_grad
+        return x - _step(step_size, i, x) * g / fnp.sqrt(avg_sq_grad + eps), avg_sq_grad
 
     def get_params(state):
         return state[0]
@@ -205,7 +217,7 @@ def rmsprop_momentum(step_size, gamma: float = 0.9, eps: float = 1e-8, momentum:
     def update(i, g, state):
         x, avg_sq_grad, mom = state
         avg_sq_grad = avg_sq_grad * gamma + fnp.square(g) * (1.0 - gamma)
-        mom = momentum * mom + step_size(i) * g / fnp.sqrt(avg_sq_grad + eps)
+        mom = momentum * mom + _step(step_size, i, x) * g / fnp.sqrt(avg_sq_grad + eps)
         return x - mom, avg_sq_grad, mom
 
     def get_params(state):
@@ -227,9 +239,9 @@ def adam(step_size, b1: float = 0.9, b2: float = 0.999, eps: float = 1e-8):
         x, m, v = state
         m = (1 - b1) * g + b1 * m
         v = (1 - b2) * fnp.square(g) + b2 * v
-        m_hat = m / (1 - fnp.asarray(b1, m.dtype) ** (i + 1))
-        v_hat = v / (1 - fnp.asarray(b2, m.dtype) ** (i + 1))
-        return x - step_size(i) * m_hat / (fnp.sqrt(v_hat) + eps), m, v
+        m_hat = m / (1 - b1 ** _count(i, x))
+        v_hat = v / (1 - b2 ** _count(i, x))
+        return x - _step(step_size, i, x) * m_hat / (fnp.sqrt(v_hat) + eps), m, v
 
     def get_params(state):
         return state[0]
@@ -250,7 +262,7 @@ def adamax(step_size, b1: float = 0.9, b2: float = 0.999, eps: float = 1e-8):
         x, m, u = state
         m = (1 - b1) * g + b1 * m
         u = fnp.maximum(b2 * u, fnp.abs(g))
-        scale = step_size(i) / (1 - fnp.asarray(b1, m.dtype) ** (i + 1))
+        scale = _step(step_size, i, x) / (1 - b1 ** _count(i, x))
         return x - scale * m / (u + eps), m, u
 
     def get_params(state):
