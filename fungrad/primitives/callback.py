@@ -24,7 +24,8 @@ import numpy as np
 
 from ..arrays import as_array
 from ..core import Primitive, ShapedArray
-from ..errors import FungradNotImplementedError, FungradTypeError, FungradValueError
+from ..errors import (FungradNotImplementedError, FungradTypeError, FungradValueError,
+                      format_location, user_location)
 from ..pytree import tree_flatten
 from ..tracing import aval_of
 from .base import bdim_to_front, broadcast_in_dim, move_axis_to_front
@@ -35,8 +36,10 @@ VMAP_METHODS = ("sequential", "sequential_unrolled", "expand_dims", "broadcast_a
 
 
 def _describe(callback) -> str:
-    return getattr(callback, "__qualname__", None) or getattr(callback, "__name__", None) or repr(
+    name = getattr(callback, "__qualname__", None) or getattr(callback, "__name__", None) or repr(
         callback)
+    where = getattr(callback, "location", None)
+    return f"{name}, called at {format_location(where)}" if where is not None else name
 
 
 def _impl(*args, callback, result_avals, vmap_method):
@@ -97,7 +100,7 @@ def _vmap(axis_size, args, dims, *, callback, result_avals, vmap_method):
             return tuple(np.stack([r[k] for r in results]) if results else
                          np.zeros(batched_avals[k].shape, batched_avals[k].dtype)
                          for k in range(len(result_avals)))
-        each.__qualname__ = f"sequential({_describe(callback)})"
+        each.__qualname__ = f"sequential({callback.__qualname__})"
     else:
         if vmap_method == "broadcast_all":
             moved = [bdim_to_front(axis_size, x, d) for x, d in zip(args, dims, strict=True)]
@@ -145,7 +148,8 @@ def pure_callback(callback: Callable, result_shape_dtypes: Any, *args: Any,
     flat_callback.__qualname__ = _describe(callback)
     operands = [x if hasattr(x, "aval") or isinstance(x, np.ndarray) else np.asarray(x)
                 for x in arg_leaves]
-    outs = pure_callback_p.bind(*operands, callback=_Callback(flat_callback, (callback, in_tree)),
+    flat = _Callback(flat_callback, (callback, in_tree), user_location(1))
+    outs = pure_callback_p.bind(*operands, callback=flat,
                                 result_avals=tuple(result_avals), vmap_method=vmap_method)
     return out_tree.unflatten([as_array(x) for x in outs])
 
@@ -153,11 +157,13 @@ def pure_callback(callback: Callable, result_shape_dtypes: Any, *args: Any,
 class _Callback:
     """The flat callback as a primitive parameter: hashed and compared by the user's
     function (two traces of one program share caches), called with flat arrays."""
-    __slots__ = ("flat", "user", "__qualname__")
+    __slots__ = ("flat", "user", "location", "__qualname__")
 
-    def __init__(self, flat, user):
+    def __init__(self, flat, user, location):
         self.flat, self.user = flat, user          # user: (the user's function, in_tree)
-        self.__qualname__ = _describe(user[0])
+        self.location = location                   # the user's pure_callback call (for errors)
+        self.__qualname__ = getattr(user[0], "__qualname__", None) or getattr(
+            user[0], "__name__", None) or repr(user[0])
 
     def __call__(self, *args):
         return self.flat(*args)

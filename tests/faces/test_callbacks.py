@@ -64,7 +64,7 @@ def test_vmap_without_a_method_and_grad_raise_like_jax():
     f = lambda x: fg.pure_callback(np.sin, _sds(x), x)  # noqa: E731
     with pytest.raises(NotImplementedError, match="vmap_method"):
         fg.vmap(f)(np.ones((2, 3)))
-    with pytest.raises(ValueError, match="custom_vjp"):
+    with pytest.raises(ValueError, match=r"(?s)test_callbacks.py:\d+.*custom_vjp"):
         fg.grad(lambda x: fnp.sum(f(x)))(np.ones(2))
 
 
