@@ -26,7 +26,7 @@ from .hop import checkpoint, checkpoint_policies, custom_jvp, custom_vjp, remat 
 from .errors import FungradFloatingPointError  # noqa: F401,E402
 from . import extend  # noqa: F401,E402  (Primitive and helpers for user-defined primitives)
 from . import testing  # noqa: F401,E402  (check_grads, numerical_jvp; strategies import hypothesis lazily)
-from . import flatten_util, misc, optimizers, tree  # noqa: F401,E402  (pytree helpers, optimizers)
+from . import debug, flatten_util, misc, optimizers, tree  # noqa: F401,E402  (pytree helpers, optimizers)
 from .primitives.callback import pure_callback  # noqa: F401,E402
 from .helpers import (ShapeDtypeStruct, elementwise_grad, eval_shape,  # noqa: F401,E402
                       hessian_vector_product, hvp)
@@ -72,4 +72,4 @@ __all__ = ["grad", "value_and_grad", "vjp", "jvp", "linearize", "jacfwd", "jacre
            "UnexpectedTracerError", "FungradFloatingPointError", "Array", "device_put",
            "block_until_ready", "device_get", "clear_caches", "tree", "flatten_util",
            "optimizers", "misc", "eval_shape", "ShapeDtypeStruct", "hvp",
-           "hessian_vector_product", "elementwise_grad", "pure_callback"]
+           "hessian_vector_product", "elementwise_grad", "pure_callback", "debug"]

@@ -15,7 +15,7 @@ The layers, lowest first (docs/how-it-works.md draws them):
     api          api_util, jitted, api (every user-facing transform)
     faces        fungrad, fungrad.lax (JAX's names for primitives/ and hop/),
                  numpy/*, nn, testing, viz, extend, tree_util, tour, __main__, tree,
-                 flatten_util, helpers, optimizers, misc/*
+                 flatten_util, helpers, optimizers, misc/*, debug
 
 Every import of a fungrad module is counted, top-level or not, and so is the
 import of a module's package that Python performs first.  A package's `__init__`
@@ -46,7 +46,7 @@ LAYERS: list[tuple[str, tuple[str, ...]]] = [
     ("faces", ("fungrad", "fungrad.lax", "fungrad.numpy", "fungrad.nn", "fungrad.testing",
                "fungrad.viz", "fungrad.extend", "fungrad.tree_util", "fungrad.tour",
                "fungrad.__main__", "fungrad.tree", "fungrad.flatten_util", "fungrad.helpers",
-               "fungrad.optimizers", "fungrad.misc")),
+               "fungrad.optimizers", "fungrad.misc", "fungrad.debug")),
 ]
 
 

@@ -30,7 +30,7 @@ from ..pytree import tree_flatten
 from ..tracing import aval_of
 from .base import bdim_to_front, broadcast_in_dim, move_axis_to_front
 
-__all__ = ["pure_callback", "pure_callback_p"]
+__all__ = ["pure_callback", "pure_callback_p", "debug_callback", "debug_callback_p"]
 
 VMAP_METHODS = ("sequential", "sequential_unrolled", "expand_dims", "broadcast_all")
 
@@ -177,3 +177,41 @@ class _Callback:
 
     def __repr__(self):
         return self.__qualname__
+
+
+# --- debug_callback: a callback run for its effect (fungrad.debug.print) -------------
+
+def _debug_impl(*args, callback):
+    callback(*args)
+    return ()
+
+
+def _debug_vmap(axis_size, args, dims, *, callback):
+    # the batched values, batch axis first, are passed to one call (as JAX prints them)
+    moved = [move_axis_to_front(x, d) if d is not None else x
+             for x, d in zip(args, dims, strict=True)]
+    return debug_callback_p.bind(*moved, callback=callback), ()
+
+
+debug_callback_p = Primitive("debug_callback", multiple_results=True, effectful=True)
+debug_callback_p.def_impl(_debug_impl)
+debug_callback_p.def_shape(lambda *avals, callback: ())
+# a print has no outputs, so no tangent or cotangent flows through it
+debug_callback_p.def_jvp(lambda *tangents_and_args, out, callback: ())
+debug_callback_p.def_vjp(lambda ct, *args, out, callback: (None,) * len(args))
+debug_callback_p.def_vmap(_debug_vmap)
+
+
+def debug_callback(callback: Callable, *args: Any, **kwargs: Any) -> None:
+    """Call `callback(*args, **kwargs)` with the concrete values of this call, for its
+    effect: eagerly at once, and inside `jit`/`grad`/`vmap` each time the program runs
+    (JAX's `jax.debug.callback`).  Dead-code elimination never removes it."""
+    leaves, in_tree = tree_flatten((args, kwargs))
+
+    def flat_callback(*flat_args):
+        call_args, call_kwargs = in_tree.unflatten(list(flat_args))
+        callback(*call_args, **call_kwargs)
+    operands = [x if hasattr(x, "aval") or isinstance(x, np.ndarray) else np.asarray(x)
+                for x in leaves]
+    debug_callback_p.bind(*operands, callback=_Callback(flat_callback, (callback, in_tree),
+                                                        user_location(1)))

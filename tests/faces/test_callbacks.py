@@ -124,3 +124,33 @@ def test_custom_vjp_around_scipy_odeint_gives_exact_gradients():
 def test_callback_result_is_an_array():
     out = fg.pure_callback(lambda a: a + 1, _sds(np.ones(2)), np.ones(2))
     assert isinstance(out, fg.Array)
+
+
+# --- fungrad.debug.print / callback -------------------------------------------------
+
+def test_debug_print_prints_the_values_of_each_call_inside_jit(capsys):
+    @fg.jit
+    def f(x):
+        fg.debug.print("x = {x}", x=x)
+        fg.debug.print("x = {x}", x=x)        # not merged with the first (no CSE)
+        return x * 2
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        assert float(f(1.0)) == 2.0 and float(f(2.0)) == 4.0
+    assert capsys.readouterr().out.splitlines() == ["x = 1.0"] * 2 + ["x = 2.0"] * 2
+
+
+def test_debug_print_survives_dce_under_grad_and_vmap(capsys):
+    def g(x):
+        y = fnp.sin(x)
+        fg.debug.print("y={:.4f}", y)         # its result is unused: dce must keep it
+        return y * x
+    assert "debug_callback" in str(fg.make_jaxpr(fg.grad(g))(1.0))
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        np.testing.assert_allclose(fg.grad(g)(1.0), np.sin(1.0) + np.cos(1.0))
+        np.testing.assert_allclose(fg.jit(fg.grad(g))(1.0), np.sin(1.0) + np.cos(1.0))
+    assert capsys.readouterr().out.splitlines() == ["y=0.8415"] * 2
+    seen = []
+    fg.vmap(lambda x: fg.debug.callback(lambda v: seen.append(v.shape), x) or x)(np.ones((3, 2)))
+    assert seen == [(3, 2)]
