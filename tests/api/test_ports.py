@@ -90,3 +90,70 @@ def test_gaussian_process_port_fits_its_hyperparameters():
     pred_mean, pred_cov = predict(result.x, X, y, X)
     assert np.max(np.abs(pred_mean - y)) < 0.2
     assert np.all(np.diag(pred_cov) > -1e-8)
+
+
+# A variational autoencoder as JAX's examples write one (an MLP encoder giving the
+# mean and log-variance, the reparameterisation trick, a Bernoulli decoder, the ELBO,
+# trained with example_libraries.optimizers.adam under jit).  Renames only: jax ->
+# fungrad, jnp -> fnp, jax.nn -> fungrad.nn, jax.example_libraries.optimizers ->
+# fungrad.optimizers; the noise comes from NumPy, passed in as an argument.
+from fungrad import nn, optimizers  # noqa: E402
+
+
+def init_mlp(rng, sizes, scale=0.1):
+    return [(scale * rng.randn(m, n), np.zeros(n)) for m, n in zip(sizes[:-1], sizes[1:])]
+
+
+def mlp(params, x):
+    for w, b in params[:-1]:
+        x = fnp.tanh(x @ w + b)
+    w, b = params[-1]
+    return x @ w + b
+
+
+def elbo(params, images, eps):
+    enc, dec = params
+    out = mlp(enc, images)
+    mu, log_var = fnp.split(out, 2, axis=1)
+    z = mu + fnp.exp(0.5 * log_var) * eps
+    logits = mlp(dec, z)
+    # Bernoulli log-likelihood of the pixels: -sum(softplus(logits) - x * logits)
+    log_lik = -fnp.sum(nn.softplus(logits) - images * logits, axis=1)
+    kl = 0.5 * fnp.sum(fnp.exp(log_var) + mu ** 2 - 1.0 - log_var, axis=1)
+    return fnp.mean(log_lik - kl)
+
+
+def test_vae_port_trains_under_jit_and_its_gradient_is_right():
+    rng = np.random.RandomState(0)
+    images = (rng.rand(32, 16) < np.linspace(0.1, 0.9, 16)).astype(np.float64)
+    latent = 2
+    params = (init_mlp(rng, [16, 12, 2 * latent]), init_mlp(rng, [latent, 12, 16]))
+    opt_init, opt_update, get_params = optimizers.adam(0.02)
+
+    @fg.jit
+    def step(i, opt_state, eps):
+        loss = lambda p: -elbo(p, images, eps)  # noqa: E731
+        value, g = fg.value_and_grad(loss)(get_params(opt_state))
+        return opt_update(i, g, opt_state), value
+
+    eps0 = rng.randn(32, latent)
+    start = float(elbo(params, images, eps0))
+    # the gradient of one weight against central differences
+    g = fg.grad(elbo)(params, images, eps0)
+    w = params[0][0][0]
+    bumped = [[(w2.copy(), b2) for w2, b2 in part] for part in params]
+    h = 1e-6
+    bumped[0][0][0][3, 4] += h
+    up = float(elbo(bumped, images, eps0))
+    bumped[0][0][0][3, 4] -= 2 * h
+    down = float(elbo(bumped, images, eps0))
+    np.testing.assert_allclose(g[0][0][0][3, 4], (up - down) / (2 * h), rtol=1e-5, atol=1e-8)
+    assert g[0][0][0].shape == w.shape
+
+    opt_state = opt_init(params)
+    for i in range(300):
+        opt_state, _ = step(i, opt_state, rng.randn(32, latent))
+    assert len(step._cache) == 1
+    final = float(np.mean([elbo(get_params(opt_state), images, rng.randn(32, latent))
+                           for _ in range(5)]))
+    assert final > start + 1.0, (start, final)
