@@ -7,6 +7,8 @@ from __future__ import annotations
 
 from ._version import __version__  # noqa: F401
 
+from .arrays import as_array
+
 import numpy as _np
 
 from . import lax, numpy, tree_util  # noqa: F401  (numpy installs the Tracer operators)
@@ -28,19 +30,40 @@ from . import testing  # noqa: F401,E402  (check_grads, numerical_jvp; strategie
 from . import sparse  # noqa: F401,E402  (sparse derivatives; scipy is imported on first use)
 from .sparse import (hessian_sparsity, jacobian_sparsity, sparse_hessian,  # noqa: F401,E402
                      sparse_jacobian)
+from . import debug, flatten_util, misc, optimizers, tree  # noqa: F401,E402  (pytree helpers, optimizers)
+from .primitives.callback import pure_callback  # noqa: F401,E402
+from .helpers import (ShapeDtypeStruct, elementwise_grad, eval_shape,  # noqa: F401,E402
+                      hessian_vector_product, hvp)
+
+from .arrays import Array  # noqa: E402  (a NumPy array with .at[] and .block_until_ready())
 
 # JAX names for where values live: fungrad computes on the CPU with NumPy arrays,
 # so a value is always "on the device" and always ready.
-Array = _np.ndarray
+
+
+def _to_array(x):
+    return as_array(_np.asarray(x))
 
 
 def device_put(x, device=None):
-    """JAX's device_put: the pytree `x` with every leaf as a NumPy array."""
-    return tree_util.tree_map(_np.asarray, x)
+    """JAX's device_put: the pytree `x` with every leaf as a `fungrad.Array` (a NumPy
+    array with `.at[...]`); no copy is made of leaves that are already arrays.
+
+    >>> fungrad.device_put({"w": [1.0, 2.0]})["w"].at[0].set(5.0)   # array([5., 2.])
+    """
+    return tree_util.tree_map(_to_array, x)
+
+
+def device_get(x):
+    """JAX's device_get: the pytree `x` with every array leaf as a plain `numpy.ndarray`
+    (fungrad's values already live in host memory; nothing is copied)."""
+    return tree_util.tree_map(lambda leaf: _np.asarray(leaf) if isinstance(
+        leaf, (_np.ndarray, _np.generic)) else leaf, x)
 
 
 def block_until_ready(x):
-    """JAX's block_until_ready: fungrad computes synchronously, so this returns `x`."""
+    """JAX's block_until_ready: fungrad computes synchronously, so this returns `x`
+    (any pytree) unchanged."""
     return x
 
 
@@ -51,5 +74,7 @@ __all__ = ["grad", "value_and_grad", "vjp", "jvp", "linearize", "jacfwd", "jacre
            "extend", "TracerBoolConversionError", "ConcretizationError",
            "TracerArrayConversionError", "TracerIntegerConversionError",
            "UnexpectedTracerError", "FungradFloatingPointError", "Array", "device_put",
-           "block_until_ready", "clear_caches", "sparse_jacobian", "sparse_hessian",
-           "jacobian_sparsity", "hessian_sparsity", "sparse"]
+           "block_until_ready", "device_get", "clear_caches", "sparse_jacobian", "sparse_hessian",
+           "jacobian_sparsity", "hessian_sparsity", "sparse", "tree", "flatten_util",
+           "optimizers", "misc", "eval_shape", "ShapeDtypeStruct", "hvp",
+           "hessian_vector_product", "elementwise_grad", "pure_callback", "debug"]

@@ -2,7 +2,9 @@
 
     python -m fungrad grad "lambda x: (x + 2)**2 + 3" 2.0            # 8.0
     python -m fungrad jacobian "lambda x: fnp.stack([x[0]**2 + 3*x[1], x[1]**2 + 2*x[0]])" "[2, 3]"
+    python -m fungrad hessian "lambda x: fnp.sum(x ** 3)" "[1, 2]"    # [[6, 0], [0, 12]]
     python -m fungrad jaxpr "lambda x: fnp.sin(x) * x" 1.0 --grad --dot sin.svg
+    python -m fungrad --version
 
 Expressions are Python code, run with your rights like `python -c` (never pass
 text from someone you do not trust), evaluated with `fg` (fungrad), `fnp`
@@ -100,6 +102,11 @@ def _cmd_grad(args) -> str:
 def _cmd_jacobian(args) -> str:
     fun, values = _function(args.expr), [_argument(a) for a in args.args]
     return _show(fg.jacobian(fun, argnums=_argnums(args.argnums, len(values)))(*values))
+
+
+def _cmd_hessian(args) -> str:
+    fun, values = _function(args.expr), [_argument(a) for a in args.args]
+    return _show(fg.hessian(fun, argnums=_argnums(args.argnums, len(values)))(*values))
 
 
 def _cmd_value(args) -> str:
@@ -271,6 +278,7 @@ def _parser() -> argparse.ArgumentParser:
                     "run with your rights, like python -c; --safe accepts only a lambda "
                     "of arithmetic and fnp/nn calls.",
         epilog='example: python -m fungrad grad "lambda x: (x + 2)**2 + 3" 2.0')
+    parser.add_argument("--version", action="version", version=f"fungrad {fg.__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
 
     def command(name, help_text, fn):
@@ -291,6 +299,7 @@ def _parser() -> argparse.ArgumentParser:
 
     command("grad", "print the gradient of a scalar function", _cmd_grad)
     command("jacobian", "print the Jacobian matrix", _cmd_jacobian)
+    command("hessian", "print the Hessian matrix of a scalar function", _cmd_hessian)
     command("value", "print the function's value", _cmd_value)
     p = command("jaxpr", "print the jaxpr (the traced program)", _cmd_jaxpr)
     p.add_argument("--grad", action="store_true", help="the jaxpr of the gradient instead")

@@ -9,6 +9,7 @@ from typing import Any, Callable, Sequence
 import numpy as np
 
 from .caches import new_cache
+from .arrays import as_array
 from .core import ClosedJaxpr, jaxpr_key
 from .errors import (FungradTypeError, FungradValueError, describe_function, format_location,
                      user_location)
@@ -257,4 +258,4 @@ def execute(jaxpr, consts: Sequence, args: Sequence) -> list:
     if current_trace() is not None or any(isinstance(x, Tracer) for x in args) or any(
             isinstance(x, Tracer) for x in consts):
         return eval_jaxpr(jaxpr, consts, *args)
-    return backend_execute(jaxpr, consts, args)
+    return [as_array(x) for x in backend_execute(jaxpr, consts, args)]

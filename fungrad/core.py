@@ -26,6 +26,7 @@ from typing import Any, Callable, Sequence
 
 import numpy as np
 
+from .arrays import as_array
 from .caches import new_cache
 from .config import settings
 from .errors import (FungradFloatingPointError, FungradNotImplementedError, FungradTypeError,
@@ -368,7 +369,8 @@ class Primitive:
     `commutative=True` (CSE orders the operands), `value_preserving=True` (every
     output element is an input element: constant folding keeps a uniform value),
     `linear_in=` ("all", "each" or operand positions; see `LINEARITY`, read by
-    linear_transpose).
+    linear_transpose).  `effectful=True` marks a primitive run for its effect (a
+    debug print): dead-code elimination keeps it and CSE never merges two.
 
     Codegen reads optional rules (`OPTIONAL_RULE_KINDS`) and their options:
     def_scalar_emit, def_loop(when=, relabels=), def_accumulate(identity=,
@@ -378,7 +380,8 @@ class Primitive:
 
     def __init__(self, name: str, *, kind: str = "other", multiple_results: bool = False,
                  call_jaxpr_param: str | None = None, commutative: bool = False,
-                 value_preserving: bool = False, linear_in: str | tuple | None = None):
+                 value_preserving: bool = False, linear_in: str | tuple | None = None,
+                 effectful: bool = False):
         if kind not in KINDS:
             raise FungradTypeError(
                 f"Primitive({name!r}): kind must be one of {', '.join(KINDS)}, got {kind!r}")
@@ -415,6 +418,9 @@ class Primitive:
         self.commutative = commutative          # op(a, b) == op(b, a)
         self.value_preserving = value_preserving  # every output element is an input element
         self.linear_in = linear_in
+        # effectful=True: the equation does something besides computing its outputs
+        # (fungrad.debug.print), so dce keeps it and cse never merges two of them
+        self.effectful = effectful
 
     def __repr__(self) -> str:
         return f"Primitive({self.name})"
@@ -444,8 +450,8 @@ class Primitive:
             with np.errstate(all="ignore"):
                 out = self.impl(*args, **params)
             check_outputs(self, args, out, user_location(2), s.debug_nans, s.debug_infs)
-            return out
-        return self.impl(*args, **params)
+            return as_array(out)
+        return as_array(self.impl(*args, **params))
 
     def _def(self, kind: str, fn: Callable) -> Callable:
         self.rules[kind] = fn

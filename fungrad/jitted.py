@@ -19,6 +19,7 @@ from typing import Any, Callable, Sequence
 
 import numpy as np
 
+from .arrays import Array, as_array, plain
 from .caches import register
 from .config import config
 from .core import ClosedJaxpr, ShapedArray
@@ -57,9 +58,9 @@ def _leaf_sig(x: Any):
 
 def _fast_sig(x: Any):
     """`_leaf_sig` for the common leaves; None (never a cache key) for anything else."""
-    if type(x) is _ARRAY:
-        return (x.shape, x.dtype)
     t = type(x)
+    if t is _ARRAY or t is Array:
+        return (x.shape, x.dtype)
     return t if t in _SCALAR_AVALS else None
 
 
@@ -84,7 +85,7 @@ class _Compiled:
     def __init__(self, closed: ClosedJaxpr, out_tree, label: str | None = None):
         self.closed, self.out_tree = closed, out_tree
         self.executable = executable(closed.jaxpr, tiered=False, label=label)
-        self.consts = list(closed.consts)
+        self.consts = [plain(c) for c in closed.consts]
         self.unflatten = _fast_unflatten(out_tree)
 
     def run(self, leaves: Sequence) -> Any:
@@ -158,13 +159,14 @@ class _Path:
 
 
 def _fast_unflatten(out_tree) -> Callable:
-    """out_tree.unflatten, short-cut for a single array and a flat tuple of arrays."""
+    """out_tree.unflatten of the outputs as `fungrad.Array`s (the one place jit's
+    results are made), short-cut for a single array and a flat tuple of arrays."""
     if out_tree.node_type is None and out_tree.children == () and out_tree.num_leaves == 1:
-        return lambda outs: outs[0]
+        return lambda outs: as_array(outs[0])
     if out_tree.node_type is tuple and all(
             c.node_type is None and c.num_leaves == 1 for c in out_tree.children):
-        return tuple
-    return out_tree.unflatten
+        return lambda outs: tuple([as_array(x) for x in outs])
+    return lambda outs: out_tree.unflatten([as_array(x) for x in outs])
 
 
 class Lowered:

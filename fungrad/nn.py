@@ -449,3 +449,70 @@ def huber_loss(input, target, delta: float = 1.0, reduction: str = "mean"):
     quadratic = fnp.multiply(0.5, fnp.square(d_small))
     linear = fnp.multiply(delta, fnp.subtract(fnp.abs(d), 0.5 * delta))
     return _reduce(fnp.where(small, quadratic, linear), reduction, "huber_loss")
+
+
+# ---------------------------------------------------------------------------
+# more of jax.nn's activations (compositions: their derivatives come for free)
+# ---------------------------------------------------------------------------
+
+def tanh(x):
+    """Hyperbolic tangent (`jax.nn.tanh`, the same as fungrad.numpy.tanh)."""
+    return fnp.tanh(_float(x))
+
+
+def hard_tanh(x):
+    """-1 below -1, x in [-1, 1], 1 above 1.
+
+    >>> hard_tanh(np.array([-2.0, 0.5, 3.0]))      # array([-1. ,  0.5,  1. ])
+    """
+    return fnp.clip(_float(x), -1.0, 1.0)
+
+
+def soft_sign(x):
+    """x / (|x| + 1)."""
+    x = _float(x)
+    return x / (fnp.abs(x) + 1.0)
+
+
+def selu(x):
+    """Scaled ELU (Klambauer et al. 2017): scale * elu(x, alpha) with JAX's constants."""
+    alpha = 1.6732632423543772848170429916717
+    scale = 1.0507009873554804934193349852946
+    return scale * elu(x, alpha)
+
+
+def celu(x, alpha: float = 1.0):
+    """Continuously differentiable ELU: max(x, 0) + alpha * min(exp(x / alpha) - 1, 0)."""
+    x = _float(x)
+    positive = fnp.greater(x, 0)
+    return fnp.where(positive, x, alpha * fnp.expm1(fnp.where(positive, 0.0, x) / alpha))
+
+
+def glu(x, axis: int = -1):
+    """Gated linear unit: x split in two halves a, b along `axis`, a * sigmoid(b).
+
+    >>> glu(np.array([1.0, 0.0]))                 # array([0.5])
+    """
+    x = _float(x)
+    size = aval_of(x).shape[axis] if isinstance(x, Tracer) else np.shape(x)[axis]
+    if size % 2:
+        raise FungradValueError(f"glu: axis {axis} must have an even size, got {size}")
+    a, b = fnp.split(x, 2, axis=axis)
+    return a * sigmoid(b)
+
+
+def standardize(x, axis=-1, mean=None, variance=None, epsilon: float = 1e-5, where=None):
+    """(x - mean) / sqrt(variance + epsilon) along `axis`; mean and variance are
+    computed from x when not given (`jax.nn.standardize`)."""
+    if where is not None:
+        raise FungradTypeError("standardize: where= is not supported; select with "
+                               "fungrad.numpy.where before and after")
+    x = _float(x)
+    if mean is None:
+        mean = fnp.mean(x, axis, keepdims=True)
+    if variance is None:
+        variance = fnp.mean(fnp.square(x), axis, keepdims=True) - fnp.square(mean)
+    return (x - mean) * fnp.reciprocal(fnp.sqrt(variance + epsilon))
+
+
+__all__ += ["tanh", "hard_tanh", "soft_sign", "selu", "celu", "glu", "standardize"]

@@ -3,7 +3,7 @@ layers below it, at module top level, with no cycle anywhere.
 
 The layers, lowest first (docs/how-it-works.md draws them):
 
-    core         _version, caches, errors, config, pytree, core (IR, types, errors, the
+    core         _version, arrays (fungrad.Array), caches, errors, config, pytree, core (IR, types, errors, the
                  current trace)
     tracing      tracing (Tracer, Trace, make_jaxpr)
     primitives   primitives/*: first-order primitives, each with all its rules
@@ -16,7 +16,8 @@ The layers, lowest first (docs/how-it-works.md draws them):
     api          api_util, jitted, api (every user-facing transform), sparse (sparse
                  jacobians and hessians, and the sparsity rules of control flow)
     faces        fungrad, fungrad.lax (JAX's names for primitives/ and hop/),
-                 numpy/*, nn, testing, viz, extend, tree_util, tour, __main__
+                 numpy/*, nn, testing, viz, extend, tree_util, tour, __main__, tree,
+                 flatten_util, helpers, optimizers, misc/*, debug
 
 Every import of a fungrad module is counted, top-level or not, and so is the
 import of a module's package that Python performs first.  A package's `__init__`
@@ -35,7 +36,7 @@ import pytest
 ROOT = Path(__file__).resolve().parents[1] / "fungrad"
 
 LAYERS: list[tuple[str, tuple[str, ...]]] = [
-    ("core", ("fungrad._version", "fungrad.caches", "fungrad.errors", "fungrad.config",
+    ("core", ("fungrad._version", "fungrad.arrays", "fungrad.caches", "fungrad.errors", "fungrad.config",
               "fungrad.pytree", "fungrad.core")),
     ("tracing", ("fungrad.tracing",)),
     ("primitives", ("fungrad.primitives",)),
@@ -46,7 +47,9 @@ LAYERS: list[tuple[str, tuple[str, ...]]] = [
     ("api", ("fungrad.api_util", "fungrad.jitted", "fungrad.api", "fungrad.sparse")),
     ("faces", ("fungrad", "fungrad.lax", "fungrad.numpy", "fungrad.nn", "fungrad.testing",
                "fungrad.viz", "fungrad.extend", "fungrad.tree_util", "fungrad.tour",
-               "fungrad.random", "fungrad.scipy", "fungrad.__main__", "fungrad.distributed")),
+               "fungrad.random", "fungrad.scipy", "fungrad.__main__", "fungrad.distributed",
+               "fungrad.tree", "fungrad.flatten_util", "fungrad.helpers", "fungrad.optimizers",
+               "fungrad.misc", "fungrad.debug")),
 ]
 
 

@@ -10,6 +10,8 @@ import builtins
 
 import numpy as np
 
+from .. import arrays
+from ..arrays import as_array
 from ..errors import TracerArrayConversionError, format_location, user_location
 from ..tracing import Tracer
 from . import (_coercion, _creation, _diagonals, _elementwise, _products, _promotion, _ranges,
@@ -102,6 +104,33 @@ def install():
     T.__array_ufunc__ = _array_ufunc
     T.__array_function__ = _array_function
     _install_indexing_methods()
+    arrays._at_helper[:] = [_ArrayIndexUpdateHelper]
+
+
+class _ArrayIndexUpdateHelper:
+    """`x.at` of a concrete `fungrad.Array`: the traced-array helper, with results
+    returned as `fungrad.Array` so that updates chain (`x.at[0].set(1).at[1].set(2)`)."""
+    __slots__ = ("array",)
+
+    def __init__(self, array):
+        self.array = array
+
+    def __getitem__(self, index) -> "_ArrayIndexUpdateRef":
+        return _ArrayIndexUpdateRef(_IndexUpdateHelper(self.array)[index])
+
+
+class _ArrayIndexUpdateRef:
+    __slots__ = ("ref",)
+
+    def __init__(self, ref):
+        self.ref = ref
+
+    def __getattr__(self, name):
+        method = getattr(self.ref, name)
+        return lambda *args, **kwargs: as_array(method(*args, **kwargs))
+
+    def __repr__(self) -> str:
+        return repr(self.ref)
 
 
 def _install_indexing_methods():

@@ -180,6 +180,8 @@ def cse_jaxpr(jaxpr: Jaxpr) -> Jaxpr:
     seen: dict = {}
 
     def rewrite(rw: _Rewriter, eqn: Eqn, inputs) -> bool:
+        if eqn.prim.effectful:     # two prints of one value print twice
+            return False
         try:
             params = tuple((k, _param_key(v)) for k, v in eqn.params.items()) \
                 if eqn.params else ()

@@ -71,11 +71,12 @@ def dce_jaxpr(jaxpr: Jaxpr) -> Jaxpr:
     """Dead-code elimination: drop equations none of whose outputs is used.
 
     Preserves: the signature (every input is kept, used or not) and every output
-    value; primitives are pure, so an unused equation has no effect."""
+    value; primitives are pure, so an unused equation has no effect, except those
+    declared `effectful` (debug prints), which are always kept."""
     live: set = {v for v in jaxpr.outvars if isinstance(v, Var)}
     kept = []
     for eqn in reversed(jaxpr.eqns):
-        if any(o in live for o in eqn.outputs):
+        if eqn.prim.effectful or any(o in live for o in eqn.outputs):
             kept.append(eqn)
             live.update(x for x in eqn.inputs if isinstance(x, Var))
     if len(kept) == len(jaxpr.eqns):

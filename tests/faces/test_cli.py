@@ -4,6 +4,7 @@ import sys
 
 import pytest
 
+import fungrad as fg
 from fungrad.__main__ import main
 
 
@@ -61,3 +62,15 @@ def test_errors_are_one_line_with_nonzero_exit(capsys, argv, status, fragment):
     assert main(argv) == status
     err = capsys.readouterr().err
     assert fragment in err and len(err.strip().splitlines()) == 1
+
+
+def test_hessian_prints_the_matrix(capsys):
+    assert main(["hessian", "lambda x: fnp.sum(x ** 3)", "[1, 2]"]) == 0
+    assert capsys.readouterr().out.split() == ["[[", "6.,", "0.],", "[", "0.,", "12.]]"]
+
+
+def test_version_prints_the_package_version(capsys):
+    with pytest.raises(SystemExit) as exit_info:
+        main(["--version"])
+    assert exit_info.value.code == 0
+    assert capsys.readouterr().out.strip() == f"fungrad {fg.__version__}"

@@ -10,6 +10,7 @@ from hypothesis.extra import numpy as hnp
 import fungrad as fg
 import fungrad.numpy as fnp
 from fungrad import nn
+from fungrad.testing import numerical_jvp
 
 
 def numerical_grad(f, x, eps=1e-6):
@@ -340,3 +341,30 @@ def test_jit_agrees_with_eager_at_extremes():
     a = np.array([[1000.0, 1000.0], [-np.inf, -np.inf]])
     dlse = fg.grad(lambda a: fnp.sum(nn.logsumexp(a, axis=1)))
     np.testing.assert_array_equal(fg.jit(dlse)(a), [[0.5, 0.5], [0.0, 0.0]])
+
+
+# jax.nn activations added as compositions (values checked against jax.nn 0.10 while
+# writing; here against their formulas, with derivatives against finite differences)
+_SELU_A, _SELU_S = 1.6732632423543772848170429916717, 1.0507009873554804934193349852946
+_MORE = {
+    "tanh": np.tanh,
+    "hard_tanh": lambda x: np.clip(x, -1, 1),
+    "soft_sign": lambda x: x / (np.abs(x) + 1),
+    "selu": lambda x: _SELU_S * np.where(x > 0, x, _SELU_A * np.expm1(x)),
+    "celu": lambda x: np.maximum(x, 0) + np.minimum(np.expm1(x), 0),
+    "glu": lambda x: x[..., :x.shape[-1] // 2] / (1 + np.exp(-x[..., x.shape[-1] // 2:])),
+    "standardize": lambda x: (x - x.mean(-1, keepdims=True)) / np.sqrt(
+        x.var(-1, keepdims=True) + 1e-5),
+}
+
+
+@pytest.mark.parametrize("name", list(_MORE))
+def test_more_jax_nn_activations(name):
+    fn = getattr(fg.nn, name)
+    x = np.array([[-2.5, -0.7, 0.3, 1.9], [0.2, -1.1, 2.2, 0.05]])
+    np.testing.assert_allclose(fn(x), _MORE[name](x), rtol=1e-12, atol=1e-14)
+    t = np.linspace(-1, 1, 8).reshape(2, 4)
+    out, pullback = fg.vjp(fn, x)
+    ct = np.cos(np.arange(out.size)).reshape(out.shape)
+    np.testing.assert_allclose(np.vdot(pullback(ct)[0], t),
+                               np.vdot(ct, numerical_jvp(fn, (x,), (t,))), rtol=1e-6)
