@@ -100,6 +100,9 @@ class _Compiled:
 
     def run_flat(self, leaves: Sequence) -> list:
         """All outputs of the program as a list (guard predicates included)."""
+        # a Python int is an int64 (weakly typed): one beyond its range raises
+        # OverflowError here, as numba does, whichever tier runs the program
+        leaves = [np.int64(x) if type(x) is int else x for x in leaves]
         return self.executable(self.consts, leaves)
 
 

@@ -96,8 +96,11 @@ GOOD = np.arange(6.0).reshape(2, 3) + 1.0
 # can only go down; lower it when you fix some.  Most are primitives reached with a
 # string, None or object argument (fungrad.lax takes arrays only) and NumPy-face
 # functions that call NumPy on the argument without checking it.
-KNOWN_INTERNAL = {"fungrad.numpy": 206, "fungrad.numpy.linalg": 106, "fungrad.lax": 618,
-                  "fungrad.nn": 54}
+# (raised from 206/106/618/54 when the complex, FFT, random and special-function
+# primitives and the new nn names joined the fuzzed modules: new functions, same kinds
+# of unchecked static parameters)
+KNOWN_INTERNAL = {"fungrad.numpy": 208, "fungrad.numpy.linalg": 114, "fungrad.lax": 769,
+                  "fungrad.nn": 60}
 
 
 @pytest.mark.parametrize("module", [fnp, fnp.linalg, lax, nn],

@@ -307,8 +307,10 @@ def test_derivative_programs_are_shorter_than_jax():
     mlp = fg.make_jaxpr(fg.grad(_mlp))(params, rng.standard_normal((5, 4)),
                                        rng.standard_normal((5, 2)))
     # jax.make_jaxpr(jax.grad(f)) gives 42, 10 and 30 equations; fungrad 22, 5, 18
-    # when this was written (a little slack for rule changes)
-    assert len(bce.eqns) <= 24 < 42
+    # when this was written (a little slack for rule changes).  BCE went to 35 when
+    # abs and maximum took "a zero local derivative wins" (primitives.weighted: a
+    # select on the sign and a zero-tangent mask), so both modes agree at kinks.
+    assert len(bce.eqns) <= 36 < 42
     assert len(tanh.eqns) <= 6 < 10
     assert len(mlp.eqns) <= 20 < 30
     for closed in (bce, tanh, mlp):
