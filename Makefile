@@ -18,10 +18,11 @@ demo: $(STAMP)
 	$(PY) -m fungrad.tour
 
 # two steps: everything but the `slow` marker first (the quick answer), then the slow
-# checks (many compiles, subprocesses) that CI runs too; plain `pytest` runs both
+# checks (many compiles, subprocesses) that CI runs too; plain `pytest` runs both.
+# Two worker processes (pytest-xdist): the suite compiles many kernels, one per core
 test: $(STAMP)
-	$(PY) -m pytest -m "not slow"
-	$(PY) -m pytest -m slow
+	$(PY) -m pytest -n 2 -m "not slow"
+	$(PY) -m pytest -n 2 -m slow
 
 # the comparison systems (jax, torch, autograd) go into their own venv, not .venv
 bench:

@@ -14,8 +14,8 @@ from ..hop import branching, scans, while_loops
 from ..hop.branching import cond, cond_p, switch  # noqa: F401
 from ..hop.scans import fori_loop, map, scan, scan_p  # noqa: F401
 from ..hop.while_loops import while_loop, while_p, while_tape_p, while_tape_vjp_p  # noqa: F401
-from ..primitives import (base, conv, elementwise, fft as _fft_module, indexing, linalg, reduce,
-                          shape, special)
+from ..primitives import (base, callback as _callback_module, conv, elementwise,
+                          fft as _fft_module, indexing, linalg, reduce, shape, special)
 from ..primitives.fft import FFT_TYPES, fft, fft_p  # noqa: F401
 from ..primitives.base import *  # noqa: F401,F403
 from ..primitives.elementwise import *  # noqa: F401,F403
@@ -28,7 +28,7 @@ from ..primitives.conv import *  # noqa: F401,F403
 from ..primitives.elementwise import stop_gradient  # noqa: F401
 
 PRIMITIVE_MODULES = (base, elementwise, shape, reduce, linalg, indexing, _fft_module, special,
-                     branching, while_loops, scans)
+                     _callback_module, branching, while_loops, scans)
 
 
 def _collect() -> list[Primitive]:

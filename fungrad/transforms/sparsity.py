@@ -48,7 +48,9 @@ from ..primitives.base import reduce_sum_p
 from ..primitives.elementwise import mul_p, select_p
 from ..primitives.indexing import (gather_p, scatter_add_p, scatter_max_p, scatter_min_p,
                                    scatter_mul_p, scatter_p)
-from ..primitives.linalg import (cholesky_p, det_p, dot_general_p, eigh_p, qr_p, slogdet_p,
+from ..primitives.callback import debug_callback_p, pure_callback_p
+from ..primitives.fft import fft_p
+from ..primitives.linalg import (cholesky_p, det_p, dot_general_p, eig_p, eigh_p, qr_p, slogdet_p,
                                  solve_p, svd_p, triangular_solve_p)
 from ..primitives.reduce import (cummax_p, cummin_p, cumprod_p, cumsum_p, reduce_max_p,
                                  reduce_min_p, reduce_prod_p)
@@ -573,8 +575,14 @@ def dense_rule(ctx, eqn, pats, vals):
             for o in eqn.outputs]
 
 
-# factorisations and solves: conservative (a banded solve fills in anyway)
-for _p in (cholesky_p, triangular_solve_p, solve_p, det_p, slogdet_p, eigh_p, qr_p, svd_p):
+# factorisations and solves: conservative (a banded solve fills in anyway); an FFT
+# mixes every element of the axes it transforms (conservative: all of them)
+for _p in (cholesky_p, triangular_solve_p, solve_p, det_p, slogdet_p, eigh_p, eig_p, qr_p,
+           svd_p, fft_p):
+    register_rule(_p, dense_rule)
+
+# host callbacks are opaque: every result may depend on every operand
+for _p in (pure_callback_p, debug_callback_p):
     register_rule(_p, dense_rule)
 
 
