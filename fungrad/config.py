@@ -230,6 +230,11 @@ config.define("print_kernels", False, env="FUNGRAD_PRINT_KERNELS",
 config.define("sync_compile", False, env="FUNGRAD_SYNC_COMPILE",
               doc="compile kernels in the calling thread, waiting for them (by default a "
                   "kernel compiles in a background thread while the interpreter serves calls)")
+config.define("compile_process", True, env="FUNGRAD_COMPILE_PROCESS",
+              doc="compile kernels in a helper process that fills the disk cache (the "
+                  "user's process then only loads them: no GIL held by numba, ~1 MB less "
+                  "memory per kernel); off, or without a writable cache, they compile "
+                  "in this process")
 config.define("compile_messages", True, env="FUNGRAD_COMPILE_MESSAGES",
               doc="say on stderr, once per kernel, when a compile takes longer than "
                   "`compile_message_after` seconds")

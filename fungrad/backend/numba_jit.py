@@ -18,6 +18,7 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import linecache
+import os
 import pickle
 import sys
 import threading
@@ -110,8 +111,15 @@ def _warn(msg: str) -> None:
 def _make_dispatcher(ks: KernelSource) -> tuple[Callable, str]:
     """exec the kernel's module text under a synthetic filename registered in
     linecache; returns (the numba dispatcher, the text's content address)."""
-    text = _module_text(ks)
-    address = hashlib.sha256(text.encode()).hexdigest()[:32]
+    return _dispatcher_of_text(_module_text(ks), ks.name)
+
+
+def _address(text: str) -> str:
+    return hashlib.sha256(text.encode()).hexdigest()[:32]
+
+
+def _dispatcher_of_text(text: str, name: str) -> tuple[Callable, str]:
+    address = _address(text)
     filename = f"<fungrad kernel {address}>"
     linecache.cache[filename] = (len(text), None, text.splitlines(True), filename)
     modname = f"_fungrad_kernel_{address}"
@@ -124,7 +132,7 @@ def _make_dispatcher(ks: KernelSource) -> tuple[Callable, str]:
         # numba rebuilds a cached kernel's environment by importing its module by
         # name: it must find this one (never a file named like it on sys.path)
         sys.modules[modname] = module
-    return getattr(module, ks.name), address
+    return getattr(module, name), address
 
 
 def _compile_in_memory(ks: KernelSource) -> Callable:
@@ -150,6 +158,7 @@ def _verified_cache_class():
 
         def __init__(self, folder: disk_cache.Folder, address: str, name: str):
             self._folder, self._address, self._name = folder, address, name
+            self.saved = False      # an artefact was written (the compile helper asks)
 
         @property
         def cache_path(self):
@@ -157,6 +166,12 @@ def _verified_cache_class():
 
         def _key(self, sig, codegen) -> str:
             return f"{self._address} {self._name} {sig} {codegen.magic_tuple()}"
+
+        def has(self, sig, target_context) -> bool:
+            """Whether an artefact for `sig` is on disk (not yet verified)."""
+            key = self._key(sig, target_context.codegen())
+            return os.path.exists(os.path.join(self._folder.kernels,
+                                               disk_cache.artefact_name(key)))
 
         def load_overload(self, sig, target_context):
             target_context.refresh()
@@ -184,7 +199,8 @@ def _verified_cache_class():
                 payload = dumps(cres._reduce())
             except Exception:  # noqa: BLE001 - an unpicklable result is not kept
                 return
-            disk_cache.write_artefact(folder, self._key(sig, cres.codegen), payload, limit)
+            if disk_cache.write_artefact(folder, self._key(sig, cres.codegen), payload, limit):
+                self.saved = True
 
         def enable(self):
             pass
@@ -206,6 +222,37 @@ def _load(ks: KernelSource) -> Callable:
     if folder is not None and hasattr(fn, "_cache") and not fn.overloads:
         fn._cache = _verified_cache_class()(folder, address, ks.name)
     return fn
+
+
+def compile_to_cache(text: str, name: str, signature: tuple, cache_dir: str) -> str | None:
+    """Compile kernel `name` of module `text` for `signature` into the disk cache at
+    `cache_dir` (what the compile helper process does): "written", "present" (it
+    was there already), or None (not kept: the caller must compile it itself)."""
+    fn, address = _dispatcher_of_text(text, name)
+    folder = disk_cache.folder_for(cache_dir)
+    if folder is None or not folder.writable or not hasattr(fn, "_cache"):
+        return None
+    cache = fn._cache = _verified_cache_class()(folder, address, name)
+    try:
+        with _quiet_about_caching():
+            fn.compile(signature)
+        return "written" if cache.saved else "present" if _cache_hits(fn) else None
+    finally:
+        _release_module(fn.py_func.__globals__)
+
+
+def _compile_elsewhere(ks: KernelSource, signature: tuple) -> bool:
+    """Have the compile helper process put this kernel's machine code in the disk
+    cache (compile_worker.py says why); True when the caller can now load it."""
+    s = settings()
+    if not s.compile_process or s.cache_max_size <= 0 or not s.cache_dir:
+        return False
+    folder = disk_cache.folder_for(s.cache_dir)
+    if folder is None or not folder.writable:
+        return False
+    from .compile_worker import compile_in_helper
+    return compile_in_helper(_module_text(ks), ks.name, signature, s.cache_dir,
+                             s.cache_max_size)
 
 
 def _cache_hits(fn) -> int:
@@ -293,13 +340,25 @@ class Kernel:
             flat[i] = x[()] if type(x) is np.ndarray else to_scalar(x)
         return flat
 
-    def _count(self, before: tuple) -> None:
-        """Count what happened since `before = _progress(fn)`: a load or a compile."""
+    def _count(self, before: tuple, elsewhere: bool = False) -> None:
+        """Count what happened since `before = _progress(fn)`: a load or a compile
+        (a load of what the compile helper just compiled is a compile)."""
         signatures, hits = before
-        if _cache_hits(self.fn) > hits:
+        if _cache_hits(self.fn) > hits and not elsewhere:
             stats["cache_loaded"] += 1
         elif _compile_count(self.fn) > signatures:
             stats["compiled"] += 1
+
+    def _compile(self, signature: tuple) -> None:
+        """Machine code for `signature`: loaded from the disk cache, else made by the
+        compile helper and loaded, else compiled here."""
+        before = _progress(self.fn)
+        cache = getattr(self.fn, "_cache", None)
+        elsewhere = (not (hasattr(cache, "has") and cache.has(signature, self.fn.targetctx))
+                     and _compile_elsewhere(self.source, signature))
+        with _quiet_about_caching():
+            self.fn.compile(signature)
+        self._count(before, elsewhere)
 
     def prepare(self, consts: Sequence, args: Sequence) -> bool:
         """Load or compile the machine code for these arguments' types without running
@@ -314,11 +373,8 @@ class Kernel:
                 self._load()
             import numba
             signature = tuple(numba.typeof(x) for x in self._flat(consts, args))
-            before = _progress(self.fn)
             if signature not in self.fn.overloads:
-                with _quiet_about_caching():
-                    self.fn.compile(signature)
-            self._count(before)
+                self._compile(signature)
         except Exception as e:  # noqa: BLE001 - numba rejected it: the interpreter runs it
             self._fail(e)
             return False
@@ -328,6 +384,9 @@ class Kernel:
         try:
             if self.fn is None:
                 self._load()
+            if not self.fn.overloads:
+                import numba
+                self._compile(tuple(numba.typeof(x) for x in flat))
             before = _progress(self.fn)
             with _quiet_about_caching():
                 outs = self.fn(*flat)

@@ -94,10 +94,13 @@ _MANY_PROGRAMS = textwrap.dedent("""
 @pytest.mark.slow
 def test_many_distinct_jitted_programs_leave_memory_bounded(tmp_path):
     """Each distinct kernel used to keep ~0.72 MB for the life of the process (1,681
-    dropped jits: 1.7 GB); now what numba keeps in Python is freed, and ~0.4 MB of
-    numba's MCJIT engine stays per kernel (numba never removes a module from it; see
-    numba_jit._release_with).  FUNGRAD_MEMORY_TEST_PROGRAMS sets how many (2000 is
-    the issue's figure; the default keeps the test to a minute or two of compiling)."""
+    dropped jits: 1.7 GB); freeing what numba keeps in Python brought it to ~0.40 MB
+    (numba's MCJIT engine never gives a module back, see numba_jit._release_with).
+    Kernels are now compiled by the helper process (backend/compile_worker.py) and
+    only loaded here, which costs ~0.035 MB each (measured: 400 programs, 14 MB);
+    the helper itself is restarted every few hundred compiles.
+    FUNGRAD_MEMORY_TEST_PROGRAMS sets how many (2000 is the issue's figure, with a
+    bound of 150 MB; the default keeps the test to a minute or two of compiling)."""
     n = int(os.environ.get("FUNGRAD_MEMORY_TEST_PROGRAMS", "200"))
     env = dict(os.environ, FUNGRAD_CACHE_DIR=str(tmp_path), PYTHONPATH=ROOT,
                FUNGRAD_SYNC_COMPILE="1", FUNGRAD_COMPILE_MESSAGES="0")
@@ -106,6 +109,6 @@ def test_many_distinct_jitted_programs_leave_memory_bounded(tmp_path):
     assert out.returncode == 0, out.stderr
     start, peak, end, kernels = map(float, out.stdout.split())
     assert kernels >= n
-    # before the fix the growth was ~0.72 MB per program, now ~0.40 (numba's engine)
-    assert peak - start < 20.0 + 0.55 * n, (start, peak, end)
-    assert end - start < 20.0 + 0.55 * n, (start, peak, end)
+    # ~0.72 MB per program at first, ~0.40 compiled here, ~0.035 loaded from the helper
+    assert peak - start < 20.0 + 0.065 * n, (start, peak, end)
+    assert end - start < 20.0 + 0.065 * n, (start, peak, end)
