@@ -20,6 +20,11 @@ os.environ.setdefault("NUMBA_OPT", "0")
 # serve it while it compiled in the background; tests/backend/test_background.py
 # turns the background compiler on for itself.
 os.environ.setdefault("FUNGRAD_SYNC_COMPILE", "1")
+# Kernels compile in this process, not in the compile helper (backend/compile_worker.py):
+# each handoff costs a few scheduling delays on a loaded 2-core machine, and the code
+# compiled is the same; tests/backend/test_compile_helper.py and test_memory.py turn the
+# helper on for themselves.
+os.environ.setdefault("FUNGRAD_COMPILE_PROCESS", "0")
 # compiles take over a second on a busy machine; the message has its own test
 os.environ.setdefault("FUNGRAD_COMPILE_MESSAGES", "0")
 

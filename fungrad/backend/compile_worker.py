@@ -33,7 +33,7 @@ import subprocess
 import sys
 import threading
 
-__all__ = ["compile_in_helper", "stop_helper", "helper_pid"]
+__all__ = ["compile_in_helper", "prestart_helper", "stop_helper", "helper_pid"]
 
 _LENGTH = struct.Struct("<Q")
 _MAX_COMPILES = 300            # restart the helper after this many (its memory grows)
@@ -82,8 +82,22 @@ class _Helper:
             stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL,
             env=env, close_fds=True)
 
-    def request(self, req: dict):
-        """The helper's answer to `req`, or None if there is no working helper."""
+    def prestart(self) -> None:
+        """Start the helper now (it imports numba while the caller generates code)."""
+        if self.broken or not self.lock.acquire(blocking=False):
+            return
+        try:
+            if self.proc is None or self.proc.poll() is not None:
+                self.proc = self._start()
+                self.compiles = 0
+        except OSError:
+            self.broken = True
+        finally:
+            self.lock.release()
+
+    def request(self, req: dict, while_waiting=None):
+        """The helper's answer to `req`, or None if there is no working helper;
+        `while_waiting()` runs here while the helper works."""
         with self.lock:
             if self.broken:
                 return None
@@ -97,6 +111,9 @@ class _Helper:
                         return None
                 try:
                     _send(self.proc.stdin, req)
+                    if while_waiting is not None:
+                        while_waiting()
+                        while_waiting = None
                     reply = _recv(self.proc.stdout)
                 except (EOFError, OSError, pickle.UnpicklingError):
                     # it died (killed, crashed in numba): once more with a new one,
@@ -144,6 +161,14 @@ if hasattr(os, "register_at_fork"):
     os.register_at_fork(after_in_child=_forget_parents_helper)
 
 
+def _warm_numba() -> None:
+    """Set up numba's CPU target in this process (about a second, once), so loading
+    the helper's first kernel does not pay it after the helper is done."""
+    from numba.core.registry import cpu_target
+    cpu_target.typing_context.refresh()
+    cpu_target.target_context.refresh()
+
+
 def compile_in_helper(text: str, name: str, signature: tuple, cache_dir: str,
                       limit: int) -> bool:
     """Have the helper compile kernel `name` of module `text` for `signature` into
@@ -151,13 +176,19 @@ def compile_in_helper(text: str, name: str, signature: tuple, cache_dir: str,
     if os.environ.get(_IN_HELPER):
         return False
     reply = _helper.request({"text": text, "name": name, "signature": signature,
-                             "cache_dir": cache_dir, "limit": limit})
+                             "cache_dir": cache_dir, "limit": limit}, _warm_numba)
     if reply is None:
         return False
     from . import disk_cache
     for name, n in reply[-1].items():       # what the helper did to the folder for us
         disk_cache.stats[name] += n
     return reply[0] == "written"
+
+
+def prestart_helper() -> None:
+    """Start the helper process if it is not running (returns at once)."""
+    if not os.environ.get(_IN_HELPER):
+        _helper.prestart()
 
 
 def stop_helper() -> None:

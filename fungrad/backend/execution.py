@@ -51,7 +51,9 @@ from ..config import config, settings
 from ..core import Jaxpr, jaxpr_key
 from ..errors import user_location
 from ..interpreter import eval_jaxpr, eval_jaxpr_checked, owned_array
-from .numba_jit import FungradKernelWarning, Kernel, compile_jaxpr, deferred_warnings, stats
+from .compile_worker import prestart_helper
+from .numba_jit import (FungradKernelWarning, Kernel, compile_jaxpr, deferred_warnings, helper_usable,
+                        stats)
 
 __all__ = ["Executable", "executable", "execute", "kernel_for", "clear_caches", "wait_for_kernels"]
 
@@ -127,6 +129,8 @@ def _compile(job: _Job, background: bool) -> Kernel:
         timer.daemon = True
         timer.start()
     try:
+        if helper_usable():
+            prestart_helper()       # its start-up overlaps code generation here
         kernel = compile_jaxpr(_detached(job.jaxpr))
         kernel.prepare(job.consts, job.args)
     finally:

@@ -241,15 +241,22 @@ def compile_to_cache(text: str, name: str, signature: tuple, cache_dir: str) -> 
         _release_module(fn.py_func.__globals__)
 
 
-def _compile_elsewhere(ks: KernelSource, signature: tuple) -> bool:
-    """Have the compile helper process put this kernel's machine code in the disk
-    cache (compile_worker.py says why); True when the caller can now load it."""
+def helper_usable() -> bool:
+    """Whether kernels are to be compiled by the helper process: the option is on and
+    there is a writable cache folder for it to fill."""
     s = settings()
     if not s.compile_process or s.cache_max_size <= 0 or not s.cache_dir:
         return False
     folder = disk_cache.folder_for(s.cache_dir)
-    if folder is None or not folder.writable:
+    return folder is not None and folder.writable
+
+
+def _compile_elsewhere(ks: KernelSource, signature: tuple) -> bool:
+    """Have the compile helper process put this kernel's machine code in the disk
+    cache (compile_worker.py says why); True when the caller can now load it."""
+    if not helper_usable():
         return False
+    s = settings()
     from .compile_worker import compile_in_helper
     return compile_in_helper(_module_text(ks), ks.name, signature, s.cache_dir,
                              s.cache_max_size)

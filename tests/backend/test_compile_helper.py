@@ -20,6 +20,13 @@ from fungrad.backend import compile_worker, disk_cache
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 
+@pytest.fixture(autouse=True)
+def _helper_on():
+    """The suite compiles in-process (conftest); these tests are about the helper."""
+    with fg.config.override("compile_process", True):
+        yield
+
+
 def _program(c):
     return fg.jit(lambda x: fnp.tanh(x * c) + fnp.sum(x) * c)
 
@@ -116,7 +123,8 @@ def test_a_forked_child_gets_its_own_helper(tmp_path):
         sys.exit(os.waitstatus_to_exitcode(status))
     """)
     env = dict(os.environ, FUNGRAD_CACHE_DIR=str(tmp_path / "c"), PYTHONPATH=ROOT,
-               FUNGRAD_SYNC_COMPILE="1", FUNGRAD_COMPILE_MESSAGES="0")
+               FUNGRAD_SYNC_COMPILE="1", FUNGRAD_COMPILE_MESSAGES="0",
+               FUNGRAD_COMPILE_PROCESS="1")
     out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True,
                          text=True, timeout=600)
     assert out.returncode == 0, out.stderr[-2000:]

@@ -103,7 +103,8 @@ def test_many_distinct_jitted_programs_leave_memory_bounded(tmp_path):
     bound of 150 MB; the default keeps the test to a minute or two of compiling)."""
     n = int(os.environ.get("FUNGRAD_MEMORY_TEST_PROGRAMS", "200"))
     env = dict(os.environ, FUNGRAD_CACHE_DIR=str(tmp_path), PYTHONPATH=ROOT,
-               FUNGRAD_SYNC_COMPILE="1", FUNGRAD_COMPILE_MESSAGES="0")
+               FUNGRAD_SYNC_COMPILE="1", FUNGRAD_COMPILE_MESSAGES="0",
+               FUNGRAD_COMPILE_PROCESS="1")
     out = subprocess.run([sys.executable, "-c", _MANY_PROGRAMS, str(n)], env=env,
                          capture_output=True, text=True, timeout=3600)
     assert out.returncode == 0, out.stderr
