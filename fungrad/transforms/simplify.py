@@ -374,6 +374,41 @@ def _swapped_dot(m: _Match):
     return m.emit(dot.prim, (b, a), {**dot.params, "dimension_numbers": ((cy, cx), ((), ()))})
 
 
+def _placed(m: _Match, atom, dims: tuple, shape: tuple):
+    """`atom` with its axis k at axis dims[k] of `shape` (a transpose when dims are not
+    increasing, then a broadcast along the other axes)."""
+    perm = tuple(sorted(range(len(dims)), key=dims.__getitem__))
+    if perm != tuple(range(len(dims))):
+        atom = m.emit(transpose_p, (atom,), {"permutation": perm})
+    if len(dims) == len(shape):
+        return atom
+    return m.emit(broadcast_in_dim_p, (atom,),
+                  {"shape": tuple(shape), "broadcast_dimensions": tuple(sorted(dims))})
+
+
+def _batched_outer(m: _Match):
+    """dot_general with batch dimensions and nothing contracted -> a product of two
+    broadcasts (one multiplication per output element, as the dot forms; it fuses
+    into a loop where the batched BLAS path would make one call per batch element)."""
+    (cx, cy), (bx, by) = m.params["dimension_numbers"]
+    x, y = m.ins
+    if cx or not bx or type(x) is not Var or type(y) is not Var \
+            or not np.issubdtype(m.out.aval.dtype, np.inexact):
+        return None
+    nb = len(bx)
+    fx = [a for a in range(x.aval.ndim) if a not in bx]
+    fy = [a for a in range(y.aval.ndim) if a not in by]
+    px, py = [0] * x.aval.ndim, [0] * y.aval.ndim
+    for k, (a, b) in enumerate(zip(bx, by)):
+        px[a], py[b] = k, k
+    for t, a in enumerate(fx):
+        px[a] = nb + t
+    for t, b in enumerate(fy):
+        py[b] = nb + len(fx) + t
+    shape = m.out.aval.shape
+    return m.emit(mul_p, (_placed(m, x, tuple(px), shape), _placed(m, y, tuple(py), shape)))
+
+
 # The rewrites of `algebraic_jaxpr`, tried in order on each equation of the primitive:
 # (primitive, pattern, rewrite), where the rewrite returns the atom that replaces the
 # output (a 0-d atom is broadcast back to the output's shape) or None.  "c" is a
@@ -425,6 +460,7 @@ _REWRITES: list[tuple[Primitive, str, Callable[[_Match], Any]]] = [
      "dot_general(b, a)", _swapped_dot),
     (dot_general_p, "dot_general with a zeros operand -> zeros",
      lambda m: m.filled(0) if m.zero_array(0) or m.zero_array(1) else None),
+    (dot_general_p, "batched outer product -> mul of broadcasts", _batched_outer),
 ]
 
 _REWRITES_OF: dict[Primitive, list] = {}
@@ -469,6 +505,7 @@ def algebraic_jaxpr(jaxpr: Jaxpr) -> Jaxpr:
       identity transpose / squeeze / rev / reduce_sum / slice / pad -> x
       transpose(transpose(x)) -> one transpose;  reshape(reshape(x)) -> one reshape
       transpose(dot_general(a, b)) swapping the free blocks -> dot_general(b, a)
+      dot_general with batch dimensions and no contraction -> mul of broadcasts
 
     Preserves: the signature, the avals of the outputs (a 0-d replacement is
     broadcast back to the output's shape) and every value, up to the rounding of
