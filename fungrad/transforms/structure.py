@@ -15,7 +15,8 @@ the array v (or "all ones", for the identity itself), and rewrites
         (a product with a batch axis added when other axes are contracted too)
     reduce_sum(X) over one or both diagonal axes            ->  v (summed further)
 
-while passing the structure through `broadcast_in_dim`, `transpose`, `neg`,
+while passing the structure through `broadcast_in_dim`, `transpose`, `neg`, `reshape`
+that only adds or drops axes of size 1,
 `convert_element_type`, `reduce_sum` over other axes, `add`/`sub` of two such
 diagonals, `select` between one and zeros, and `mul` by anything whose diagonal
 can be read without forming it (a scalar, another such diagonal, a broadcast
@@ -34,12 +35,12 @@ import numpy as np
 
 from ..core import Jaxpr, Literal, Var
 from ..primitives.base import (broadcast_in_dim, broadcast_in_dim_p, convert_element_type,
-                               convert_element_type_p, full, reduce_sum, reduce_sum_p, transpose,
-                               transpose_p)
-from ..primitives.elementwise import (add, add_p, eq_p, mul, mul_p, neg, neg_p, select, select_p,
+                               convert_element_type_p, full, reduce_sum, reduce_sum_p, reshape,
+                               reshape_p, transpose, transpose_p)
+from ..primitives.elementwise import (add, add_p, eq, eq_p, mul, mul_p, neg, neg_p, select, select_p,
                                       sub, sub_p)
 from ..primitives.linalg import dot_general, dot_general_p
-from ..primitives.shape import iota_p
+from ..primitives.shape import iota, iota_p
 from ..tracing import aval_of
 from .util import build_jaxpr, dce_jaxpr, read_atom, rebinding
 
@@ -69,7 +70,7 @@ def _is_zero(atom, bcast) -> bool:
 def diagonal_jaxpr(jaxpr: Jaxpr) -> Jaxpr:
     """Rewrite products and sums of diagonals built from an iota identity."""
     prims = {e.prim for e in jaxpr.eqns}
-    if iota_p not in prims or dot_general_p not in prims and reduce_sum_p not in prims:
+    if iota_p not in prims or eq_p not in prims:
         return jaxpr
 
     producer: dict = {}
@@ -116,6 +117,11 @@ def diagonal_jaxpr(jaxpr: Jaxpr) -> Jaxpr:
                 return diag[atom][0]
             if atom in bcast:
                 src, dims, _ = bcast[atom]
+                sshape = aval_of(src).shape
+                stretched = [k for k, a in enumerate(dims) if sshape[k] == 1 != shape[a]]
+                if stretched:     # axes of size 1 that the broadcast repeats: drop them
+                    src = reshape(src, [k for i, k in enumerate(sshape) if i not in stretched])
+                    dims = [a for i, a in enumerate(dims) if i not in stretched]
                 if p in dims and q in dims:
                     return None
                 out = [p if d == q else d - (d > q) for d in dims]
@@ -172,6 +178,8 @@ def diagonal_jaxpr(jaxpr: Jaxpr) -> Jaxpr:
                              or _is_zero(a, bcast) for a, x in zip(ins[1:], d[1:]))
                     pred = diagonal_of(ins[0], p, q, shape) if ok else None
                     if pred is not None:
+                        pred = broadcast_in_dim(pred, vshape(out.aval, q), ()) \
+                            if aval_of(pred).shape == () else pred
                         vs = [vec(a) if x is not None else full((), 0, out.aval.dtype)
                               for a, x in zip(ins[1:], d[1:])]
                         diag[out] = (select(pred, *vs), p, q)
@@ -187,10 +195,25 @@ def diagonal_jaxpr(jaxpr: Jaxpr) -> Jaxpr:
                                   for k in range(len(perm)) if k != q2]
                     diag[out] = (v if v is _ONES else transpose(
                         v, [old_labels.index(lbl) for lbl in new_labels]), p2, q2)
+                elif prim is reshape_p and d[0]:
+                    # a reshape that only inserts or removes axes of size 1
+                    v, p, q = d[0]
+                    ins_big = [a for a, k in enumerate(ins[0].aval.shape) if k != 1]
+                    out_big = [a for a, k in enumerate(out.aval.shape) if k != 1]
+                    if [ins[0].aval.shape[a] for a in ins_big] == \
+                            [out.aval.shape[a] for a in out_big] and p in ins_big:
+                        p2, q2 = out_big[ins_big.index(p)], out_big[ins_big.index(q)]
+                        diag[out] = (v if v is _ONES else reshape(
+                            v, _drop(out.aval.shape, q2)), p2, q2)
                 elif prim is reduce_sum_p and d[0]:
                     new = _reduced(ins[0], d[0], eqn.params["axes"], vec, diag, out)
                 elif prim is dot_general_p and (d[0] or d[1]):
                     new = _dot(ins, d, eqn.params["dimension_numbers"], out, env)
+                if new is None and out in diag and any(
+                        x is not None and x[0] is not _ONES for x in d):
+                    # the dense value, if anything still reads it, from v: one product
+                    # instead of the chain of products and sums that formed it
+                    new = _materialized(out, diag[out])
                 if new is not None:
                     changed.append(eqn)
                 if new is None:
@@ -208,6 +231,17 @@ def diagonal_jaxpr(jaxpr: Jaxpr) -> Jaxpr:
     if not changed:
         return jaxpr     # nothing to gain: keep the program (and the fixed point) as it was
     return dce_jaxpr(rewritten)
+
+
+def _materialized(x, xd):
+    """The dense diagonal array x = identity(p, q) * v, broadcast."""
+    v, p, q = xd
+    shape = x.aval.shape
+    n = shape[p]
+    ident = convert_element_type(eq(iota(np.int64, (n, n), 0), iota(np.int64, (n, n), 1)),
+                                 x.aval.dtype)
+    return mul(broadcast_in_dim(ident, shape, (p, q)),
+               broadcast_in_dim(v, shape, [a for a in range(len(shape)) if a != q]))
 
 
 def _reduced(x, xd, axes, vec, diag, out):
