@@ -380,10 +380,21 @@ def _placed(m: _Match, atom, dims: tuple, shape: tuple):
     perm = tuple(sorted(range(len(dims)), key=dims.__getitem__))
     if perm != tuple(range(len(dims))):
         atom = m.emit(transpose_p, (atom,), {"permutation": perm})
-    if len(dims) == len(shape):
+    if atom.aval.shape == tuple(shape):
         return atom
     return m.emit(broadcast_in_dim_p, (atom,),
                   {"shape": tuple(shape), "broadcast_dimensions": tuple(sorted(dims))})
+
+
+def _reshaped_broadcast(m: _Match):
+    """reshape(broadcast_in_dim(x)) where the broadcast repeats nothing (it only adds
+    axes of size 1, so the elements keep their order) -> reshape(x), or x itself."""
+    b = m.inner(0, broadcast_in_dim_p)
+    if b is None or type(b.inputs[0]) is not Var or b.inputs[0].aval.size != m.out.aval.size:
+        return None
+    if b.inputs[0].aval == m.out.aval:
+        return b.inputs[0]
+    return m.emit(reshape_p, b.inputs, m.params)
 
 
 def _squeezed(m: _Match, atom, axes):
@@ -516,10 +527,7 @@ _REWRITES: list[tuple[Primitive, str, Callable[[_Match], Any]]] = [
     (reshape_p, "reshape(reshape x) -> one reshape", lambda m: m.inner(0, reshape_p) and m.emit(
         reshape_p, m.inner(0, reshape_p).inputs[:1], m.params)),
     # a broadcast that only inserts axes of size 1 keeps the elements' order
-    (reshape_p, "reshape(broadcast x adding size-1 axes) -> reshape x", lambda m: (
-        lambda b: b is not None and type(b.inputs[0]) is Var and b.inputs[0].aval.size ==
-        m.out.aval.size and (b.inputs[0] if b.inputs[0].aval == m.out.aval else m.emit(
-            reshape_p, b.inputs, m.params)) or None)(m.inner(0, broadcast_in_dim_p))),
+    (reshape_p, "reshape(broadcast x adding size-1 axes) -> reshape x", _reshaped_broadcast),
     (transpose_p, "transpose(transpose x) -> one transpose", _composed_transpose),
     (transpose_p, "transpose(dot_general(a, b)) swapping the free blocks -> "
      "dot_general(b, a)", _swapped_dot),

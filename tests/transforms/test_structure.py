@@ -301,3 +301,60 @@ def test_simplification_reaches_a_fixed_point():
     for once in (programs(fg.jacrev(lambda x: fnp.sin(x) * fnp.exp(x)), X, in_axes=(0,))[1],
                  programs(fg.jacrev(_tanh_ax), X, A, in_axes=(0, None))[1]):
         assert simplify_jaxpr(once) is once
+
+
+# ---------------------------------------------------------------------------
+# the algebraic rewrites the batched derivatives need (simplify.py)
+# ---------------------------------------------------------------------------
+
+def _bcast(x, shape, dims):
+    return lax.broadcast_in_dim(x, shape, dims)
+
+
+ALGEBRAIC = {
+    # name: (function, input shapes, primitive whose count must drop)
+    "batched outer product": (
+        lambda x, y: lax.dot_general(x, y, (((), ()), ((0,), (0,)))), [(3, 4), (3, 5)],
+        "dot_general"),
+    "batched outer product, batch axes not in front": (
+        lambda x, y: lax.dot_general(x, y, (((), ()), ((1,), (2,)))), [(4, 3), (2, 5, 3)],
+        "dot_general"),
+    "contraction over size-1 axes of a 3-d operand": (
+        lambda x, y: lax.dot_general(x, y, (((2,), (0,)), ((), ()))), [(3, 4, 1), (1, 5)],
+        "dot_general"),
+    "transpose of a broadcast that stretches a size-1 axis": (
+        lambda x, y: lax.transpose(_bcast(x, (3, 4), (0, 1)), (1, 0)), [(3, 1), (1,)],
+        "full-size transpose"),
+    "transpose of a product of broadcasts": (
+        lambda x, y: lax.transpose(_bcast(x, (2, 3, 4), (0, 2)) * _bcast(y, (2, 3, 4), (1, 2)),
+                                   (0, 2, 1)), [(2, 4), (3, 4)], "full-size transpose"),
+    "transpose of a select of broadcasts": (
+        lambda x, y: lax.transpose(fnp.where(_bcast(x > 0, (2, 3), (1,)), _bcast(y, (2, 3), (0,)),
+                                             0.0), (1, 0)), [(3,), (2,)], "full-size transpose"),
+    "reshape of a broadcast adding size-1 axes": (
+        lambda x, y: lax.reshape(_bcast(x, (3, 1, 4), (0, 2)), (3, 4, 1)) + 1.0,
+        [(3, 4), (1,)], "broadcast_in_dim"),
+}
+
+
+@pytest.mark.parametrize("name", sorted(ALGEBRAIC))
+def test_algebraic_rewrites_keep_values(name):
+    fn, shapes, gone = ALGEBRAIC[name]
+    rng = np.random.default_rng(11)
+    args = [rng.standard_normal(s) for s in shapes]
+    raw, simple, consts = programs(fn, *args)
+    if gone == "full-size transpose":     # the transpose moved onto the small source
+        size = raw.outvars[0].aval.size
+        assert all(e.inputs[0].aval.size < size for e in simple.eqns
+                   if e.prim.name == "transpose"), simple
+    else:
+        assert prims(simple).count(gone) < prims(raw).count(gone), simple
+    assert_same_values(raw, simple, consts, *args, rtol=0)
+    assert simplify_jaxpr(simple) is simple
+
+
+def test_a_transpose_of_a_dense_elementwise_result_stays():
+    # sin(x) is no broadcast: pushing the transpose into it would not save a pass
+    raw, simple, consts = programs(lambda x: lax.transpose(fnp.sin(x) * x, (1, 0)),
+                                   np.ones((2, 3)))
+    assert "transpose" in prims(simple)
