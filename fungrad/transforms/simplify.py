@@ -374,6 +374,112 @@ def _swapped_dot(m: _Match):
     return m.emit(dot.prim, (b, a), {**dot.params, "dimension_numbers": ((cy, cx), ((), ()))})
 
 
+def _placed(m: _Match, atom, dims: tuple, shape: tuple):
+    """`atom` with its axis k at axis dims[k] of `shape` (a transpose when dims are not
+    increasing, then a broadcast along the other axes)."""
+    perm = tuple(sorted(range(len(dims)), key=dims.__getitem__))
+    if perm != tuple(range(len(dims))):
+        atom = m.emit(transpose_p, (atom,), {"permutation": perm})
+    if atom.aval.shape == tuple(shape):
+        return atom
+    return m.emit(broadcast_in_dim_p, (atom,),
+                  {"shape": tuple(shape), "broadcast_dimensions": tuple(sorted(dims))})
+
+
+def _reshaped_broadcast(m: _Match):
+    """reshape(broadcast_in_dim(x)) where the broadcast repeats nothing (it only adds
+    axes of size 1, so the elements keep their order) -> reshape(x), or x itself."""
+    b = m.inner(0, broadcast_in_dim_p)
+    if b is None or type(b.inputs[0]) is not Var or b.inputs[0].aval.size != m.out.aval.size:
+        return None
+    if b.inputs[0].aval == m.out.aval:
+        return b.inputs[0]
+    return m.emit(reshape_p, b.inputs, m.params)
+
+
+def _squeezed(m: _Match, atom, axes):
+    """atom without its (size-1) `axes`."""
+    if not axes:
+        return atom
+    shape = tuple(s for i, s in enumerate(atom.aval.shape) if i not in axes)
+    return m.emit(reshape_p, (atom,), {"new_sizes": shape})
+
+
+def _batched_outer(m: _Match):
+    """dot_general with batch dimensions and nothing contracted (or only axes of size
+    1) -> a product of two broadcasts (one multiplication per output element, as the
+    dot forms; it fuses into a loop where the batched BLAS path would make one call
+    per batch element).  A plain outer product, and a matrix product of operands of
+    rank <= 2 (one BLAS call), are left as they are."""
+    (cx, cy), (bx, by) = m.params["dimension_numbers"]
+    x, y = m.ins
+    if not (cx or bx) or type(x) is not Var or type(y) is not Var \
+            or any(x.aval.shape[a] != 1 for a in cx) \
+            or not bx and x.aval.ndim <= 2 and y.aval.ndim <= 2 \
+            or not np.issubdtype(m.out.aval.dtype, np.inexact):
+        return None
+    if cx:
+        keep_x = [a for a in range(x.aval.ndim) if a not in cx]
+        keep_y = [a for a in range(y.aval.ndim) if a not in cy]
+        bx, by = tuple(keep_x.index(a) for a in bx), tuple(keep_y.index(a) for a in by)
+        x, y = _squeezed(m, x, cx), _squeezed(m, y, cy)
+    nb = len(bx)
+    fx = [a for a in range(x.aval.ndim) if a not in bx]
+    fy = [a for a in range(y.aval.ndim) if a not in by]
+    px, py = [0] * x.aval.ndim, [0] * y.aval.ndim
+    for k, (a, b) in enumerate(zip(bx, by)):
+        px[a], py[b] = k, k
+    for t, a in enumerate(fx):
+        px[a] = nb + t
+    for t, b in enumerate(fy):
+        py[b] = nb + len(fx) + t
+    shape = m.out.aval.shape
+    return m.emit(mul_p, (_placed(m, x, tuple(px), shape), _placed(m, y, tuple(py), shape)))
+
+
+def _transposed_operand(m: _Match, atom, perm: tuple):
+    """transpose(atom, perm) for an operand that is a broadcast (-> a broadcast of the
+    transposed, smaller source), a transpose (-> one transpose) or a 0-d value (-> itself)."""
+    if atom.aval.shape == ():
+        return atom
+    eqn = m.rw.defs.get(atom)
+    if eqn is not None and eqn.prim is broadcast_in_dim_p:
+        dims = eqn.params["broadcast_dimensions"]
+        return _placed(m, eqn.inputs[0], tuple(perm.index(d) for d in dims), m.out.aval.shape)
+    if eqn is not None and eqn.prim is transpose_p:
+        inner = eqn.params["permutation"]
+        composed = tuple(inner[i] for i in perm)
+        if composed == tuple(range(len(composed))):
+            return eqn.inputs[0]
+        return m.emit(transpose_p, eqn.inputs, {"permutation": composed})
+    return None
+
+
+def _transposed_broadcast(m: _Match):
+    """transpose(broadcast_in_dim(x)) -> a broadcast of x (transposed if need be)."""
+    return _transposed_operand(m, m.ins[0], m.params["permutation"]) \
+        if m.inner(0, broadcast_in_dim_p) is not None else None
+
+
+def _transposed_elementwise(m: _Match):
+    """transpose(op(a, b, ...)) for an elementwise op used once, whose operands are all
+    broadcasts, transposes or 0-d -> op of the transposed operands (no pass over the
+    full array to transpose it)."""
+    x = m.var(0)
+    eqn = m.rw.defs.get(x) if x is not None else None
+    if eqn is None or eqn.prim.kind != "elementwise" or eqn.prim.multiple_results or \
+            m.uses.get(x, 0) != 1 or eqn.outputs[0] is not x:
+        return None
+    perm = m.params["permutation"]
+    if any(type(a) is not Literal and a.aval.shape != () and a.aval.shape != x.aval.shape
+           for a in eqn.inputs):
+        return None
+    ops = [_transposed_operand(m, a, perm) for a in eqn.inputs]
+    if any(o is None for o in ops):
+        return None
+    return m.emit(eqn.prim, ops, eqn.params)
+
+
 # The rewrites of `algebraic_jaxpr`, tried in order on each equation of the primitive:
 # (primitive, pattern, rewrite), where the rewrite returns the atom that replaces the
 # output (a 0-d atom is broadcast back to the output's shape) or None.  "c" is a
@@ -420,11 +526,17 @@ _REWRITES: list[tuple[Primitive, str, Callable[[_Match], Any]]] = [
     (rev_p, "rev of no dimension -> x", lambda m: None if m.params["dimensions"] else m.var(0)),
     (reshape_p, "reshape(reshape x) -> one reshape", lambda m: m.inner(0, reshape_p) and m.emit(
         reshape_p, m.inner(0, reshape_p).inputs[:1], m.params)),
+    # a broadcast that only inserts axes of size 1 keeps the elements' order
+    (reshape_p, "reshape(broadcast x adding size-1 axes) -> reshape x", _reshaped_broadcast),
     (transpose_p, "transpose(transpose x) -> one transpose", _composed_transpose),
     (transpose_p, "transpose(dot_general(a, b)) swapping the free blocks -> "
      "dot_general(b, a)", _swapped_dot),
+    (transpose_p, "transpose(broadcast x) -> broadcast of x", _transposed_broadcast),
+    (transpose_p, "transpose(op(broadcasts)) -> op(transposed broadcasts)",
+     _transposed_elementwise),
     (dot_general_p, "dot_general with a zeros operand -> zeros",
      lambda m: m.filled(0) if m.zero_array(0) or m.zero_array(1) else None),
+    (dot_general_p, "batched outer product -> mul of broadcasts", _batched_outer),
 ]
 
 _REWRITES_OF: dict[Primitive, list] = {}
@@ -468,7 +580,12 @@ def algebraic_jaxpr(jaxpr: Jaxpr) -> Jaxpr:
       convert_element_type to the same dtype, reshape/broadcast to the same shape,
       identity transpose / squeeze / rev / reduce_sum / slice / pad -> x
       transpose(transpose(x)) -> one transpose;  reshape(reshape(x)) -> one reshape
+      reshape(broadcast x that only adds size-1 axes) -> reshape x
       transpose(dot_general(a, b)) swapping the free blocks -> dot_general(b, a)
+      dot_general with batch dimensions, or of an operand of rank > 2, that contracts
+        nothing or only axes of size 1 -> mul of broadcasts
+      transpose(broadcast x) -> broadcast of x (transposed);  transpose of an
+        elementwise op (used once) of broadcasts -> the op of transposed broadcasts
 
     Preserves: the signature, the avals of the outputs (a 0-d replacement is
     broadcast back to the output's shape) and every value, up to the rounding of
