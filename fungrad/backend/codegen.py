@@ -49,8 +49,8 @@ them builds (`(_d0 * _d1)` for a stride, `(_d0 - 1)` in `rev`).  0 and 1 stay
 literal: the generator treats them structurally (size-1 dimensions leave the
 iteration space, size 0 allocates nothing).  Rules print sizes as they always
 did (`f"range({n})"`, `{shape!r}`) and get symbols for free; a size turned
-into a plain int (`int(n)`, `np.prod`) prints as a literal, which is still
-correct, only not shared.  A float literal equal to a product of sizes or its
+into a plain int (`int(n)`, `np.prod`; `_util.size_product` keeps the symbols)
+prints as a literal, which is still correct, only not shared.  A float literal equal to a product of sizes or its
 reciprocal (the divisor of a mean) is printed as that expression when the
 expression rounds to exactly the literal's value (`_size_literal`).  The
 symbols of the finished text are renumbered in order of appearance; each one
@@ -80,8 +80,7 @@ from ..primitives._util import np_dtype, reshape_index
 from ..primitives.base import WIDE_ACCUMULATOR
 from ..transforms.inline import inline_calls_jaxpr
 
-__all__ = ["KernelSource", "generate", "CodegenError", "HELPERS", "CODEGEN_VERSION", "Dim",
-           "dim_prod"]
+__all__ = ["KernelSource", "generate", "CodegenError", "HELPERS", "CODEGEN_VERSION", "Dim"]
 
 CODEGEN_VERSION = "4"
 
@@ -180,15 +179,6 @@ def _dim_op(a, b, op: str, fn):
             isinstance(b, bool):
         return NotImplemented
     return Dim(fn(int(a), int(b)), f"({a!r} {op} {b!r})")
-
-
-def dim_prod(sizes) -> int:
-    """The product of `sizes` (a Dim expression when any is one; math.prod and
-    np.prod would compute a plain int)."""
-    out = 1
-    for n in sizes:
-        out = out * n
-    return out
 
 
 # params whose ints are dimension sizes (printed by rules and in comments)
