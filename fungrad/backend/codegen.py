@@ -187,10 +187,32 @@ _DIM_PARAMS = frozenset({"shape", "new_sizes", "length", "limit_indices", "fft_l
 
 class _Dims:
     """The symbols of one kernel: one Dim per distinct size >= 2, and the copy of
-    the jaxpr (sub-jaxprs included) whose avals and shape params hold them."""
+    the jaxpr (sub-jaxprs included) whose avals and shape params hold them (an int
+    of a shape param that is no aval's size, such as a fori_loop's trip count or
+    the limit of x[1:-1], stays literal)."""
 
     def __init__(self):
         self.by_value: dict[int, Dim] = {}
+        self.sizes: set = set()    # every size of an aval of the program
+
+    def symbolic(self, jaxpr: Jaxpr) -> Jaxpr:
+        """The copy of `jaxpr` the generator works on."""
+        self.collect(jaxpr)
+        return self.jaxpr(jaxpr)
+
+    def collect(self, jaxpr: Jaxpr) -> None:
+        sizes = self.sizes
+        for v in (*jaxpr.constvars, *jaxpr.invars):
+            sizes.update(v.aval.shape)
+        for e in jaxpr.eqns:
+            for o in e.outputs:
+                sizes.update(o.aval.shape)
+            for v in e.params.values():
+                for sub in (v if type(v) is tuple else (v,)):
+                    if isinstance(sub, ClosedJaxpr):
+                        self.collect(sub.jaxpr)
+                    elif isinstance(sub, Jaxpr):
+                        self.collect(sub)
 
     def dim(self, n):
         if type(n) is not int:
@@ -218,7 +240,7 @@ class _Dims:
             return self.jaxpr(v)
         if type(v) is tuple:
             return tuple(self.param(key, x) for x in v)
-        if key in _DIM_PARAMS and type(v) is int:
+        if key in _DIM_PARAMS and type(v) is int and v in self.sizes:
             return self.dim(v)
         return v
 
@@ -243,26 +265,34 @@ class _Dims:
         return Jaxpr(constvars, invars, eqns, [var(v) for v in jaxpr.outvars])
 
     def size_literal(self, val: float, dtype) -> str | None:
-        """The text of a float literal equal to a product of the kernel's sizes or its
-        reciprocal (`1.0 / (_d0 * _d1)`), when that expression computed in float64 and
-        rounded to `dtype` is exactly `val`; else None."""
-        if not self.by_value or not math.isfinite(val) or val <= 0:
+        """The text of a float literal equal to +-(a product of the kernel's sizes) or
+        +-its reciprocal (`(1.0 / (_d0 * _d1))`: what a mean and its derivative
+        divide by), when that expression computed in float64 and rounded to `dtype`
+        is exactly `val`; else None.  Products equal to 2 are left out: 2.0 and 0.5
+        are far more often constants of the program (the derivative of a square)
+        than sizes, and writing them as sizes would split the texts of the same
+        program at other shapes."""
+        if not self.by_value or not math.isfinite(val) or val == 0:
             return None
         products = self.products()
         if not products:
             return None
-        dtype = np.dtype(dtype)
-        k = round(val)
-        if k >= 2 and k == val and k in products:
+        sign = "-" if val < 0 else ""
+        mag = abs(val)
+        k = round(mag)
+        if k > 2 and k == mag and k in products:
             text = f"float({products[k]})"
             exact = float(k)
         else:
-            k = round(1.0 / val)
-            if k < 2 or k not in products:
+            k = round(1.0 / mag)
+            if k <= 2 or k not in products:
                 return None
             text = f"(1.0 / {products[k]})"
             exact = 1.0 / k
-        if dtype.type(exact) != dtype.type(val) or float(dtype.type(exact)) != float(val):
+        if sign:
+            text, exact = f"(-{text})", -exact
+        dtype = np.dtype(dtype)
+        if float(dtype.type(exact)) != float(dtype.type(val)):
             return None
         return text if dtype == np.float64 else f"{np_dtype(dtype)}({text})"
 
@@ -884,7 +914,7 @@ def generate(jaxpr: Jaxpr) -> KernelSource:
     """The kernel source of `jaxpr` (raises CodegenError for an equation it cannot lower)."""
     jaxpr = inline_calls_jaxpr(jaxpr)
     dims = _Dims()
-    sym = dims.jaxpr(jaxpr)
+    sym = dims.symbolic(jaxpr)
     gen = _Gen(sym, dims=dims)
     body_rets, literal_outs = gen.generate()
     in_vars = (*sym.constvars, *sym.invars)
