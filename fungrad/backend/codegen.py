@@ -194,6 +194,7 @@ class _Dims:
     def __init__(self):
         self.by_value: dict[int, Dim] = {}
         self.sizes: set = set()    # every size of an aval of the program
+        self.avals: dict = {}      # (shape, dtype, weak_type) -> its symbolic aval
 
     def symbolic(self, jaxpr: Jaxpr) -> Jaxpr:
         """The copy of `jaxpr` the generator works on."""
@@ -227,10 +228,14 @@ class _Dims:
         return d
 
     def aval(self, aval: ShapedArray) -> ShapedArray:
-        if not aval.shape or all(n < 2 for n in aval.shape):
-            return aval
-        out = ShapedArray(aval.shape, aval.dtype, aval.weak_type)
-        out.shape = tuple(self.dim(n) for n in aval.shape)   # (its hash is the int shape's)
+        key = (aval.shape, aval.dtype, aval.weak_type)
+        out = self.avals.get(key)
+        if out is None:
+            out = aval
+            if any(n >= 2 for n in aval.shape):
+                out = ShapedArray(aval.shape, aval.dtype, aval.weak_type)
+                out.shape = tuple(self.dim(n) for n in aval.shape)   # (hash: the int shape's)
+            self.avals[key] = out
         return out
 
     def param(self, key: str, v):
@@ -888,14 +893,22 @@ def _bind_symbols(body: str, dims: _Dims, inputs: list) -> tuple[str, list, list
     parameters, their values).  `inputs`: (parameter name, concrete shape) pairs."""
     value = {d.text: int(d) for d in dims.by_value.values()}
     order: dict[str, str] = {}
-    for m in _SYMBOL.finditer(body):
-        order.setdefault(m.group(0), f"_d{len(order)}")
-    body = _SYMBOL.sub(lambda m: order[m.group(0)], body)
     used: dict[str, None] = {}
-    for line in body.splitlines():
-        if not line.lstrip().startswith("#"):
-            for m in _SYMBOL.finditer(line):
-                used.setdefault(m.group(0))
+    code = [True]
+
+    def rename(m):
+        new = order.get(m.group(0))
+        if new is None:
+            new = order[m.group(0)] = f"_d{len(order)}"
+        if code[0]:
+            used.setdefault(new)
+        return new
+    lines = body.split("\n")
+    for j, line in enumerate(lines):
+        if "_d" in line:
+            code[0] = not line.lstrip().startswith("#")
+            lines[j] = _SYMBOL.sub(rename, line)
+    body = "\n".join(lines)
     new_value = {order[old]: value[old] for old in order}
     reads, params, values = [], [], []
     for sym in sorted(used, key=lambda t: int(t[2:])):
