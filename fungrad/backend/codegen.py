@@ -302,8 +302,8 @@ class _Dims:
         return text if dtype == np.float64 else f"{np_dtype(dtype)}({text})"
 
     def products(self) -> dict[int, str]:
-        """size -> text for every size and product of two or three distinct-position
-        sizes (what a mean divides by), smallest expression first."""
+        """size -> text for every size and product of two or three sizes (what a mean
+        divides by), the expression of fewest factors first."""
         cached = getattr(self, "_products", None)
         if cached is not None and cached[0] == len(self.by_value):
             return cached[1]
@@ -313,9 +313,11 @@ class _Dims:
             out.setdefault(int(d), d.text)
         if len(dims) > 24:     # products of many sizes: too many (literals stay literal)
             dims = []
+        for i, a in enumerate(dims):       # fewer factors first
+            for b in dims[i:]:
+                out.setdefault(int(a) * int(b), f"({a.text} * {b.text})")
         for i, a in enumerate(dims):
             for j, b in enumerate(dims[i:], i):
-                out.setdefault(int(a) * int(b), f"({a.text} * {b.text})")
                 for c in dims[j:]:
                     out.setdefault(int(a) * int(b) * int(c), f"({a.text} * {b.text} * {c.text})")
         self._products = (len(self.by_value), out)
