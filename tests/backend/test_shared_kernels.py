@@ -335,3 +335,30 @@ def test_one_disk_artefact_for_every_shape(tmp_path):
         files = [p for p in os.listdir(os.path.join(tmp_path, disk_cache.KERNELS))
                  if not p.startswith(".")]
     assert len(files) == 1, files
+
+
+_OTHER_PROCESS = """
+import sys, json, numpy as np, fungrad as fg, fungrad.numpy as fnp
+n = int(sys.argv[1])
+x = np.linspace(0.0, 1.0, n)
+out = fg.jit(lambda x: fnp.sum(fnp.cos(x) * 0.8125 + x))(x)
+assert abs(float(out) - float(np.sum(np.cos(x) * 0.8125 + x))) < 1e-12
+print(json.dumps(dict(fg.config.kernels)))
+"""
+
+
+def test_another_process_loads_the_kernel_compiled_at_another_shape(tmp_path):
+    import json
+    import subprocess
+    import sys
+    root = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+    env = dict(os.environ, FUNGRAD_CACHE_DIR=str(tmp_path), FUNGRAD_SYNC_COMPILE="1",
+               PYTHONPATH=root)
+    counts = []
+    for n in (3, 7):
+        r = subprocess.run([sys.executable, "-c", _OTHER_PROCESS, str(n)], env=env,
+                           capture_output=True, text=True, timeout=300)
+        assert r.returncode == 0, r.stderr
+        counts.append(json.loads(r.stdout.splitlines()[-1]))
+    assert counts[0]["compiled"] == 1 and counts[0]["cache_loaded"] == 0
+    assert counts[1]["compiled"] == 0 and counts[1]["cache_loaded"] == 1
