@@ -50,13 +50,15 @@ literal: the generator treats them structurally (size-1 dimensions leave the
 iteration space, size 0 allocates nothing).  Rules print sizes as they always
 did (`f"range({n})"`, `{shape!r}`) and get symbols for free; a size turned
 into a plain int (`int(n)`, `np.prod`; `_util.size_product` keeps the symbols)
-prints as a literal, which is still correct, only not shared.  A float literal equal to a product of sizes or its
-reciprocal (the divisor of a mean) is printed as that expression when the
-expression rounds to exactly the literal's value (`_size_literal`).  The
-symbols of the finished text are renumbered in order of appearance; each one
-the code (not only a comment) uses is read from an input's shape at the top of
-the kernel (`_d0 = a.shape[1]`) or, when no input has that size, is an extra
-int64 parameter after the arrays, whose values `KernelSource.dims` keeps.
+prints as a literal, which is still correct, only not shared.  A float literal
+equal to +-a product of sizes or its reciprocal (what a mean and its derivative
+divide by) is printed as that expression when the expression rounds to exactly
+the literal's value (`_Dims.size_literal`; never 2.0 or 0.5, which are mostly
+constants).  The symbols of the finished text are renumbered in order of
+appearance; each one the code (not only a comment) uses is read from an input's
+shape at the top of the kernel (`_d0 = a.shape[1]`) or, when no input has that
+size, is an extra int64 parameter after the arrays, whose values
+`KernelSource.dims` keeps (such a kernel is not called directly by `jit`).
 
 Correctness does not depend on which programs end up sharing a text: every
 symbol is bound, per program, to the value the generator gave it for that
@@ -899,9 +901,12 @@ def _bind_symbols(body: str, dims: _Dims, inputs: list) -> tuple[str, list, list
     code = [True]
 
     def rename(m):
-        new = order.get(m.group(0))
+        old = m.group(0)
+        new = order.get(old)
         if new is None:
-            new = order[m.group(0)] = f"_d{len(order)}"
+            if old not in value:      # not a symbol (a name in a comment): as it is
+                return old
+            new = order[old] = f"_d{len(order)}"
         if code[0]:
             used.setdefault(new)
         return new
