@@ -286,6 +286,8 @@ class _Dims:
             return None
         sign = "-" if val < 0 else ""
         mag = abs(val)
+        if not 1e-15 < mag < 1e15:        # no product of sizes (and 1 / mag may overflow)
+            return None
         k = round(mag)
         if k > 2 and k == mag and k in products:
             text = f"float({products[k]})"

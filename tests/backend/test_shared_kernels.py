@@ -274,6 +274,8 @@ def test_float32_size_literals_are_exact():
                 assert np.asarray(got).dtype == np.dtype(dtype) or dtype == np.float64
                 assert dtype(got) == val and float(dtype(got)) == float(val), (text, val)
     assert dims.size_literal(2.5, np.float64) is None
+    for odd in (5e-324, 1e-300, 1e300, np.finfo(np.float64).max, np.inf, np.nan, 0.0, -0.0):
+        assert dims.size_literal(odd, np.float64) is None
     assert dims.size_literal(1.0 / 3.0, np.float64) == "(1.0 / _d0)"
     assert dims.size_literal(-1.0 / 3.0, np.float64) == "(-(1.0 / _d0))"
     assert dims.size_literal(np.nextafter(1.0 / 3.0, 1.0), np.float64) is None
