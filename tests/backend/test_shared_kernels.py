@@ -364,3 +364,24 @@ def test_another_process_loads_the_kernel_compiled_at_another_shape(tmp_path):
         counts.append(json.loads(r.stdout.splitlines()[-1]))
     assert counts[0]["compiled"] == 1 and counts[0]["cache_loaded"] == 0
     assert counts[1]["compiled"] == 0 and counts[1]["cache_loaded"] == 1
+
+
+@settings(max_examples=300, deadline=None)
+@given(sizes=st.lists(st.integers(2, 500), min_size=1, max_size=5),
+       val=st.one_of(st.floats(allow_nan=True, allow_infinity=True),
+                     st.integers(1, 10**6).map(lambda k: 1.0 / k),
+                     st.integers(1, 10**6).map(float)),
+       neg=st.booleans(), dtype=st.sampled_from([np.float32, np.float64]))
+def test_a_size_literal_is_exactly_the_literal_or_not_used(sizes, val, neg, dtype):
+    dims = codegen._Dims()
+    for n in sizes:
+        dims.dim(n)
+    with np.errstate(over="ignore"):
+        val = float(dtype(-val if neg else val))
+    text = dims.size_literal(val, dtype)
+    if text is None:
+        return
+    env = {d.text: int(d) for d in dims.by_value.values()}
+    env["np"] = np
+    got = eval(text, env)
+    assert float(dtype(got)) == val and np.signbit(got) == np.signbit(val), (text, val)
