@@ -38,34 +38,297 @@ generator whose names carry a unique prefix (`_s3_a`).  `while_tape` and
 have no emit rule, so their kernels fall back to the interpreter.
 (Loops rather than numba's array methods: transposes, reshapes and
 slice assignments of arbitrary layouts take numba seconds to compile.)
+
+Kernels shared across shapes: no dimension size is written into the text.  The
+generator works on a copy of the jaxpr whose avals (and the shape-valued params
+`_DIM_PARAMS`, sub-jaxprs included) hold `Dim`s: ints whose value every decision
+of the generator and the rules uses as before, but whose text is a symbol, one
+per distinct size >= 2 (`_d0`, `_d1`: equal sizes share a symbol, so the text
+shows which sizes are equal), or an expression of symbols that arithmetic on
+them builds (`(_d0 * _d1)` for a stride, `(_d0 - 1)` in `rev`).  0 and 1 stay
+literal: the generator treats them structurally (size-1 dimensions leave the
+iteration space, size 0 allocates nothing).  Rules print sizes as they always
+did (`f"range({n})"`, `{shape!r}`) and get symbols for free; a size turned
+into a plain int (`int(n)`, `np.prod`; `_util.size_product` keeps the symbols)
+prints as a literal, which is still correct, only not shared.  A float literal
+equal to +-a product of sizes or its reciprocal (what a mean and its derivative
+divide by) is printed as that expression when the expression rounds to exactly
+the literal's value (`_Dims.size_literal`; never 2.0 or 0.5, which are mostly
+constants).  The symbols of the finished text are renumbered in order of
+appearance; each one the code (not only a comment) uses is read from an input's
+shape at the top of the kernel (`_d0 = a.shape[1]`) or, when no input has that
+size, is an extra int64 parameter after the arrays, whose values
+`KernelSource.dims` keeps (such a kernel is not called directly by `jit`).
+
+Correctness does not depend on which programs end up sharing a text: every
+symbol is bound, per program, to the value the generator gave it for that
+program, so the text with that program's bindings is exactly the kernel the
+generator would have written with literal sizes.  Two programs that differ only
+in shapes (with the same pattern of equal, 0 and 1 sizes) get the same text,
+so one numba dispatcher and one disk-cache artefact serve them all.
 """
 from __future__ import annotations
 
 import hashlib
 import math
+import re
 from typing import Any
 
 import numpy as np
 
-from ..core import Jaxpr, Literal, Var, pp_eqn, var_names
+from ..core import ClosedJaxpr, Eqn, Jaxpr, Literal, ShapedArray, Var, pp_eqn, var_names
 from ..errors import CodegenError
 from ..primitives._util import np_dtype, reshape_index
 from ..primitives.base import WIDE_ACCUMULATOR
 from ..transforms.inline import inline_calls_jaxpr
 
-__all__ = ["KernelSource", "generate", "CodegenError", "HELPERS", "CODEGEN_VERSION"]
+__all__ = ["KernelSource", "generate", "CodegenError", "HELPERS", "CODEGEN_VERSION", "Dim"]
 
-CODEGEN_VERSION = "3"
+CODEGEN_VERSION = "4"
 
 
 class KernelSource:
     """Generated source: `name` (a function defined by `source`), `digest` (a
-    content hash), `zero_d_in`/`zero_d_out` (which parameters/results are 0-d)."""
+    content hash of the text, which holds no dimension size), the concrete
+    `in_avals`/`out_avals`, and `dims`: the values of the size parameters that
+    follow the arrays (the sizes no input's shape gives)."""
 
-    def __init__(self, name, source, digest, in_avals, out_avals, literal_outs):
+    def __init__(self, name, source, digest, in_avals, out_avals, literal_outs, dims=()):
         self.name, self.source, self.digest = name, source, digest
         self.in_avals, self.out_avals = in_avals, out_avals
         self.literal_outs = literal_outs  # position -> NumPy scalar (outputs that are literals)
+        self.dims = tuple(dims)
+
+
+# ---------------------------------------------------------------------------
+# symbolic dimension sizes
+# ---------------------------------------------------------------------------
+
+class Dim(int):
+    """A dimension size inside the generator: its int value for every decision,
+    `text` (a symbol such as `_d0`, or an expression of symbols) when printed.
+    + - * // % with ints or Dims give Dims whose text is the expression."""
+
+    def __new__(cls, value: int, text: str):
+        self = int.__new__(cls, value)
+        self.text = text
+        return self
+
+    def __repr__(self) -> str:
+        return self.text
+
+    __str__ = __repr__
+
+    def __format__(self, spec: str) -> str:
+        return self.text if not spec else format(int(self), spec)
+
+    def __reduce__(self):   # copies and pickles are plain ints (the text is local)
+        return int, (int(self),)
+
+    def __add__(self, other):
+        if type(other) is int and other == 0:
+            return self
+        return _dim_op(self, other, "+", int.__add__)
+
+    def __radd__(self, other):
+        if type(other) is int and other == 0:
+            return self
+        return _dim_op(other, self, "+", int.__add__)
+
+    def __sub__(self, other):
+        if type(other) is int and other == 0:
+            return self
+        return _dim_op(self, other, "-", int.__sub__)
+
+    def __rsub__(self, other):
+        return _dim_op(other, self, "-", int.__sub__)
+
+    def __mul__(self, other):
+        if type(other) is int and other in (0, 1):
+            return self if other else 0
+        return _dim_op(self, other, "*", int.__mul__)
+
+    def __rmul__(self, other):
+        if type(other) is int and other in (0, 1):
+            return self if other else 0
+        return _dim_op(other, self, "*", int.__mul__)
+
+    def __floordiv__(self, other):
+        if type(other) is int and other == 1:
+            return self
+        return _dim_op(self, other, "//", int.__floordiv__)
+
+    def __rfloordiv__(self, other):
+        return _dim_op(other, self, "//", int.__floordiv__)
+
+    def __mod__(self, other):
+        return _dim_op(self, other, "%", int.__mod__)
+
+    def __rmod__(self, other):
+        return _dim_op(other, self, "%", int.__mod__)
+
+    def __neg__(self):
+        return Dim(-int(self), f"(-{self.text})")
+
+    def __pos__(self):
+        return self
+
+
+def _dim_op(a, b, op: str, fn):
+    """a op b as a Dim (NotImplemented for operands other than ints: NumPy scalars
+    then compute a plain value, printed as a literal)."""
+    if not (isinstance(a, int) and isinstance(b, int)) or isinstance(a, bool) or \
+            isinstance(b, bool):
+        return NotImplemented
+    return Dim(fn(int(a), int(b)), f"({a!r} {op} {b!r})")
+
+
+# params whose ints are dimension sizes (printed by rules and in comments)
+_DIM_PARAMS = frozenset({"shape", "new_sizes", "length", "limit_indices", "fft_lengths"})
+
+
+class _Dims:
+    """The symbols of one kernel: one Dim per distinct size >= 2, and the copy of
+    the jaxpr (sub-jaxprs included) whose avals and shape params hold them (an int
+    of a shape param that is no aval's size, such as a fori_loop's trip count or
+    the limit of x[1:-1], stays literal)."""
+
+    def __init__(self):
+        self.by_value: dict[int, Dim] = {}
+        self.sizes: set = set()    # every size of an aval of the program
+        self.avals: dict = {}      # (shape, dtype, weak_type) -> its symbolic aval
+
+    def symbolic(self, jaxpr: Jaxpr) -> Jaxpr:
+        """The copy of `jaxpr` the generator works on."""
+        self.collect(jaxpr)
+        return self.jaxpr(jaxpr)
+
+    def collect(self, jaxpr: Jaxpr) -> None:
+        sizes = self.sizes
+        for v in (*jaxpr.constvars, *jaxpr.invars):
+            sizes.update(v.aval.shape)
+        for e in jaxpr.eqns:
+            for o in e.outputs:
+                sizes.update(o.aval.shape)
+            for v in e.params.values():
+                for sub in (v if type(v) is tuple else (v,)):
+                    if isinstance(sub, ClosedJaxpr):
+                        self.collect(sub.jaxpr)
+                    elif isinstance(sub, Jaxpr):
+                        self.collect(sub)
+
+    def dim(self, n):
+        if type(n) is not int:
+            if isinstance(n, bool) or not isinstance(n, (int, np.integer)):
+                return n
+            n = int(n)
+        if n < 2:
+            return n
+        d = self.by_value.get(n)
+        if d is None:
+            d = self.by_value[n] = Dim(n, f"_d{len(self.by_value)}")
+        return d
+
+    def aval(self, aval: ShapedArray) -> ShapedArray:
+        key = (aval.shape, aval.dtype, aval.weak_type)
+        out = self.avals.get(key)
+        if out is None:
+            out = aval
+            if any(n >= 2 for n in aval.shape):
+                out = ShapedArray(aval.shape, aval.dtype, aval.weak_type)
+                out.shape = tuple(self.dim(n) for n in aval.shape)   # (hash: the int shape's)
+            self.avals[key] = out
+        return out
+
+    def param(self, key: str, v):
+        if isinstance(v, ClosedJaxpr):
+            return ClosedJaxpr(self.jaxpr(v.jaxpr), v.consts)
+        if isinstance(v, Jaxpr):
+            return self.jaxpr(v)
+        if type(v) is tuple:
+            return tuple(self.param(key, x) for x in v)
+        if key in _DIM_PARAMS and type(v) is int and v in self.sizes:
+            return self.dim(v)
+        return v
+
+    def jaxpr(self, jaxpr: Jaxpr) -> Jaxpr:
+        env: dict = {}
+
+        def var(x):
+            if type(x) is not Var:
+                return x
+            v = env.get(x)
+            if v is None:
+                v = env[x] = Var(self.aval(x.aval))
+            return v
+        constvars = [var(v) for v in jaxpr.constvars]
+        invars = [var(v) for v in jaxpr.invars]
+        eqns = []
+        for e in jaxpr.eqns:
+            ins = [var(x) for x in e.inputs]
+            outs = [var(o) for o in e.outputs]
+            params = {k: self.param(k, v) for k, v in e.params.items()} if e.params else e.params
+            eqns.append(Eqn(e.prim, ins, outs, params, e.source_info))
+        return Jaxpr(constvars, invars, eqns, [var(v) for v in jaxpr.outvars])
+
+    def size_literal(self, val: float, dtype) -> str | None:
+        """The text of a float literal equal to +-(a product of the kernel's sizes) or
+        +-its reciprocal (`(1.0 / (_d0 * _d1))`: what a mean and its derivative
+        divide by), when that expression computed in float64 and rounded to `dtype`
+        is exactly `val`; else None.  Products equal to 2 are left out: 2.0 and 0.5
+        are far more often constants of the program (the derivative of a square)
+        than sizes, and writing them as sizes would split the texts of the same
+        program at other shapes."""
+        if not self.by_value or not math.isfinite(val) or val == 0:
+            return None
+        products = self.products()
+        if not products:
+            return None
+        sign = "-" if val < 0 else ""
+        mag = abs(val)
+        if not 1e-15 < mag < 1e15:        # no product of sizes (and 1 / mag may overflow)
+            return None
+        k = round(mag)
+        if k > 2 and k == mag and k in products:
+            text = f"float({products[k]})"
+            exact = float(k)
+        else:
+            k = round(1.0 / mag)
+            if k <= 2 or k not in products:
+                return None
+            text = f"(1.0 / {products[k]})"
+            exact = 1.0 / k
+        if sign:
+            text, exact = f"(-{text})", -exact
+        dtype = np.dtype(dtype)
+        if float(dtype.type(exact)) != float(dtype.type(val)):
+            return None
+        return text if dtype == np.float64 else f"{np_dtype(dtype)}({text})"
+
+    def products(self) -> dict[int, str]:
+        """size -> text for every size and product of two or three sizes (what a mean
+        divides by), the expression of fewest factors first."""
+        cached = getattr(self, "_products", None)
+        if cached is not None and cached[0] == len(self.by_value):
+            return cached[1]
+        dims = sorted(self.by_value.values(), key=lambda d: d.text)
+        out: dict[int, str] = {}
+        for d in dims:
+            out.setdefault(int(d), d.text)
+        if len(dims) > 24:     # products of many sizes: too many (literals stay literal)
+            dims = []
+        for i, a in enumerate(dims):       # fewer factors first
+            for b in dims[i:]:
+                out.setdefault(int(a) * int(b), f"({a.text} * {b.text})")
+        for i, a in enumerate(dims):
+            for j, b in enumerate(dims[i:], i):
+                for c in dims[j:]:
+                    out.setdefault(int(a) * int(b) * int(c), f"({a.text} * {b.text} * {c.text})")
+        self._products = (len(self.by_value), out)
+        return out
+
+
+_SYMBOL = re.compile(r"(?<![\w])_d(\d+)(?![\w])")
 
 
 # Helper functions the kernels may call; they live in every kernel module.
@@ -306,8 +569,10 @@ class _Group:
 
 
 class _Gen:
-    def __init__(self, jaxpr: Jaxpr, prefix: str = "", counter: list | None = None):
+    def __init__(self, jaxpr: Jaxpr, prefix: str = "", counter: list | None = None,
+                 dims: _Dims | None = None):
         self.jaxpr = jaxpr
+        self.dims = dims if dims is not None else _Dims()
         # sub-jaxprs (loop bodies, branches) are generated inline with prefixed names
         self.names = {k: prefix + v for k, v in var_names(jaxpr).items()}
         self.counter = [0] if counter is None else counter
@@ -324,11 +589,22 @@ class _Gen:
 
     def name(self, x) -> str:
         if isinstance(x, Literal):
-            return literal_text(x.val, x.aval.dtype)
+            return self.literal(x) or literal_text(x.val, x.aval.dtype)
         return self.names[id(x)]
 
+    def literal(self, x: Literal) -> str | None:
+        """A float literal's text as a product of sizes (see _Dims.size_literal)."""
+        if x.aval.dtype.kind != "f" or x.aval.dtype == np.float16:
+            return None
+        return self.dims.size_literal(float(x.val), x.aval.dtype)
+
     def comment(self, eqn, indent: str) -> str:
-        text = pp_eqn(eqn, lambda a: str(a) if isinstance(a, Literal) else self.names[id(a)])
+        def name(a):
+            if isinstance(a, Literal):
+                sym = self.literal(a)
+                return str(a) if sym is None else f"{sym}:{a.aval}"
+            return self.names[id(a)]
+        text = pp_eqn(eqn, name)
         text = " ".join(text.split())
         if len(text) > 300:
             text = text[:297] + "..."
@@ -562,7 +838,7 @@ class _Gen:
         if jaxpr.constvars or getattr(closed, "consts", ()):
             raise CodegenError("a control-flow sub-jaxpr with constants is not compiled",
                                "control flow")
-        g = _Gen(jaxpr, prefix=f"_s{self.uid()}_", counter=self.counter)
+        g = _Gen(jaxpr, prefix=f"_s{self.uid()}_", counter=self.counter, dims=self.dims)
         for v, expr in zip(jaxpr.invars, in_exprs, strict=True):
             g.lines.append(f"    {g.name(v)} = {expr}")
         g.run()
@@ -617,19 +893,66 @@ class _Gen:
         return rets, literal_outs
 
 
+def _bind_symbols(body: str, dims: _Dims, inputs: list) -> tuple[str, list, list, list]:
+    """Renumber the symbols of `body` in order of appearance; bind each one its code
+    uses: (body, lines reading sizes from the inputs' shapes, names of the size
+    parameters, their values).  `inputs`: (parameter name, concrete shape) pairs."""
+    value = {d.text: int(d) for d in dims.by_value.values()}
+    order: dict[str, str] = {}
+    used: dict[str, None] = {}
+    code = [True]
+
+    def rename(m):
+        old = m.group(0)
+        new = order.get(old)
+        if new is None:
+            if old not in value:      # not a symbol (a name in a comment): as it is
+                return old
+            new = order[old] = f"_d{len(order)}"
+        if code[0]:
+            used.setdefault(new)
+        return new
+    lines = body.split("\n")
+    for j, line in enumerate(lines):
+        if "_d" in line:
+            code[0] = not line.lstrip().startswith("#")
+            lines[j] = _SYMBOL.sub(rename, line)
+    body = "\n".join(lines)
+    new_value = {order[old]: value[old] for old in order}
+    reads, params, values = [], [], []
+    for sym in sorted(used, key=lambda t: int(t[2:])):
+        n = new_value[sym]
+        where = next(((name, k) for name, shape in inputs for k, m in enumerate(shape)
+                      if m == n), None)
+        if where is not None:
+            reads.append(f"    {sym} = {where[0]}.shape[{where[1]}]")
+        else:
+            params.append(sym)
+            values.append(n)
+    return body, reads, params, values
+
+
 def generate(jaxpr: Jaxpr) -> KernelSource:
     """The kernel source of `jaxpr` (raises CodegenError for an equation it cannot lower)."""
     jaxpr = inline_calls_jaxpr(jaxpr)
-    gen = _Gen(jaxpr)
+    dims = _Dims()
+    sym = dims.symbolic(jaxpr)
+    gen = _Gen(sym, dims=dims)
     body_rets, literal_outs = gen.generate()
-    params = [gen.names[id(v)] for v in (*jaxpr.constvars, *jaxpr.invars)]
+    in_vars = (*sym.constvars, *sym.invars)
+    params = [gen.names[id(v)] for v in in_vars]
     body = "\n".join(gen.lines)
     ret = ", ".join(body_rets) + ("," if len(body_rets) == 1 else "")
-    text = f"({', '.join(params)}):\n{body}\n    return ({ret})\n"
+    concrete = (*jaxpr.constvars, *jaxpr.invars)
+    inputs = [(name, v.aval.shape) for name, v in zip(params, concrete, strict=True)]
+    body, reads, size_params, size_values = _bind_symbols(body, dims, inputs)
+    if reads:
+        body = "\n".join(reads) + "\n" + body
+    text = f"({', '.join(params + size_params)}):\n{body}\n    return ({ret})\n"
     digest = hashlib.sha256((CODEGEN_VERSION + text).encode()).hexdigest()[:16]
     name = f"kernel_{digest}"
     source = f"def {name}{text}"
-    in_avals = [v.aval for v in (*jaxpr.constvars, *jaxpr.invars)]
+    in_avals = [v.aval for v in concrete]
     out_avals = [v.aval for v in jaxpr.outvars]
-    return KernelSource(name, source, digest, in_avals, out_avals, literal_outs)
+    return KernelSource(name, source, digest, in_avals, out_avals, literal_outs, size_values)
 

@@ -12,6 +12,11 @@ the kernel recompiled with a warning instead of crashing the process; nothing in
 the cache folder is ever imported.  Whatever goes wrong with the cache ends in
 a plain compile, and a kernel numba rejects runs in the interpreter: a warning,
 never an error.
+
+Kernel texts hold no dimension sizes (codegen.py), so programs that differ only
+in shapes have one text, one module and one dispatcher: each `Kernel` keeps its
+own size parameters (`KernelSource.dims`) and passes them after the arrays, and
+the module lives while any kernel using it does (`_retain`, `_drop`).
 """
 from __future__ import annotations
 
@@ -108,30 +113,44 @@ def _warn(msg: str) -> None:
         warnings.warn(msg, FungradKernelWarning, stacklevel=4)
 
 
-def _make_dispatcher(ks: KernelSource) -> tuple[Callable, str]:
+# Kernel modules shared by live kernels: module name -> how many `Kernel`s use it.
+# A kernel's finalizer queues its module in `_orphans` and releases it if it can
+# take the lock at once (a collection may run while this thread or another holds
+# it); queued modules are released at the next kernel load otherwise.
+_users: dict = {}
+_users_lock = threading.Lock()
+_orphans: list = []
+
+
+def _make_dispatcher(ks: KernelSource, retain: bool = False) -> tuple[Callable, str]:
     """exec the kernel's module text under a synthetic filename registered in
-    linecache; returns (the numba dispatcher, the text's content address)."""
-    return _dispatcher_of_text(_module_text(ks), ks.name)
+    linecache (or find the module made for the same text); returns (the numba
+    dispatcher, the text's content address).  `retain` counts one more user."""
+    return _dispatcher_of_text(_module_text(ks), ks.name, retain)
 
 
 def _address(text: str) -> str:
     return hashlib.sha256(text.encode()).hexdigest()[:32]
 
 
-def _dispatcher_of_text(text: str, name: str) -> tuple[Callable, str]:
+def _dispatcher_of_text(text: str, name: str, retain: bool = False) -> tuple[Callable, str]:
     address = _address(text)
     filename = f"<fungrad kernel {address}>"
-    linecache.cache[filename] = (len(text), None, text.splitlines(True), filename)
     modname = f"_fungrad_kernel_{address}"
-    module = sys.modules.get(modname)
-    if module is None or getattr(module, "__fungrad_text__", None) != text:
-        module = types.ModuleType(modname)
-        module.__file__ = filename
-        exec(compile(text, filename, "exec"), module.__dict__)  # noqa: S102 - our own source
-        module.__fungrad_text__ = text
-        # numba rebuilds a cached kernel's environment by importing its module by
-        # name: it must find this one (never a file named like it on sys.path)
-        sys.modules[modname] = module
+    with _users_lock:
+        _release_orphans()
+        module = sys.modules.get(modname)
+        if module is None or getattr(module, "__fungrad_text__", None) != text:
+            module = types.ModuleType(modname)
+            module.__file__ = filename
+            exec(compile(text, filename, "exec"), module.__dict__)  # noqa: S102 - our source
+            module.__fungrad_text__ = text
+            # numba rebuilds a cached kernel's environment by importing its module by
+            # name: it must find this one (never a file named like it on sys.path)
+            sys.modules[modname] = module
+        linecache.cache[filename] = (len(text), None, text.splitlines(True), filename)
+        if retain:
+            _users[modname] = _users.get(modname, 0) + 1
     return getattr(module, name), address
 
 
@@ -216,8 +235,9 @@ def _verified_cache_class():
 
 
 def _load(ks: KernelSource) -> Callable:
-    """The kernel's dispatcher, backed by the disk cache when there is a usable one."""
-    fn, address = _make_dispatcher(ks)
+    """The kernel's dispatcher, backed by the disk cache when there is a usable one
+    (counted as one more user of its module: pair it with `_release_with`)."""
+    fn, address = _make_dispatcher(ks, retain=True)
     folder = disk_cache.folder_for(settings().cache_dir)
     if folder is not None and hasattr(fn, "_cache") and not fn.overloads:
         fn._cache = _verified_cache_class()(folder, address, ks.name)
@@ -276,7 +296,7 @@ class Kernel:
     the kernel turns into the interpreter for good, with one warning."""
 
     __slots__ = ("jaxpr", "source", "fn", "zero_d", "literal_outs", "out_dtypes",
-                 "scalar_outs", "fallback", "checked", "direct", "__weakref__")
+                 "scalar_outs", "fallback", "checked", "direct", "dims", "__weakref__")
 
     def __init__(self, jaxpr, ks: KernelSource | None, fallback_reason: str | None = None):
         self.jaxpr = jaxpr
@@ -285,7 +305,9 @@ class Kernel:
         self.fallback = fallback_reason
         self.checked = False
         self.direct = False   # True once `fn(*consts, *args)` alone gives the results
+        self.dims = ()        # size parameters, after the arrays (codegen.KernelSource.dims)
         if ks is not None:
+            self.dims = ks.dims
             self.zero_d = [(i, a.dtype.type) for i, a in enumerate(ks.in_avals) if a.shape == ()]
             self.literal_outs = ks.literal_outs
             self.out_dtypes = [a.dtype for a in ks.out_avals]
@@ -313,7 +335,7 @@ class Kernel:
     def __call__(self, consts: Sequence, args: Sequence) -> list:
         if self.fallback is not None:
             return _interpret(self.jaxpr, consts, args)
-        flat = [*consts, *args]
+        flat = [*consts, *args, *self.dims]
         if self.zero_d:
             for i, to_scalar in self.zero_d:
                 x = flat[i]
@@ -341,7 +363,7 @@ class Kernel:
         return outs
 
     def _flat(self, consts: Sequence, args: Sequence) -> list:
-        flat = [*consts, *args]
+        flat = [*consts, *args, *self.dims]
         for i, to_scalar in self.zero_d:
             x = flat[i]
             flat[i] = x[()] if type(x) is np.ndarray else to_scalar(x)
@@ -407,7 +429,7 @@ class Kernel:
             self._fail(e)
             return _interpret(self.jaxpr, consts, args)
         self.checked = True
-        self.direct = not (self.zero_d or self.scalar_outs or self.literal_outs)
+        self.direct = not (self.zero_d or self.scalar_outs or self.literal_outs or self.dims)
         return self._finish(outs)
 
 
@@ -425,9 +447,33 @@ def _release_with(kernel: Kernel, fn) -> None:
     stays is numba's MCJIT engine: it never removes a module it was given (numba's
     codegen.py disables `remove_module`, which crashed), about 0.4 MB per kernel
     (measured: 0.72 MB per dropped jit before, 0.40 after; removing the modules too
-    would leave 0.16 MB, at the risk numba declined)."""
+    would leave 0.16 MB, at the risk numba declined).  Kernels of programs that
+    differ only in shapes share one module: it is released with the last of them."""
     namespace = getattr(fn, "py_func", fn).__globals__
-    weakref.finalize(kernel, _release_module, namespace)
+    weakref.finalize(kernel, _drop, namespace)
+
+
+def _drop(namespace: dict) -> None:
+    """A kernel using the module `namespace` is garbage (a weakref.finalize callback)."""
+    _orphans.append(namespace)
+    if _users_lock.acquire(blocking=False):
+        try:
+            _release_orphans()
+        finally:
+            _users_lock.release()
+
+
+def _release_orphans() -> None:
+    """Release the modules whose last kernel died (with `_users_lock` held)."""
+    while _orphans:
+        namespace = _orphans.pop()
+        name = namespace.get("__name__")
+        left = _users.get(name, 0) - 1
+        if left > 0:
+            _users[name] = left
+            continue
+        _users.pop(name, None)
+        _release_module(namespace)
 
 
 def _release_module(namespace: dict) -> None:

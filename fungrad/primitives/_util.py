@@ -10,7 +10,7 @@ from ..tracing import Tracer, aval_of
 
 __all__ = ["same_shape", "binary_shape", "bool_shape", "coerce_scalars", "nondifferentiable",
            "is_float", "is_complex", "real_dtype", "complex_dtype", "np_dtype", "affine",
-           "strides", "reshape_index"]
+           "strides", "reshape_index", "size_product"]
 
 
 def is_float(dtype) -> bool:
@@ -86,6 +86,17 @@ def affine(lo: int, step: int, i: str) -> str:
     """The text of lo + step * i."""
     text = i if step == 1 else f"{step} * {i}"
     return f"({lo} + {text})" if lo else text
+
+
+def size_product(sizes) -> int:
+    """The product of dimension sizes for kernel text: a loop of `*`, so symbolic
+    sizes of the code generator (backend/codegen.py `Dim`) give an expression of
+    symbols; math.prod and np.prod would print the value (correct, but then the
+    kernel text, and its compile, is not shared across shapes)."""
+    out = 1
+    for n in sizes:
+        out = out * n
+    return out
 
 
 def strides(shape) -> list[int]:

@@ -16,7 +16,7 @@ import numpy as np
 from ..core import Primitive, ShapedArray
 from ..errors import CodegenError, FungradNotImplementedError, FungradTypeError
 from ..tracing import aval_of
-from ._util import is_float, np_dtype, reshape_index
+from ._util import is_float, np_dtype, reshape_index, size_product
 from .base import (bdim_to_front, broadcast_in_dim, convert_element_type, full,
                    move_axis_to_front, reduce_sum, transpose, zeros_like_aval)
 from ._util import complex_dtype
@@ -156,7 +156,7 @@ def _dot_lower(gen, inputs, outputs, *, dimension_numbers):
     # numba's transpose/reshape of arbitrary layouts)
     fx = tuple(i for i in range(xa.ndim) if i not in cx and i not in bx)
     fy = tuple(i for i in range(ya.ndim) if i not in cy and i not in by)
-    size = lambda a, dims: int(np.prod([a.shape[i] for i in dims], dtype=np.int64))  # noqa
+    size = lambda a, dims: size_product(a.shape[i] for i in dims)  # noqa: E731
     nb, m, k, n = size(xa, bx), size(xa, fx), size(xa, cx), size(ya, fy)
     dt = np_dtype(out.dtype)
     gen.copy_loop(f"{o}_x", (nb, m, k), x, bx + fx + cx, dt)

@@ -257,7 +257,9 @@ def test_codegen_comments_every_equation_with_printer_names():
     closed = fg.make_jaxpr(lambda x: fnp.sum(fnp.sin(x) * x))(x)
     src = codegen.generate(closed.jaxpr).source
     assert src.startswith("def kernel_") and "(a):" in src
-    assert "# b:f64[3] = sin a" in src and "# c:f64[3] = mul b a" in src
+    # sizes are symbols read from the inputs (the text is shared by every length)
+    assert "_d0 = a.shape[0]" in src and "range(_d0)" in src
+    assert "# b:f64[_d0] = sin a" in src and "# c:f64[_d0] = mul b a" in src
     assert "# d:f64[] = reduce_sum[axes=(0,)] c" in src
 
 
