@@ -62,10 +62,11 @@ class KernelSource:
     """Generated source: `name` (a function defined by `source`), `digest` (a
     content hash), `zero_d_in`/`zero_d_out` (which parameters/results are 0-d)."""
 
-    def __init__(self, name, source, digest, in_avals, out_avals, literal_outs):
+    def __init__(self, name, source, digest, in_avals, out_avals, literal_outs, helpers=""):
         self.name, self.source, self.digest = name, source, digest
         self.in_avals, self.out_avals = in_avals, out_avals
         self.literal_outs = literal_outs  # position -> NumPy scalar (outputs that are literals)
+        self.helpers = helpers  # source of the helper functions its `lower` rules asked for
 
 
 # Helper functions the kernels may call; they live in every kernel module.
@@ -306,8 +307,11 @@ class _Group:
 
 
 class _Gen:
-    def __init__(self, jaxpr: Jaxpr, prefix: str = "", counter: list | None = None):
+    def __init__(self, jaxpr: Jaxpr, prefix: str = "", counter: list | None = None,
+                 helpers: dict | None = None):
         self.jaxpr = jaxpr
+        # helper functions (source text) that `lower` rules asked for, shared with sub-jaxprs
+        self.helpers = {} if helpers is None else helpers
         # sub-jaxprs (loop bodies, branches) are generated inline with prefixed names
         self.names = {k: prefix + v for k, v in var_names(jaxpr).items()}
         self.counter = [0] if counter is None else counter
@@ -529,6 +533,12 @@ class _Gen:
             self.lines.append(f"    {outs} = {text}")
         self.fresh.update(outputs)
 
+    def helper(self, source: str) -> None:
+        """Put the numba helper functions of `source` (module-level text written by a
+        primitive's block, `@numba.njit(cache=CACHE, error_model="numpy")` decorated) in
+        this kernel's module, once."""
+        self.helpers.setdefault(source, None)
+
     def loops(self, shape, body: str) -> None:
         """`body` inside a loop nest over `shape` (indices _i0, _i1, ...)."""
         indent = "    "
@@ -562,7 +572,7 @@ class _Gen:
         if jaxpr.constvars or getattr(closed, "consts", ()):
             raise CodegenError("a control-flow sub-jaxpr with constants is not compiled",
                                "control flow")
-        g = _Gen(jaxpr, prefix=f"_s{self.uid()}_", counter=self.counter)
+        g = _Gen(jaxpr, prefix=f"_s{self.uid()}_", counter=self.counter, helpers=self.helpers)
         for v, expr in zip(jaxpr.invars, in_exprs, strict=True):
             g.lines.append(f"    {g.name(v)} = {expr}")
         g.run()
@@ -626,10 +636,11 @@ def generate(jaxpr: Jaxpr) -> KernelSource:
     body = "\n".join(gen.lines)
     ret = ", ".join(body_rets) + ("," if len(body_rets) == 1 else "")
     text = f"({', '.join(params)}):\n{body}\n    return ({ret})\n"
-    digest = hashlib.sha256((CODEGEN_VERSION + text).encode()).hexdigest()[:16]
+    helpers = "\n\n".join(gen.helpers)
+    digest = hashlib.sha256((CODEGEN_VERSION + helpers + text).encode()).hexdigest()[:16]
     name = f"kernel_{digest}"
     source = f"def {name}{text}"
     in_avals = [v.aval for v in (*jaxpr.constvars, *jaxpr.invars)]
     out_avals = [v.aval for v in jaxpr.outvars]
-    return KernelSource(name, source, digest, in_avals, out_avals, literal_outs)
+    return KernelSource(name, source, digest, in_avals, out_avals, literal_outs, helpers)
 
