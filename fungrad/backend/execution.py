@@ -51,7 +51,8 @@ from ..config import config, settings
 from ..core import Jaxpr, jaxpr_key
 from ..errors import user_location
 from ..interpreter import eval_jaxpr, eval_jaxpr_checked, owned_array
-from .numba_jit import FungradKernelWarning, Kernel, compile_jaxpr, deferred_warnings, stats
+from .numba_jit import FungradKernelWarning, Kernel, deferred_warnings, stats
+from .segments import compile_program, issue_warning
 
 __all__ = ["Executable", "executable", "execute", "kernel_for", "clear_caches", "wait_for_kernels"]
 
@@ -127,7 +128,7 @@ def _compile(job: _Job, background: bool) -> Kernel:
         timer.daemon = True
         timer.start()
     try:
-        kernel = compile_jaxpr(_detached(job.jaxpr))
+        kernel = compile_program(_detached(job.jaxpr))
         kernel.prepare(job.consts, job.args)
     finally:
         if timer is not None:
@@ -135,8 +136,12 @@ def _compile(job: _Job, background: bool) -> Kernel:
     return kernel
 
 
-def _warn_at_user_line(msg: str) -> None:
-    """Issue a warning the compiler thread collected, located at the user's line."""
+def _warn_at_user_line(msg) -> None:
+    """Issue a warning the compiler thread collected, located at the user's line
+    (`msg` may be a (message, location) pair: segments.warn_at)."""
+    if isinstance(msg, tuple):
+        issue_warning(*msg)
+        return
     where = user_location()
     if where is None:
         warnings.warn(msg, FungradKernelWarning, stacklevel=3)
@@ -263,7 +268,7 @@ def kernel_for(jaxpr: Jaxpr) -> Kernel:
     if job is not None:
         job.done.wait()
     if entry.swap_in() is None:
-        entry.kernel = compile_jaxpr(_detached(jaxpr))
+        entry.kernel = compile_program(_detached(jaxpr))
     return entry.kernel
 
 
