@@ -35,7 +35,7 @@ step reads row `t` of its xs and writes row `t` of preallocated ys;
 cond sub-jaxpr and breaks, `cond` is `if/elif/else` on the clamped index.  Sub-jaxprs are generated inline by a nested
 generator whose names carry a unique prefix (`_s3_a`).  `while_tape` and
 `while_tape_vjp` (reverse mode of while_loop) keep an opaque Python tape: they
-have no emit rule, so their kernels fall back to the interpreter.
+have no emit rule, so they run in the interpreter between kernels (backend/segments.py).
 (Loops rather than numba's array methods: transposes, reshapes and
 slice assignments of arbitrary layouts take numba seconds to compile.)
 """

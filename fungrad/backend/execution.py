@@ -5,7 +5,10 @@ transforms runs there until the same structure (`core.jaxpr_key`: the program
 with canonical names, including input dtypes and shapes) has been executed
 `config.jit_threshold` times; then it is compiled with numba
 (`backend/codegen.py`, `backend/numba_jit.py`) and later calls run the kernel.
-`fungrad.jit` asks for its kernel on the first call.
+`fungrad.jit` asks for its kernel on the first call.  A program with an equation
+the code generator cannot lower, or one larger than `config.kernel_max_equations`,
+runs as several kernels with the uncompilable equations interpreted between them
+(`backend/segments.py`).
 
 Compiling never blocks a call the interpreter can serve: the kernel compiles in
 one background thread (`_Compiler`) while the interpreter answers; the compiler
