@@ -139,8 +139,19 @@ class SegmentedKernel:
                 with np.errstate(all="ignore"):
                     outs = eval_jaxpr(seg.jaxpr, (), *ins)
             env.update(zip(seg.outvars, outs, strict=True))
-        return [np.array(v.val, dtype=v.aval.dtype) if isinstance(v, Literal)
-                else owned_array(env[v]) for v in self.jaxpr.outvars]
+        # an output is a new array: never an argument, nor another output, again
+        taken = {id(x) for x in (*consts, *args)}
+        results = []
+        for v in self.jaxpr.outvars:
+            if isinstance(v, Literal):
+                results.append(np.array(v.val, dtype=v.aval.dtype))
+                continue
+            out = owned_array(env[v])
+            if id(out) in taken:
+                out = out.copy()
+            taken.add(id(out))
+            results.append(out)
+        return results
 
     def prepare(self, consts: Sequence, args: Sequence) -> bool:
         """Compile (or load) every segment's kernel for these arguments' types, with

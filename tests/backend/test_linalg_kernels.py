@@ -317,3 +317,16 @@ def test_a_program_over_the_size_cap_compiles_to_several_kernels():
         pieces = _compiled_count() - before
     assert pieces >= 4, pieces
     _assert_close(got, _interpreted(_long_chain, x), F64, "size cap")
+
+
+def test_segment_outputs_are_new_arrays():
+    def f(x):
+        y = fg.pure_callback(np.cos, fg.ShapeDtypeStruct(x.shape, x.dtype), x * 2.0)
+        return x, y, y
+    x = np.ones(3)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", FungradKernelWarning)
+        a, b, c = fg.jit(f)(x)
+    assert a is not x and b is not c
+    b[0] = 5.0
+    assert c[0] == np.cos(2.0) and x[0] == 1.0
