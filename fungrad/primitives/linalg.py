@@ -139,10 +139,13 @@ def _dot_lower(gen, inputs, outputs, *, dimension_numbers):
     (cx, cy), (bx, by) = dimension_numbers
     out = outputs[0].aval
     o = gen.name(outputs[0])
-    if not np.issubdtype(out.dtype, np.inexact) or xa.ndim == 0 or ya.ndim == 0:
-        raise CodegenError("dot_general on integers or 0-d operands is not compiled",
-                           "dot_general")
+    if not np.issubdtype(out.dtype, np.inexact):
+        raise CodegenError("dot_general on integers is not compiled", "dot_general")
     X, Y = gen.name(x), gen.name(y)
+    if xa.ndim == 0 or ya.ndim == 0:
+        # nothing to contract: a scalar times an array (0-d values are kernel scalars)
+        return gen.assign(outputs, f"{X} * {Y}" if out.shape == () else
+                          f"np.ascontiguousarray({X} * {Y})")
     if not bx and xa.ndim <= 2 and ya.ndim <= 2 and cx == (xa.ndim - 1,) and cy == (0,):
         return gen.assign(outputs, f"np.dot(np.ascontiguousarray({X}), np.ascontiguousarray({Y}))")
     if not bx and xa.ndim == 2 and ya.ndim <= 2 and cx == (0,) and cy == (0,):

@@ -330,3 +330,12 @@ def test_segment_outputs_are_new_arrays():
     assert a is not x and b is not c
     b[0] = 5.0
     assert c[0] == np.cos(2.0) and x[0] == 1.0
+
+
+def test_dot_general_with_a_0d_operand_compiles():
+    # the vjp of a vector . vector product has scalar-times-vector dot_generals
+    r = np.linspace(-1.0, 1.0, 4)
+    cov = _spd(np.random.default_rng(6), (), 4, F64)
+    loss = lambda r: r @ fnp.linalg.solve(cov, r)   # noqa: E731
+    got = fg.jit(fg.grad(loss))(r)
+    _assert_close(got, _interpreted(fg.grad(loss), r), F64, "0-d dot_general")
