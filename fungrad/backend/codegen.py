@@ -35,7 +35,7 @@ step reads row `t` of its xs and writes row `t` of preallocated ys;
 cond sub-jaxpr and breaks, `cond` is `if/elif/else` on the clamped index.  Sub-jaxprs are generated inline by a nested
 generator whose names carry a unique prefix (`_s3_a`).  `while_tape` and
 `while_tape_vjp` (reverse mode of while_loop) keep an opaque Python tape: they
-have no emit rule, so their kernels fall back to the interpreter.
+have no emit rule, so they run in the interpreter between kernels (backend/segments.py).
 (Loops rather than numba's array methods: transposes, reshapes and
 slice assignments of arbitrary layouts take numba seconds to compile.)
 
@@ -93,11 +93,13 @@ class KernelSource:
     `in_avals`/`out_avals`, and `dims`: the values of the size parameters that
     follow the arrays (the sizes no input's shape gives)."""
 
-    def __init__(self, name, source, digest, in_avals, out_avals, literal_outs, dims=()):
+    def __init__(self, name, source, digest, in_avals, out_avals, literal_outs, dims=(),
+                 helpers=""):
         self.name, self.source, self.digest = name, source, digest
         self.in_avals, self.out_avals = in_avals, out_avals
         self.literal_outs = literal_outs  # position -> NumPy scalar (outputs that are literals)
         self.dims = tuple(dims)
+        self.helpers = helpers  # source of the helper functions its `lower` rules asked for
 
 
 # ---------------------------------------------------------------------------
@@ -570,9 +572,11 @@ class _Group:
 
 class _Gen:
     def __init__(self, jaxpr: Jaxpr, prefix: str = "", counter: list | None = None,
-                 dims: _Dims | None = None):
+                 dims: _Dims | None = None, helpers: dict | None = None):
         self.jaxpr = jaxpr
         self.dims = dims if dims is not None else _Dims()
+        # helper functions (source text) that `lower` rules asked for, shared with sub-jaxprs
+        self.helpers = {} if helpers is None else helpers
         # sub-jaxprs (loop bodies, branches) are generated inline with prefixed names
         self.names = {k: prefix + v for k, v in var_names(jaxpr).items()}
         self.counter = [0] if counter is None else counter
@@ -805,6 +809,12 @@ class _Gen:
             self.lines.append(f"    {outs} = {text}")
         self.fresh.update(outputs)
 
+    def helper(self, source: str) -> None:
+        """Put the numba helper functions of `source` (module-level text written by a
+        primitive's block, `@numba.njit(cache=CACHE, error_model="numpy")` decorated) in
+        this kernel's module, once."""
+        self.helpers.setdefault(source, None)
+
     def loops(self, shape, body: str) -> None:
         """`body` inside a loop nest over `shape` (indices _i0, _i1, ...)."""
         indent = "    "
@@ -838,7 +848,8 @@ class _Gen:
         if jaxpr.constvars or getattr(closed, "consts", ()):
             raise CodegenError("a control-flow sub-jaxpr with constants is not compiled",
                                "control flow")
-        g = _Gen(jaxpr, prefix=f"_s{self.uid()}_", counter=self.counter, dims=self.dims)
+        g = _Gen(jaxpr, prefix=f"_s{self.uid()}_", counter=self.counter, dims=self.dims,
+                 helpers=self.helpers)
         for v, expr in zip(jaxpr.invars, in_exprs, strict=True):
             g.lines.append(f"    {g.name(v)} = {expr}")
         g.run()
@@ -949,10 +960,12 @@ def generate(jaxpr: Jaxpr) -> KernelSource:
     if reads:
         body = "\n".join(reads) + "\n" + body
     text = f"({', '.join(params + size_params)}):\n{body}\n    return ({ret})\n"
-    digest = hashlib.sha256((CODEGEN_VERSION + text).encode()).hexdigest()[:16]
+    helpers = "\n\n".join(gen.helpers)
+    digest = hashlib.sha256((CODEGEN_VERSION + helpers + text).encode()).hexdigest()[:16]
     name = f"kernel_{digest}"
     source = f"def {name}{text}"
     in_avals = [v.aval for v in concrete]
     out_avals = [v.aval for v in jaxpr.outvars]
-    return KernelSource(name, source, digest, in_avals, out_avals, literal_outs, size_values)
+    return KernelSource(name, source, digest, in_avals, out_avals, literal_outs, size_values,
+                        helpers)
 

@@ -5,7 +5,10 @@ transforms runs there until the same structure (`core.jaxpr_key`: the program
 with canonical names, including input dtypes and shapes) has been executed
 `config.jit_threshold` times; then it is compiled with numba
 (`backend/codegen.py`, `backend/numba_jit.py`) and later calls run the kernel.
-`fungrad.jit` asks for its kernel on the first call.
+`fungrad.jit` asks for its kernel on the first call.  A program with an equation
+the code generator cannot lower, or one larger than `config.kernel_max_equations`,
+runs as several kernels with the uncompilable equations interpreted between them
+(`backend/segments.py`).
 
 Compiling never blocks a call the interpreter can serve: the kernel compiles in
 one background thread (`_Compiler`) while the interpreter answers; the compiler
@@ -52,8 +55,8 @@ from ..core import Jaxpr, jaxpr_key
 from ..errors import user_location
 from ..interpreter import eval_jaxpr, eval_jaxpr_checked, owned_array
 from .compile_worker import prestart_helper
-from .numba_jit import (FungradKernelWarning, Kernel, compile_jaxpr, deferred_warnings, helper_usable,
-                        stats)
+from .numba_jit import FungradKernelWarning, Kernel, deferred_warnings, helper_usable, stats
+from .segments import compile_program, issue_warning
 
 __all__ = ["Executable", "executable", "execute", "kernel_for", "clear_caches", "wait_for_kernels"]
 
@@ -131,7 +134,7 @@ def _compile(job: _Job, background: bool) -> Kernel:
     try:
         if helper_usable():
             prestart_helper()       # its start-up overlaps code generation here
-        kernel = compile_jaxpr(_detached(job.jaxpr))
+        kernel = compile_program(_detached(job.jaxpr))
         kernel.prepare(job.consts, job.args)
     finally:
         if timer is not None:
@@ -139,8 +142,12 @@ def _compile(job: _Job, background: bool) -> Kernel:
     return kernel
 
 
-def _warn_at_user_line(msg: str) -> None:
-    """Issue a warning the compiler thread collected, located at the user's line."""
+def _warn_at_user_line(msg) -> None:
+    """Issue a warning the compiler thread collected, located at the user's line
+    (`msg` may be a (message, location) pair: segments.warn_at)."""
+    if isinstance(msg, tuple):
+        issue_warning(*msg)
+        return
     where = user_location()
     if where is None:
         warnings.warn(msg, FungradKernelWarning, stacklevel=3)
@@ -267,7 +274,7 @@ def kernel_for(jaxpr: Jaxpr) -> Kernel:
     if job is not None:
         job.done.wait()
     if entry.swap_in() is None:
-        entry.kernel = compile_jaxpr(_detached(jaxpr))
+        entry.kernel = compile_program(_detached(jaxpr))
     return entry.kernel
 
 

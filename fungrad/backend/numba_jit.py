@@ -101,6 +101,8 @@ def _versions() -> str:
 
 def _module_text(ks: KernelSource) -> str:
     helpers = HELPERS.replace("CACHE", "False")   # helpers are linked into each kernel
+    if ks.helpers:
+        helpers += "\n\n" + ks.helpers.replace("CACHE", "False")
     return (f"# fungrad kernel, generated; {_versions()}\n{_PRELUDE}{helpers}\n\n"
             f"@numba.njit(cache=False, error_model='numpy')\n{ks.source}")
 
@@ -344,8 +346,10 @@ class Kernel:
             return self._first_call(flat, consts, args)
         try:
             outs = self.fn(*flat)
-        except IndexError:
-            # a traced index out of bounds: the interpreter raises the error users read
+        except (IndexError, np.linalg.LinAlgError):
+            # a traced index out of bounds: the interpreter raises the error users read;
+            # a singular, non-positive-definite or non-finite matrix: the interpreter
+            # gives what the primitive defines (NaNs) for this call
             return _interpret(self.jaxpr, consts, args)
         except Exception as e:  # noqa: BLE001 - e.g. a new input layout numba rejects
             self._fail(e)
@@ -420,10 +424,11 @@ class Kernel:
             with _quiet_about_caching():
                 outs = self.fn(*flat)
             self._count(before)
-        except IndexError:
+        except (IndexError, np.linalg.LinAlgError) as e:
             if self.fn is not None and _compile_count(self.fn):
-                return _interpret(self.jaxpr, consts, args)   # raises the user's IndexError
-            self._fail(IndexError("index out of bounds"))
+                # the user's IndexError, or a matrix the interpreter answers (see __call__)
+                return _interpret(self.jaxpr, consts, args)
+            self._fail(e)
             return _interpret(self.jaxpr, consts, args)
         except Exception as e:  # noqa: BLE001 - a numba failure must not fail the call
             self._fail(e)

@@ -37,6 +37,7 @@ from ..tracing import Tracer, aval_of
 from .base import (bdim_to_front, broadcast_in_dim, convert_element_type, full, move_axis_to_front,
                    reshape, transpose)
 from .elementwise import add, div, eq, mul, ne, select, sub
+from .reduce import _max_update, _min_update
 from .shape import concatenate, iota
 
 __all__ = ["gather", "scatter", "scatter_add", "scatter_mul", "scatter_min", "scatter_max",
@@ -318,7 +319,8 @@ def _scatter_vmap(bind):
 
 def _scatter_lower(name, update):
     """Kernel lines of a scatter: copy the operand, then one loop over the updates
-    writing each with the statement operator `update` ("=", "+=", "*=")."""
+    writing each with the statement operator `update` ("=", "+=", "*="), or with the
+    statement `update(destination, value, dtype)` builds (scatter_min, scatter_max)."""
     def lower(gen, inputs, outputs, *, axes):
         x, ind, u = inputs
         if not x.aval.ndim:
@@ -328,7 +330,14 @@ def _scatter_lower(name, update):
         idx = [f"_i{q}" for q in range(u.aval.ndim)]
         target = gather_index(lambda i: gen.at(ind, i), x.aval.shape, ind.aval.ndim - 1, axes,
                               idx)
-        gen.loops(u.aval.shape, f"{o}[{', '.join(target)}] {update} {gen.at(u, idx)}")
+        dest = f"{o}[{', '.join(target)}]"
+        if callable(update):   # a statement of (destination, value, dtype)
+            if x.aval.dtype.kind == "c":
+                raise CodegenError(f"'{name}' of complex values is not compiled", name)
+            body = update(dest, gen.at(u, idx), x.aval.dtype)
+        else:
+            body = f"{dest} {update} {gen.at(u, idx)}"
+        gen.loops(u.aval.shape, body)
         gen.fresh.update(outputs)
     return lower
 
@@ -487,3 +496,6 @@ for _p in (scatter_min_p, scatter_max_p):
     _p.def_jvp(_extremum_jvp)
     _p.def_vjp(_extremum_vjp)
 del _p
+# np.minimum.at / np.maximum.at: a NaN wins and stays (reduce_min's and reduce_max's folds)
+scatter_min_p.def_lower(_scatter_lower("scatter_min", _min_update))
+scatter_max_p.def_lower(_scatter_lower("scatter_max", _max_update))

@@ -139,10 +139,13 @@ def _dot_lower(gen, inputs, outputs, *, dimension_numbers):
     (cx, cy), (bx, by) = dimension_numbers
     out = outputs[0].aval
     o = gen.name(outputs[0])
-    if not np.issubdtype(out.dtype, np.inexact) or xa.ndim == 0 or ya.ndim == 0:
-        raise CodegenError("dot_general on integers or 0-d operands is not compiled",
-                           "dot_general")
+    if not np.issubdtype(out.dtype, np.inexact):
+        raise CodegenError("dot_general on integers is not compiled", "dot_general")
     X, Y = gen.name(x), gen.name(y)
+    if xa.ndim == 0 or ya.ndim == 0:
+        # nothing to contract: a scalar times an array (0-d values are kernel scalars)
+        return gen.assign(outputs, f"{X} * {Y}" if out.shape == () else
+                          f"np.ascontiguousarray({X} * {Y})")
     if not bx and xa.ndim <= 2 and ya.ndim <= 2 and cx == (xa.ndim - 1,) and cy == (0,):
         return gen.assign(outputs, f"np.dot(np.ascontiguousarray({X}), np.ascontiguousarray({Y}))")
     if not bx and xa.ndim == 2 and ya.ndim <= 2 and cx == (0,) and cy == (0,):
@@ -296,6 +299,283 @@ def _nan_on_failure(fn, x, *rest):
     return out
 
 
+# --- inside numba kernels ----------------------------------------------------------------
+# Each matrix function lowers to a helper call on (batch, rows, cols) C-contiguous copies
+# of its operands, made and unmade with loops (the kernel text prints no reshape).
+# eigh, svd, qr and cholesky call numba's np.linalg per matrix: the LAPACK routines the
+# interpreter's NumPy calls (syevd, gesdd, geqrf/orgqr, potrf), so results agree to
+# rounding.  solve, det and slogdet use an LU with LAPACK getf2's pivots, and
+# triangular_solve a substitution, written as loops: numba's np.linalg.solve alone
+# takes ~7 s of CPU to compile, these ~1 s.  Wherever the interpreter answers otherwise
+# than a plain factorization would (a singular or not positive definite matrix, an inf
+# or nan read, an empty svd), a helper raises LinAlgError and the kernel's caller reruns
+# that call in the interpreter (backend/numba_jit.py): a kernel never returns what the
+# interpreter would not.
+
+_KERNEL_HELPERS = """
+@numba.njit(cache=CACHE, error_model="numpy")
+def _fg_finite(x, lower, upper):
+    # LinAlgError (the call reruns in the interpreter) if a value read is inf or nan:
+    # the lower and/or upper triangle of each (r, c) matrix of x
+    nb, r, c = x.shape
+    for s in range(nb):
+        for i in range(r):
+            for j in range(c):
+                if (lower and j <= i) or (upper and j >= i):
+                    if not np.isfinite(x[s, i, j]):
+                        raise np.linalg.LinAlgError("an inf or nan operand")
+
+
+@numba.njit(cache=CACHE, error_model="numpy")
+def _fg_lu(a, s, piv):
+    # in-place LU with partial pivoting of matrix s of the stack a, with the pivots of
+    # LAPACK's getf2 (the first largest |re| + |im|); False at an exactly zero pivot
+    n = a.shape[1]
+    for k in range(n):
+        p = k
+        best = abs(a[s, k, k].real) + abs(a[s, k, k].imag)
+        for i in range(k + 1, n):
+            v = abs(a[s, i, k].real) + abs(a[s, i, k].imag)
+            if v > best:
+                best = v
+                p = i
+        piv[k] = p
+        if best == 0:
+            return False
+        if p != k:
+            for j in range(n):
+                t = a[s, k, j]
+                a[s, k, j] = a[s, p, j]
+                a[s, p, j] = t
+        d = a[s, k, k]
+        for i in range(k + 1, n):
+            f = a[s, i, k] / d
+            a[s, i, k] = f
+            for j in range(k + 1, n):
+                a[s, i, j] -= f * a[s, k, j]
+    return True
+
+
+@numba.njit(cache=CACHE, error_model="numpy")
+def _fg_solve(a, b):
+    # x = a^-1 b for stacks a (nb, n, n) and b (nb, n, m); both are overwritten
+    _fg_finite(a, True, True)
+    _fg_finite(b, True, True)
+    nb, n, m = b.shape
+    piv = np.empty(n, np.int64)
+    for s in range(nb):
+        if not _fg_lu(a, s, piv):
+            raise np.linalg.LinAlgError("a singular matrix")
+        for k in range(n):
+            p = piv[k]
+            if p != k:
+                for j in range(m):
+                    t = b[s, k, j]
+                    b[s, k, j] = b[s, p, j]
+                    b[s, p, j] = t
+        for i in range(n):
+            for q in range(i):
+                f = a[s, i, q]
+                for j in range(m):
+                    b[s, i, j] -= f * b[s, q, j]
+        for i in range(n - 1, -1, -1):
+            for q in range(i + 1, n):
+                f = a[s, i, q]
+                for j in range(m):
+                    b[s, i, j] -= f * b[s, q, j]
+            d = a[s, i, i]
+            for j in range(m):
+                b[s, i, j] = b[s, i, j] / d
+    return b
+
+
+@numba.njit(cache=CACHE, error_model="numpy")
+def _fg_slogdet(a):
+    # (sign, log|det|) of each matrix of a (nb, n, n), overwritten; NumPy's (0, -inf)
+    # for a singular one, (1, 0) for a 0 x 0 one
+    _fg_finite(a, True, True)
+    nb, n, _ = a.shape
+    sign = np.ones(nb, a.dtype)
+    logdet = np.zeros(nb, a.dtype)
+    piv = np.empty(n, np.int64)
+    for s in range(nb):
+        if not _fg_lu(a, s, piv):
+            sign[s] = 0
+            logdet[s] = -np.inf
+            continue
+        sg = sign[s]
+        acc = logdet[s]
+        for k in range(n):
+            if piv[k] != k:
+                sg = -sg
+            d = a[s, k, k]
+            ad = abs(d)
+            sg = sg * (d / ad)
+            acc += np.log(ad)
+        sign[s] = sg
+        logdet[s] = acc
+    return sign, logdet
+
+
+@numba.njit(cache=CACHE, error_model="numpy")
+def _fg_det(a):
+    # NumPy's det: sign * exp(log|det|)
+    sign, logdet = _fg_slogdet(a)
+    return sign * np.exp(logdet)
+
+
+@numba.njit(cache=CACHE, error_model="numpy")
+def _fg_trisolve(a, b, lower, trans):
+    # op(a) x = b, a triangular (only its lower or upper triangle is read), op(a) = a
+    # or a^T, for stacks a (nb, n, n) and b (nb, n, m); b is overwritten with x
+    _fg_finite(a, lower, not lower)
+    _fg_finite(b, True, True)
+    nb, n, m = b.shape
+    forward = lower != trans
+    for s in range(nb):
+        for i in range(n):
+            if a[s, i, i] == 0:
+                raise np.linalg.LinAlgError("a singular triangular matrix")
+        for t in range(n):
+            i = t if forward else n - 1 - t
+            lo = 0 if forward else i + 1
+            hi = i if forward else n
+            for q in range(lo, hi):
+                f = a[s, q, i] if trans else a[s, i, q]
+                for j in range(m):
+                    b[s, i, j] -= f * b[s, q, j]
+            d = a[s, i, i]
+            for j in range(m):
+                b[s, i, j] = b[s, i, j] / d
+    return b
+
+
+@numba.njit(cache=CACHE, error_model="numpy")
+def _fg_cholesky(a):
+    # lower Cholesky factors of a (nb, n, n) (its lower triangles are read), by LAPACK's
+    # potrf; LinAlgError for a matrix that is not positive definite
+    _fg_finite(a, True, False)
+    nb, n, _ = a.shape
+    out = np.zeros((nb, n, n), a.dtype)
+    for s in range(nb):
+        low = np.linalg.cholesky(a[s])
+        for i in range(n):
+            for j in range(i + 1):
+                out[s, i, j] = low[i, j]
+    return out
+
+
+@numba.njit(cache=CACHE, error_model="numpy")
+def _fg_eigh(a):
+    # eigenvalues (ascending) and eigenvectors of a (nb, n, n) (lower triangles read)
+    nb, n, _ = a.shape
+    w = np.empty((nb, n), a.dtype)
+    v = np.empty((nb, n, n), a.dtype)
+    for s in range(nb):
+        ws, vs = np.linalg.eigh(a[s])
+        for i in range(n):
+            w[s, i] = ws[i]
+            for j in range(n):
+                v[s, i, j] = vs[i, j]
+    return w, v
+
+
+@numba.njit(cache=CACHE, error_model="numpy")
+def _fg_svd(a):
+    # thin SVD of each matrix of a (nb, m, n): u (nb, m, k), s (nb, k), vt (nb, k, n)
+    nb, m, n = a.shape
+    if a.size == 0:
+        raise np.linalg.LinAlgError("an empty matrix")
+    k = min(m, n)
+    u = np.empty((nb, m, k), a.dtype)
+    sv = np.empty((nb, k), a.dtype)
+    vt = np.empty((nb, k, n), a.dtype)
+    for s in range(nb):
+        us, ss, vts = np.linalg.svd(a[s], full_matrices=False)
+        for i in range(k):
+            sv[s, i] = ss[i]
+            for r in range(m):
+                u[s, r, i] = us[r, i]
+            for c in range(n):
+                vt[s, i, c] = vts[i, c]
+    return u, sv, vt
+
+
+@numba.njit(cache=CACHE, error_model="numpy")
+def _fg_qr(a):
+    # reduced QR of each matrix of a (nb, m, n): q (nb, m, k), r (nb, k, n)
+    nb, m, n = a.shape
+    k = min(m, n)
+    q = np.empty((nb, m, k), a.dtype)
+    r = np.empty((nb, k, n), a.dtype)
+    for s in range(nb):
+        qs, rs = np.linalg.qr(a[s])
+        for i in range(k):
+            for j in range(m):
+                q[s, j, i] = qs[j, i]
+            for j in range(n):
+                r[s, i, j] = rs[i, j]
+    return q, r
+"""
+
+
+def _dims(*sizes) -> str:
+    """A shape as kernel text (the one place the linalg rules print sizes)."""
+    return repr(tuple(int(n) for n in sizes))
+
+
+def _stack_shape(aval) -> tuple:
+    """(batch, rows, cols) of a (..., rows, cols) stack."""
+    nb = int(np.prod(aval.shape[:-2], dtype=np.int64))
+    return (nb,) + tuple(aval.shape[-2:])
+
+
+def _stack_in(gen, x, name: str) -> str:
+    """`name` = a fresh C-contiguous (batch, rows, cols) copy of operand x."""
+    gen.copy_loop(name, _stack_shape(x.aval), x, tuple(range(x.aval.ndim)),
+                  np_dtype(x.aval.dtype))
+    return name
+
+
+def _stack_out(gen, out, src: str, src_shape: tuple) -> None:
+    """out = the stacked result `src` (of shape src_shape) in out's shape."""
+    o = gen.name(out)
+    shape = tuple(out.aval.shape)
+    if shape == ():
+        gen.lines.append(f"    {o} = {src}[{', '.join(['0'] * len(src_shape))}]")
+        return
+    if shape == tuple(src_shape):
+        gen.lines.append(f"    {o} = {src}")
+    else:
+        gen.lines.append(f"    {o} = np.empty({_dims(*shape)}, {np_dtype(out.aval.dtype)})")
+        idx = [f"_i{q}" for q in range(len(shape))]
+        src_idx = reshape_index(src_shape, shape, idx)
+        gen.loops(shape, f"{o}[{', '.join(idx)}] = {src}[{', '.join(src_idx)}]")
+    gen.fresh.add(out)
+
+
+def _helper_lower(helper: str, flags=None):
+    """The `lower` rule of a matrix function: stacked copies of the operands, one call
+    of kernel helper `helper` (one stacked array per output), the results unstacked.
+    `flags(**params)` gives the literal arguments that follow the operands."""
+    def lower(gen, inputs, outputs, **params):
+        for x in inputs:
+            if not np.issubdtype(x.aval.dtype, np.inexact):
+                raise CodegenError(f"{helper[4:]} of a {x.aval} operand is not compiled",
+                                   helper[4:])
+        base = gen.name(outputs[0])
+        args = [_stack_in(gen, x, f"{base}_in{k}") for k, x in enumerate(inputs)]
+        args += [repr(bool(v)) for v in (flags(**params) if flags else ())]
+        gen.helper(_KERNEL_HELPERS)
+        results = [f"{base}_r{k}" for k in range(len(outputs))]
+        gen.lines.append(f"    {', '.join(results)} = {helper}({', '.join(args)})")
+        nb = _stack_shape(inputs[0].aval)[0]
+        batch_nd = inputs[0].aval.ndim - 2
+        for out, res in zip(outputs, results, strict=True):
+            _stack_out(gen, out, res, (nb,) + tuple(out.aval.shape[batch_nd:]))
+    return lower
+
+
 # --- cholesky ------------------------------------------------------------------------
 
 def _cholesky_shape(a):
@@ -349,6 +629,7 @@ cholesky_p.def_shape(_cholesky_shape)
 cholesky_p.def_jvp(_cholesky_jvp)
 cholesky_p.def_vjp(_cholesky_vjp)
 cholesky_p.def_vmap(_stack_vmap(cholesky_p))
+cholesky_p.def_lower(_helper_lower("_fg_cholesky"))
 
 
 def cholesky(a, symmetrize_input: bool = True):
@@ -417,6 +698,8 @@ triangular_solve_p.def_shape(_trisolve_shape)
 triangular_solve_p.def_jvp(_trisolve_jvp)
 triangular_solve_p.def_vjp(_trisolve_vjp)
 triangular_solve_p.def_vmap(_stack_vmap(triangular_solve_p))
+triangular_solve_p.def_lower(_helper_lower(
+    "_fg_trisolve", lambda *, lower, transpose_a: (lower, transpose_a)))
 
 
 def triangular_solve(a, b, left_side: bool = False, lower: bool = False,
@@ -465,6 +748,7 @@ solve_p.def_shape(lambda a, b: _solve_shape("solve", a, b))
 solve_p.def_jvp(_solve_jvp)
 solve_p.def_vjp(_solve_vjp)
 solve_p.def_vmap(_stack_vmap(solve_p))
+solve_p.def_lower(_helper_lower("_fg_solve"))
 
 
 def solve(a, b):
@@ -529,8 +813,7 @@ det_p.def_shape(_det_shape)
 det_p.def_jvp(_det_jvp)
 det_p.def_vjp(_det_vjp)
 det_p.def_vmap(_stack_vmap(det_p))
-# numba compiles np.linalg.det for one matrix (a stack falls back to the interpreter)
-det_p.def_emit(lambda a: f"np.linalg.det({a})")
+det_p.def_lower(_helper_lower("_fg_det"))
 
 
 def det(a):
@@ -567,6 +850,7 @@ slogdet_p.def_shape(_slogdet_shape)
 slogdet_p.def_jvp(_slogdet_jvp)
 slogdet_p.def_vjp(_slogdet_vjp)
 slogdet_p.def_vmap(_stack_vmap(slogdet_p))
+slogdet_p.def_lower(_helper_lower("_fg_slogdet"))
 
 
 def slogdet(a):
@@ -652,6 +936,7 @@ eigh_p.def_shape(_eigh_shape)
 eigh_p.def_jvp(_eigh_jvp)
 eigh_p.def_vjp(_eigh_vjp)
 eigh_p.def_vmap(_stack_vmap(eigh_p))
+eigh_p.def_lower(_helper_lower("_fg_eigh"))
 
 
 def eigh(a, symmetrize_input: bool = True):
@@ -715,6 +1000,7 @@ qr_p.def_shape(_qr_shape)
 qr_p.def_jvp(_qr_jvp)
 qr_p.def_vjp(_qr_vjp)
 qr_p.def_vmap(_stack_vmap(qr_p))
+qr_p.def_lower(_helper_lower("_fg_qr"))
 
 
 def qr(a):
@@ -808,6 +1094,7 @@ svd_p.def_shape(_svd_shape)
 svd_p.def_jvp(_svd_jvp)
 svd_p.def_vjp(_svd_vjp)
 svd_p.def_vmap(_stack_vmap(svd_p))
+svd_p.def_lower(_helper_lower("_fg_svd"))
 
 
 def svd(a):

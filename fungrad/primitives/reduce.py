@@ -16,9 +16,9 @@ from __future__ import annotations
 import numpy as np
 
 from ..core import Primitive, ShapedArray
-from ..errors import FungradTypeError, FungradValueError
+from ..errors import CodegenError, FungradTypeError, FungradValueError
 from ..tracing import aval_of
-from ._util import is_float, nondifferentiable
+from ._util import is_float, nondifferentiable, np_dtype
 from .base import (WIDE_ACCUMULATOR, _expand_to, _kept_dims, _normalize_axes, _reduce_shape,
                    _reduce_vmap, convert_element_type, full, move_axis_to_front,
                    narrow_accumulate, reduce_sum, reshape, transpose)
@@ -240,13 +240,53 @@ def _cum_vmap(prim):
     return rule
 
 
-def _cumsum_emit(x, *, axis, reverse):
-    # numba compiles np.cumsum with an axis (not cumprod, accumulate or np.flip);
-    # astype keeps narrow integer dtypes (NumPy's cumsum widens them)
-    if reverse:
-        flipped = f"{x}[{':, ' * axis}::-1]"
-        return f"np.cumsum({flipped}, axis={axis})[{':, ' * axis}::-1].astype({x}.dtype)"
-    return f"np.cumsum({x}, axis={axis}).astype({x}.dtype)"
+def _cum_lower(update):
+    """The kernel lines of a cumulative op: loops over the other dimensions, then one
+    running value along `axis` folded by the statement `update(acc, v, dtype)`
+    (np.cumsum with an axis takes numba seconds to compile; numba has no cumprod,
+    accumulate or flip with an axis)."""
+    def lower(gen, inputs, outputs, *, axis, reverse):
+        (x,), (out,) = inputs, outputs
+        aval = out.aval
+        if aval.dtype.kind == "c" and update in (_max_update, _min_update):
+            raise CodegenError(f"a running extremum of {aval} is not compiled",
+                               "cumulative extremum")
+        o, lines = gen.name(out), gen.lines
+        n = aval.shape[axis]
+        lines.append(f"    {o} = np.empty({aval.shape!r}, {np_dtype(aval.dtype)})")
+        indent = "    "
+        idx = []
+        for d, size in enumerate(aval.shape):
+            if d == axis:
+                idx.append("_j")
+                continue
+            lines.append(f"{indent}for _i{d} in range({size}):")
+            indent += "    "
+            idx.append(f"_i{d}")
+        at = f"[{', '.join(idx)}]"
+        start = "False" if aval.dtype == np.bool_ else f"{np_dtype(aval.dtype)}(0)"
+        inner = indent + "    "
+        lines += [f"{indent}{o}_a = {start}",
+                  f"{indent}for _k in range({n}):",
+                  f"{inner}_j = {n - 1} - _k" if reverse else f"{inner}_j = _k",
+                  f"{inner}{o}_v = {gen.at(x, idx) if x.aval.shape else gen.name(x)}",
+                  f"{inner}if _k == 0:",
+                  f"{inner}    {o}_a = {o}_v",
+                  f"{inner}else:",
+                  f"{inner}    {update(f'{o}_a', f'{o}_v', aval.dtype)}",
+                  f"{inner}{o}{at} = {o}_a"]
+        gen.fresh.add(out)
+    return lower
+
+
+def _running(op):
+    """`acc = acc op v` in the operand's dtype (numba computes small integers in int64)."""
+    def update(acc, v, dtype):
+        text = f"{acc} {op} {v}"
+        if dtype.kind in "iu" and dtype not in (np.int64, np.uint64):
+            text = f"{np_dtype(dtype)}({text})"
+        return f"{acc} = {text}"
+    return update
 
 
 def _normalize_axis(name, x, axis):
@@ -265,7 +305,7 @@ cumsum_p.def_jvp(lambda t, x, *, out, axis, reverse: cumsum(t, axis, reverse))
 # the transpose of a prefix sum is a suffix sum
 cumsum_p.def_vjp(lambda ct, x, *, out, axis, reverse: (cumsum(ct, axis, not reverse),))
 cumsum_p.def_vmap(_cum_vmap(cumsum_p))
-cumsum_p.def_emit(_cumsum_emit)
+cumsum_p.def_lower(_cum_lower(_running("+")))
 
 
 def cumsum(x, axis: int, reverse: bool = False):
@@ -295,6 +335,7 @@ cumprod_p.def_shape(_cum_shape("cumprod"))
 cumprod_p.def_jvp(_cumprod_jvp)
 cumprod_p.def_vjp(_cumprod_vjp)
 cumprod_p.def_vmap(_cum_vmap(cumprod_p))
+cumprod_p.def_lower(_cum_lower(_running("*")))
 
 
 def cumprod(x, axis: int, reverse: bool = False):
@@ -345,6 +386,7 @@ cummax_p.def_shape(_cum_shape("cummax", allow_bool=True))
 cummax_p.def_jvp(_cum_extremum_jvp)
 cummax_p.def_vjp(_cum_extremum_vjp)
 cummax_p.def_vmap(_cum_vmap(cummax_p))
+cummax_p.def_lower(_cum_lower(_max_update))
 
 
 def cummax(x, axis: int, reverse: bool = False):
@@ -358,6 +400,7 @@ cummin_p.def_shape(_cum_shape("cummin", allow_bool=True))
 cummin_p.def_jvp(_cum_extremum_jvp)
 cummin_p.def_vjp(_cum_extremum_vjp)
 cummin_p.def_vmap(_cum_vmap(cummin_p))
+cummin_p.def_lower(_cum_lower(_min_update))
 
 
 def cummin(x, axis: int, reverse: bool = False):
