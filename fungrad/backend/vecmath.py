@@ -93,13 +93,13 @@ def _vm_fma(typingctx, a, b, c):
     return _vm_types.float64(_vm_types.float64, _vm_types.float64, _vm_types.float64), codegen
 
 
-@numba.njit(cache=CACHE, error_model="numpy")
+@numba.njit(cache=CACHE, error_model="numpy", inline="always")
 def _vm_pow2(k):
     # 2.0 ** k for an int64 k in [-1022, 1023], from its exponent bits
     return _vm_float((k + 1023) << 52)
 
 
-@numba.njit(cache=CACHE, error_model="numpy")
+@numba.njit(cache=CACHE, error_model="numpy", inline="always")
 def _vm_exp(x):
     # fdlibm e_exp.c (< 1 ulp): x = k ln2 + r, |r| <= ln2/2, with ln2 in two parts;
     # exp(r) = 1 + r + r c / (2 - c) with c = r - r^2 P(r^2); exp(x) = 2^k exp(r).
@@ -123,7 +123,7 @@ def _vm_exp(x):
     return out if x == x else x
 
 
-@numba.njit(cache=CACHE, error_model="numpy")
+@numba.njit(cache=CACHE, error_model="numpy", inline="always")
 def _vm_log_core(f, dk, c):
     # fdlibm e_log.c / s_log1p.c: log(2^k (1 + f)) + c for sqrt(2)/2 <= 1 + f < sqrt(2),
     # with s = f / (2 + f) and log(1 + f) = f - f^2/2 + s (f^2/2 + R(s^2))
@@ -140,26 +140,29 @@ def _vm_log_core(f, dk, c):
             + dk * 6.93147180369123816490e-01)
 
 
-@numba.njit(cache=CACHE, error_model="numpy")
+@numba.njit(cache=CACHE, error_model="numpy", inline="always")
 def _vm_log(x):
     # x = 2^k m with sqrt(2)/2 <= m < sqrt(2) read from the bits (subnormals scaled
     # by 2^54 first); log x = k ln2 + log(m)
     sub = x < 2.2250738585072014e-308
-    xs = x * 18014398509481984.0 if sub else x
+    scaled = x * 18014398509481984.0
+    xs = scaled if sub else x
     bits = _vm_bits(xs)
     hx = (bits >> 32) + (0x3ff00000 - 0x3fe6a09e)
     k = (hx >> 20) - 0x3ff
-    k = k - 54 if sub else k
+    k_sub = k - 54
+    k = k_sub if sub else k
     hx = (hx & 0x000fffff) + 0x3fe6a09e
     m = _vm_float((hx << 32) | (bits & 0xffffffff))
     dk = _vm_float(k + 0x4338000000000000) - 6755399441055744.0   # float(k)
     out = _vm_log_core(m - 1.0, dk, 0.0)
     out = out if x < 1.7976931348623157e308 else x          # +inf (and NaN) stay
-    out = out if x > 0.0 else (-np.inf if x == 0.0 else np.nan)
+    bad = -np.inf if x == 0.0 else np.nan
+    out = out if x > 0.0 else bad
     return out if x == x else x
 
 
-@numba.njit(cache=CACHE, error_model="numpy")
+@numba.njit(cache=CACHE, error_model="numpy", inline="always")
 def _vm_log1p(x):
     # fdlibm s_log1p.c: u = 1 + x = 2^k m; log1p x = k ln2 + log(m) + c, where
     # c = (x - (u - 1)) / u (or (1 - (u - x)) / u for k >= 2) restores what rounding
@@ -168,8 +171,10 @@ def _vm_log1p(x):
     bits = _vm_bits(u)
     hu = (bits >> 32) + (0x3ff00000 - 0x3fe6a09e)
     k = (hu >> 20) - 0x3ff
-    c = (1.0 - (u - x)) if k >= 2 else (x - (u - 1.0))
-    c = c / u if k < 54 else 0.0
+    c_big = 1.0 - (u - x)                 # (each value is computed, then selected:
+    c_small = x - (u - 1.0)               # a branch would stop the vectoriser)
+    c = (c_big if k >= 2 else c_small) / u
+    c = c if k < 54 else 0.0
     hu = (hu & 0x000fffff) + 0x3fe6a09e
     f = _vm_float((hu << 32) | (bits & 0xffffffff)) - 1.0
     near = (x < 0.41421356237309503) & (x >= -0.2928932188134524)
@@ -180,11 +185,12 @@ def _vm_log1p(x):
     out = _vm_log_core(f, dk, c)
     out = out if x < 1.7976931348623157e308 else x
     out = out if abs(x) >= 1.1102230246251565e-16 else x    # |x| < 2^-53: x (and +-0)
-    out = out if x > -1.0 else (-np.inf if x == -1.0 else np.nan)
+    bad = -np.inf if x == -1.0 else np.nan
+    out = out if x > -1.0 else bad
     return out if x == x else x
 
 
-@numba.njit(cache=CACHE, error_model="numpy")
+@numba.njit(cache=CACHE, error_model="numpy", inline="always")
 def _vm_expm1(x):
     # fdlibm s_expm1.c with its branches as selects: x = k ln2 + r (r = hi - lo, with
     # the rounding error c of r), expm1(r) from a rational approximation, then the
@@ -220,16 +226,19 @@ def _vm_expm1(x):
     high = (r - (e + twomk) + 1.0) * twopk         # 20 <= k <= 56
     out = high if k >= 20 else low
     out = far if (k <= -2) | (k > 56) else out
-    one = -2.0 * (e - (r + 0.5)) if r < -0.25 else 1.0 + 2.0 * (r - e)
+    one_low = -2.0 * (e - (r + 0.5))
+    one_high = 1.0 + 2.0 * (r - e)
+    one = one_low if r < -0.25 else one_high       # k == 1
     out = one if k == 1 else out
-    out = 0.5 * (r - e) - 0.5 if k == -1 else out
+    minus_one = 0.5 * (r - e) - 0.5                # k == -1
+    out = minus_one if k == -1 else out
     out = small if k == 0 else out
     out = out if abs(x) >= 5.551115123125783e-17 else x      # |x| < 2^-54: x
     out = out if x < 7.09782712893383973096e+02 else np.inf
     return out if x == x else x
 
 
-@numba.njit(cache=CACHE, error_model="numpy")
+@numba.njit(cache=CACHE, error_model="numpy", inline="always")
 def _vm_tanh(x):
     # |x| < 0.625: Cephes tanh.c's rational form x + x z P(z) / Q(z), z = x^2 (the
     # last addition dominates the error: < 1 ulp); else 1 - 2 / (expm1(2|x|) + 2),
@@ -247,7 +256,7 @@ def _vm_tanh(x):
     return out if x == x else x
 
 
-@numba.njit(cache=CACHE, error_model="numpy")
+@numba.njit(cache=CACHE, error_model="numpy", inline="always")
 def _vm_logistic(x):
     # 1 / (1 + e) for x >= 0 and e / (1 + e) for x < 0, with e = exp(-|x|) <= 1: no
     # overflow, and subnormal results for x < -708 come out of e itself.  1 + e is
@@ -264,32 +273,32 @@ def _vm_logistic(x):
     return out if x == x else x
 
 
-@numba.njit(cache=CACHE, error_model="numpy")
+@numba.njit(cache=CACHE, error_model="numpy", inline="always")
 def _vm_exp_f32(x):
     return np.float32(_vm_exp(np.float64(x)))
 
 
-@numba.njit(cache=CACHE, error_model="numpy")
+@numba.njit(cache=CACHE, error_model="numpy", inline="always")
 def _vm_log_f32(x):
     return np.float32(_vm_log(np.float64(x)))
 
 
-@numba.njit(cache=CACHE, error_model="numpy")
+@numba.njit(cache=CACHE, error_model="numpy", inline="always")
 def _vm_log1p_f32(x):
     return np.float32(_vm_log1p(np.float64(x)))
 
 
-@numba.njit(cache=CACHE, error_model="numpy")
+@numba.njit(cache=CACHE, error_model="numpy", inline="always")
 def _vm_expm1_f32(x):
     return np.float32(_vm_expm1(np.float64(x)))
 
 
-@numba.njit(cache=CACHE, error_model="numpy")
+@numba.njit(cache=CACHE, error_model="numpy", inline="always")
 def _vm_tanh_f32(x):
     return np.float32(_vm_tanh(np.float64(x)))
 
 
-@numba.njit(cache=CACHE, error_model="numpy")
+@numba.njit(cache=CACHE, error_model="numpy", inline="always")
 def _vm_logistic_f32(x):
     return np.float32(_vm_logistic(np.float64(x)))
 '''
