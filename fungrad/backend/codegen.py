@@ -52,6 +52,7 @@ from ..errors import CodegenError
 from ..primitives._util import np_dtype, reshape_index
 from ..primitives.base import WIDE_ACCUMULATOR
 from ..transforms.inline import inline_calls_jaxpr
+from . import vecmath
 
 __all__ = ["KernelSource", "generate", "CodegenError", "HELPERS", "CODEGEN_VERSION"]
 
@@ -163,6 +164,7 @@ def _erfinv(y):
         x -= err / (1.1283791670955126 * math.exp(-x * x))
     return x
 '''
+HELPERS += vecmath.HELPERS   # inline vectorisable exp, log, tanh, ... (backend/vecmath.py)
 
 
 # ---------------------------------------------------------------------------

@@ -156,7 +156,7 @@ def _vm_log(x):
     m = _vm_float((hx << 32) | (bits & 0xffffffff))
     dk = _vm_float(k + 0x4338000000000000) - 6755399441055744.0   # float(k)
     out = _vm_log_core(m - 1.0, dk, 0.0)
-    out = out if x < 1.7976931348623157e308 else x          # +inf (and NaN) stay
+    out = out if x < np.inf else x                          # +inf (and NaN) stay
     bad = -np.inf if x == 0.0 else np.nan
     out = out if x > 0.0 else bad
     return out if x == x else x
@@ -183,7 +183,7 @@ def _vm_log1p(x):
     k = 0 if near else k
     dk = _vm_float(k + 0x4338000000000000) - 6755399441055744.0
     out = _vm_log_core(f, dk, c)
-    out = out if x < 1.7976931348623157e308 else x
+    out = out if x < np.inf else x
     out = out if abs(x) >= 1.1102230246251565e-16 else x    # |x| < 2^-53: x (and +-0)
     bad = -np.inf if x == -1.0 else np.nan
     out = out if x > -1.0 else bad
@@ -234,7 +234,7 @@ def _vm_expm1(x):
     out = minus_one if k == -1 else out
     out = small if k == 0 else out
     out = out if abs(x) >= 5.551115123125783e-17 else x      # |x| < 2^-54: x
-    out = out if x < 7.09782712893383973096e+02 else np.inf
+    out = out if x <= 7.09782712893383973096e+02 else np.inf
     return out if x == x else x
 
 
@@ -242,7 +242,7 @@ def _vm_expm1(x):
 def _vm_tanh(x):
     # |x| < 0.625: Cephes tanh.c's rational form x + x z P(z) / Q(z), z = x^2 (the
     # last addition dominates the error: < 1 ulp); else 1 - 2 / (expm1(2|x|) + 2),
-    # which is 1 for large |x| without a special case
+    # which is 1 for large |x| without a special case; tanh x = x below 2^-27
     ax = abs(x)
     z = x * x
     p = (-9.64399179425052238628e-1 * z - 9.92877231001918586564e1) * z \
@@ -253,6 +253,7 @@ def _vm_tanh(x):
     t = _vm_expm1(2.0 * ax)
     large = math.copysign(1.0 - 2.0 / (t + 2.0), x)
     out = small if ax < 0.625 else large
+    out = out if ax >= 7.450580596923828e-09 else x      # |x| < 2^-27: x (and -0.0)
     return out if x == x else x
 
 
