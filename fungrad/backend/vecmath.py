@@ -93,13 +93,13 @@ def _vm_fma(typingctx, a, b, c):
     return _vm_types.float64(_vm_types.float64, _vm_types.float64, _vm_types.float64), codegen
 
 
-@numba.njit(cache=CACHE, error_model="numpy", inline="always")
+@numba.njit(cache=CACHE, error_model="numpy")
 def _vm_pow2(k):
     # 2.0 ** k for an int64 k in [-1022, 1023], from its exponent bits
     return _vm_float((k + 1023) << 52)
 
 
-@numba.njit(cache=CACHE, error_model="numpy", inline="always")
+@numba.njit(cache=CACHE, error_model="numpy")
 def _vm_exp(x):
     # fdlibm e_exp.c (< 1 ulp): x = k ln2 + r, |r| <= ln2/2, with ln2 in two parts;
     # exp(r) = 1 + r + r c / (2 - c) with c = r - r^2 P(r^2); exp(x) = 2^k exp(r).
@@ -123,7 +123,7 @@ def _vm_exp(x):
     return out if x == x else x
 
 
-@numba.njit(cache=CACHE, error_model="numpy", inline="always")
+@numba.njit(cache=CACHE, error_model="numpy")
 def _vm_log_core(f, dk, c):
     # fdlibm e_log.c / s_log1p.c: log(2^k (1 + f)) + c for sqrt(2)/2 <= 1 + f < sqrt(2),
     # with s = f / (2 + f) and log(1 + f) = f - f^2/2 + s (f^2/2 + R(s^2))
@@ -140,7 +140,7 @@ def _vm_log_core(f, dk, c):
             + dk * 6.93147180369123816490e-01)
 
 
-@numba.njit(cache=CACHE, error_model="numpy", inline="always")
+@numba.njit(cache=CACHE, error_model="numpy")
 def _vm_log(x):
     # x = 2^k m with sqrt(2)/2 <= m < sqrt(2) read from the bits (subnormals scaled
     # by 2^54 first); log x = k ln2 + log(m)
@@ -257,7 +257,7 @@ def _vm_tanh(x):
     return out if x == x else x
 
 
-@numba.njit(cache=CACHE, error_model="numpy", inline="always")
+@numba.njit(cache=CACHE, error_model="numpy")
 def _vm_logistic(x):
     # 1 / (1 + e) for x >= 0 and e / (1 + e) for x < 0, with e = exp(-|x|) <= 1: no
     # overflow, and subnormal results for x < -708 come out of e itself.  1 + e is
