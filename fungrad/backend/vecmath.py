@@ -15,9 +15,14 @@ float32 arguments are computed through the float64 code and rounded once, which
 keeps them within 1 ulp (usually correctly rounded) including float32
 subnormals.
 
-The text in `HELPERS` is part of every kernel module (codegen.HELPERS); the
-`scalar_emit` rules of the elementwise primitives ask `scalar_call` for a call
-of one of these functions.  `config.vector_math` (`FUNGRAD_VECTOR_MATH`, on by
+`SOURCE` is their text; `kernel_functions()` compiles it once per process into
+numba overloads with `inline="always"` (of stub functions), and `HELPERS`, part
+of every kernel module (codegen.HELPERS), binds their names there.  Overloads
+rather than `numba.njit` functions: a kernel referring to a dispatcher holds
+its address (a "dynamic global" that only LLVM's optimisation removes), so at
+NUMBA_OPT=0 it could not be cached on disk; and numba-level inlining is needed
+anyway, LLVM does not inline the larger ones.  The `scalar_emit` rules of the
+elementwise primitives ask `scalar_call` for a call of one of these functions.  `config.vector_math` (`FUNGRAD_VECTOR_MATH`, on by
 default) switches them off for kernels generated afterwards; the interpreter
 always uses NumPy.  Measured accuracy against mpmath is in
 tests/backend/test_vecmath.py (the tolerances there are the bound this module
@@ -25,11 +30,15 @@ promises: 2 ulp).
 """
 from __future__ import annotations
 
+import functools
+import math
+import threading
+
 import numpy as np
 
 from ..config import config, settings
 
-__all__ = ["HELPERS", "FUNCTIONS", "scalar_call"]
+__all__ = ["HELPERS", "SOURCE", "FUNCTIONS", "scalar_call", "kernel_functions"]
 
 config.define("vector_math", True, env="FUNGRAD_VECTOR_MATH",
               doc="Kernels compute exp, log, tanh, ... with fungrad's vectorisable inline "
@@ -55,7 +64,7 @@ def scalar_call(name: str, x: str, dtype) -> str | None:
     return None
 
 
-HELPERS = '''
+SOURCE = '''
 from numba.core import types as _vm_types
 from numba.core.extending import intrinsic as _vm_intrinsic
 
@@ -241,8 +250,10 @@ def _vm_expm1(x):
 @numba.njit(cache=CACHE, error_model="numpy", inline="always")
 def _vm_tanh(x):
     # |x| < 0.625: Cephes tanh.c's rational form x + x z P(z) / Q(z), z = x^2 (the
-    # last addition dominates the error: < 1 ulp); else 1 - 2 / (expm1(2|x|) + 2),
-    # which is 1 for large |x| without a special case; tanh x = x below 2^-27
+    # last addition dominates the error: < 1 ulp); else 1 - 2 / (e + 1) with
+    # e = exp(2 min(|x|, 22)), which is 1 for large |x|; e + 1 is s + err exactly
+    # (Fast2Sum) and 2 / (s + err) = q + (rem - q err) / s with rem = 2 - q s (one
+    # fma), so only e's error and the last subtraction count; tanh x = x below 2^-27
     ax = abs(x)
     z = x * x
     p = (-9.64399179425052238628e-1 * z - 9.92877231001918586564e1) * z \
@@ -250,8 +261,12 @@ def _vm_tanh(x):
     q = ((z + 1.12811678491632931402e2) * z + 2.23548839060100448583e3) * z \
         + 4.84406305325125486048e3
     small = x + x * (z * p / q)
-    t = _vm_expm1(2.0 * ax)
-    large = math.copysign(1.0 - 2.0 / (t + 2.0), x)
+    e = _vm_exp(2.0 * min(ax, 22.0))                    # tanh is 1 to float64 from 19.1
+    s = e + 1.0
+    err = (e - s) + 1.0
+    two_over = 2.0 / s
+    rem = _vm_fma(-two_over, s, 2.0)
+    large = math.copysign(1.0 - (two_over + (rem - two_over * err) / s), x)
     out = small if ax < 0.625 else large
     out = out if ax >= 7.450580596923828e-09 else x      # |x| < 2^-27: x (and -0.0)
     return out if x == x else x
@@ -303,3 +318,48 @@ def _vm_tanh_f32(x):
 def _vm_logistic_f32(x):
     return np.float32(_vm_logistic(np.float64(x)))
 '''
+
+
+# what kernels call: each function for float64 and float32
+_ENTRY_POINTS = [f"{helper}{suffix}" for helper in FUNCTIONS.values() for suffix in ("", "_f32")]
+
+# the kernel modules' lines (codegen.HELPERS): bind the compiled functions' names
+HELPERS = (f"\n\nfrom fungrad.backend.vecmath import kernel_functions as _vm_kernel_functions\n"
+           f"{', '.join(_ENTRY_POINTS)} = _vm_kernel_functions()\n")
+
+_lock = threading.Lock()
+_compiled: tuple | None = None
+
+
+class _Overloads:
+    """Stands for `numba` while SOURCE runs: `numba.njit(...)` registers the function
+    as the inline="always" overload of a stub, and returns the stub, so the
+    functions that call it see the stub too."""
+
+    @staticmethod
+    def njit(**options):
+        from numba.core.extending import overload
+
+        def register(impl):
+            def stub(*args):
+                raise TypeError(f"{impl.__name__}: runs inside numba kernels only")
+            stub.__name__ = stub.__qualname__ = impl.__name__
+
+            @functools.wraps(impl)          # the same signature as the implementation
+            def typer(*args):
+                return impl
+            overload(stub, inline=options.get("inline", "never"))(typer)
+            return stub
+        return register
+
+
+def kernel_functions() -> tuple:
+    """The functions kernels call (numba overloads; in the order of `HELPERS`),
+    compiled from SOURCE once per process."""
+    global _compiled
+    with _lock:
+        if _compiled is None:
+            namespace = {"np": np, "math": math, "numba": _Overloads}
+            exec(SOURCE.replace("CACHE", "False"), namespace)   # noqa: S102 - our own text
+            _compiled = tuple(namespace[name] for name in _ENTRY_POINTS)
+        return _compiled

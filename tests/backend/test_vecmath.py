@@ -34,21 +34,18 @@ DTYPES = [np.float64, np.float32]
 
 # --- the functions, compiled once into a loop kernel per (name, dtype) -----------------
 
-_NS = {}
 _KERNELS = {}
 
 
-def _namespace():
-    if not _NS:
-        _NS.update(np=np, math=math, numba=numba)
-        exec(vecmath.HELPERS.replace("CACHE", "False"), _NS)   # noqa: S102 - our own text
-    return _NS
+def _function(helper):
+    """The compiled function kernels call (an overload, callable in numba code)."""
+    return dict(zip(vecmath._ENTRY_POINTS, vecmath.kernel_functions(), strict=True))[helper]
 
 
 def _kernel(name, dtype):
     key = (name, np.dtype(dtype))
     if key not in _KERNELS:
-        fn = _namespace()[vecmath.FUNCTIONS[name] + ("_f32" if dtype == np.float32 else "")]
+        fn = _function(vecmath.FUNCTIONS[name] + ("_f32" if dtype == np.float32 else ""))
 
         @numba.njit(error_model="numpy")
         def loop(a, out):
@@ -66,10 +63,6 @@ def run(name, x, dtype):
 
 
 # --- references ------------------------------------------------------------------------
-
-mp = mpmath.mp.clone() if hasattr(mpmath.mp, "clone") else mpmath.mp
-mp.prec = 128
-
 
 def _mp_logistic(x):
     return 1 / (1 + mpmath.exp(-x))
@@ -288,11 +281,10 @@ _VECTORISED = """
 import math, re, sys
 import numpy as np, numba
 from fungrad.backend import vecmath
-ns = dict(np=np, math=math, numba=numba)
-exec(vecmath.HELPERS.replace("CACHE", "False"), ns)
+compiled = dict(zip(vecmath._ENTRY_POINTS, vecmath.kernel_functions()))
 for name, helper in sorted(vecmath.FUNCTIONS.items()):
     for suffix, dtype in (("", np.float64), ("_f32", np.float32)):
-        fn = ns[helper + suffix]
+        fn = compiled[helper + suffix]
 
         @numba.njit(error_model="numpy")
         def loop(a, out):
@@ -300,7 +292,8 @@ for name, helper in sorted(vecmath.FUNCTIONS.items()):
                 out[i] = fn(a[i])
         loop(np.ones(4, dtype), np.empty(4, dtype))
         llvm = next(iter(loop.inspect_llvm().values()))
-        calls = [c for c in re.findall(r"call [^\\n]*", llvm) if "_vm_" in c]
+        calls = [c for c in re.findall(r"call [^@\\n]*@([^(\\s]*)", llvm) if "_vm_" in c]
+        assert not loop.overloads[loop.signatures[0]].library.has_dynamic_globals, name
         vector = re.search(r"<\\d+ x double>", llvm) is not None
         print(name + suffix, "inlined" if not calls else "CALLS", "vector" if vector else "SCALAR")
 """
