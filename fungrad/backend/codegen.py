@@ -81,6 +81,7 @@ from ..errors import CodegenError
 from ..primitives._util import np_dtype, reshape_index
 from ..primitives.base import WIDE_ACCUMULATOR
 from ..transforms.inline import inline_calls_jaxpr
+from . import vecmath
 
 __all__ = ["KernelSource", "generate", "CodegenError", "HELPERS", "CODEGEN_VERSION", "Dim"]
 
@@ -428,6 +429,7 @@ def _erfinv(y):
         x -= err / (1.1283791670955126 * math.exp(-x * x))
     return x
 '''
+HELPERS += vecmath.HELPERS   # inline vectorisable exp, log, tanh, ... (backend/vecmath.py)
 
 
 # ---------------------------------------------------------------------------

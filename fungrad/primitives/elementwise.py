@@ -619,6 +619,28 @@ expm1_p = _unary("expm1", np.expm1, "np.expm1({})",
 log_p = _unary("log", np.log, "np.log({})", jvp=lambda t, x, out: safe_mul(t, div(_c(x, 1), x)))
 log1p_p = _unary("log1p", np.log1p, "np.log1p({})",
                  jvp=lambda t, x, out: safe_mul(t, div(_c(x, 1), add(x, _c(x, 1)))))
+
+
+def _vector_math(name):
+    """scalar_emit rule: in kernels, float32/float64 values use the inline, vectorisable
+    implementation of backend/vecmath.py (<= 2 ulp; config.vector_math), anything
+    else the emit rule's NumPy/libm call."""
+    def rule(x, *, out, in_avals):
+        from ..backend.vecmath import scalar_call   # the backend is loaded when kernels are made
+        return scalar_call(name, x, out.dtype)
+    return rule
+
+
+def _log1p_exp_neg_abs(x, dtype):
+    """Vector-math text for log1p(exp(-|x|)) (softplus, bce_with_logits), or None."""
+    from ..backend.vecmath import scalar_call
+    e = scalar_call("exp", f"(-abs({x}))", dtype)
+    return None if e is None else scalar_call("log1p", e, dtype)
+
+
+for _p, _name in ((exp_p, "exp"), (expm1_p, "expm1"), (log_p, "log"), (log1p_p, "log1p")):
+    _p.def_scalar_emit(_vector_math(_name))
+
 # d sqrt x = dx / (2 sqrt x)
 sqrt_p = _unary("sqrt", np.sqrt, "np.sqrt({})",
                 jvp=lambda t, x, out: safe_mul(t, div(_c(x, 0.5), out)))
@@ -671,6 +693,8 @@ def _logistic_impl(x):
 # d sigmoid x = sigmoid x (1 - sigmoid x) dx
 logistic_p = _unary("logistic", _logistic_impl, "(1.0 / (1.0 + np.exp(-{})))",
                     jvp=lambda t, x, out: mul(t, mul(out, sub(_c(x, 1), out))))
+logistic_p.def_scalar_emit(_vector_math("logistic"))
+tanh_p.def_scalar_emit(_vector_math("tanh"))
 # d erf x = 2/sqrt(pi) exp(-x^2) dx
 erf_p = _unary("erf", lambda x: _special("erf")(x), "math.erf({})", real_only=True,
                jvp=lambda t, x, out: mul(t, mul(_c(x, 2 / np.sqrt(np.pi)),
@@ -1148,6 +1172,16 @@ bce_with_logits_p.def_impl(_bce_logits_impl)
 bce_with_logits_p.def_shape(_real_binary_shape("bce_with_logits"))
 bce_with_logits_p.def_vmap(elementwise_vmap(bce_with_logits_p))
 bce_with_logits_p.def_emit(_bce_logits_emit)
+
+
+def _bce_logits_scalar_emit(z, y, *, out, in_avals):
+    tail = _log1p_exp_neg_abs(z, out.dtype)
+    if tail is None:
+        return None
+    return _bce_logits_emit(z, y).replace(f"np.log1p(np.exp(-abs({z})))", tail)
+
+
+bce_with_logits_p.def_scalar_emit(_bce_logits_scalar_emit)
 # d/dz = sigmoid(z) - y;  d/dy = -z (infinite at z = +-inf: a zero tangent wins)
 bce_with_logits_p.def_jvp(lambda tz, ty, z, y, *, out: add(
     mul(tz, sub(logistic(z), y)), safe_mul(ty, neg(z))))
@@ -1175,6 +1209,14 @@ def _softplus_impl(x):
 softplus_p = _unary("softplus", _softplus_impl,
                     "(max({0}, 0.0) + np.log1p(np.exp(-abs({0}))))", real_only=True,
                     jvp=lambda t, x, out: mul(t, logistic(x)))
+
+
+def _softplus_scalar_emit(x, *, out, in_avals):
+    tail = _log1p_exp_neg_abs(x, out.dtype)
+    return None if tail is None else f"(max({x}, 0.0) + {tail})"
+
+
+softplus_p.def_scalar_emit(_softplus_scalar_emit)
 
 
 def softplus(x):
