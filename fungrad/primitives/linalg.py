@@ -526,7 +526,14 @@ def _det_cofactor(a, out):
     nd = a_aval.ndim
     direct = mul(_expand_matrix(out, a_aval), solve_p.bind(_mT(a), _eye(a_aval)))
     regular = reduce_and(is_finite(direct), (nd - 2, nd - 1))
-    a0 = stop_gradient(a)
+    cofactor = _svd_cofactor(stop_gradient(a))
+    return select(_expand_matrix(regular, a_aval), direct, cofactor)
+
+
+def _svd_cofactor(a0):
+    """The cofactor matrix of a (constant) stack by its SVD, finite everywhere."""
+    a_aval = aval_of(a0)
+    nd = a_aval.ndim
     u, s, vt = svd_p.bind(a0)
     s_aval = a_aval.update(dtype=aval_of(s).dtype)
     s_rows = broadcast_in_dim(s, s_aval.shape, tuple(range(nd - 2)) + (nd - 1,))
@@ -536,8 +543,7 @@ def _det_cofactor(a, out):
     others = _to(others, a_aval.dtype)
     scaled_u = mul(u, broadcast_in_dim(others, a_aval.shape, tuple(range(nd - 2)) + (nd - 1,)))
     sign = mul(det_p.bind(u), det_p.bind(vt))
-    cofactor = mul(_expand_matrix(sign, a_aval), _conj(_mm(scaled_u, vt)))
-    return select(_expand_matrix(regular, a_aval), direct, cofactor)
+    return mul(_expand_matrix(sign, a_aval), _conj(_mm(scaled_u, vt)))
 
 
 def _det_jvp(t, a, *, out):
@@ -587,8 +593,7 @@ def _log_det_gradient(a):
     nd = a_aval.ndim
     direct = solve_p.bind(_mT(a), _eye(a_aval))
     regular = reduce_and(is_finite(direct), (nd - 2, nd - 1))
-    a0 = stop_gradient(a)
-    singular = mul(_det_cofactor(a0, det_p.bind(a0)), a_aval.dtype.type(np.inf))
+    singular = mul(_svd_cofactor(stop_gradient(a)), a_aval.dtype.type(np.inf))
     return select(_expand_matrix(regular, a_aval), direct, singular)
 
 
