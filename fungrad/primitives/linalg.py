@@ -20,10 +20,11 @@ from ._util import is_float, np_dtype, reshape_index
 from .base import (bdim_to_front, broadcast_in_dim, convert_element_type, full,
                    move_axis_to_front, reduce_sum, transpose, zeros_like_aval)
 from ._util import complex_dtype, is_complex, real_dtype
-from .elementwise import (add, conj, div, eq, ge, imag, is_finite, le, mul, neg, real, safe_mul,
-                          select, stop_gradient, sub)
+from .elementwise import (add, conj, div, eq, ge, imag, is_finite, le, mul, ne, neg, real,
+                          safe_mul, select, stop_gradient, sub)
+from .elementwise import bitwise_and as bool_and
 from .elementwise import complex as make_complex
-from .reduce import reduce_and, reduce_prod
+from .reduce import reduce_and, reduce_max, reduce_prod
 from .shape import iota
 
 __all__ = ["dot_general", "dot_general_p", "cholesky", "triangular_solve", "solve", "inv", "det",
@@ -525,16 +526,25 @@ def _det_cofactor(a, out):
     a_aval = aval_of(a)
     nd = a_aval.ndim
     direct = mul(_expand_matrix(out, a_aval), solve_p.bind(_mT(a), _eye(a_aval)))
-    regular = reduce_and(is_finite(direct), (nd - 2, nd - 1))
+    # det == 0 exactly (an LU pivot was 0) makes `direct` 0, not the cofactor
+    regular = bool_and(reduce_and(is_finite(direct), (nd - 2, nd - 1)),
+                       ne(out, a_aval.dtype.type(0)))
     cofactor = _svd_cofactor(stop_gradient(a))
     return select(_expand_matrix(regular, a_aval), direct, cofactor)
 
 
 def _svd_cofactor(a0):
-    """The cofactor matrix of a (constant) stack by its SVD, finite everywhere."""
+    """The cofactor matrix of a (constant) stack by its SVD, finite everywhere; singular
+    values at rounding level (<= n eps max(s)) count as 0, so a rank <= n - 2 matrix
+    has the exact cofactor 0."""
     a_aval = aval_of(a0)
     nd = a_aval.ndim
     u, s, vt = svd_p.bind(a0)
+    s_dtype = aval_of(s).dtype
+    top = reduce_max(s, (nd - 2,))
+    tol = mul(broadcast_in_dim(top, aval_of(s).shape, tuple(range(nd - 2))),
+              s_dtype.type(a_aval.shape[-1] * np.finfo(s_dtype).eps))
+    s = select(le(s, tol), zeros_like_aval(aval_of(s)), s)
     s_aval = a_aval.update(dtype=aval_of(s).dtype)
     s_rows = broadcast_in_dim(s, s_aval.shape, tuple(range(nd - 2)) + (nd - 1,))
     eye = _eye(s_aval)
@@ -585,15 +595,19 @@ def _slogdet_impl(a):
             np.asarray(logabsdet, dtype=real_dtype(a.dtype))[()])
 
 
-def _log_det_gradient(a):
-    """d log det A / dA = A^-T; at a singular A (where the inverse is not finite)
-    cofactor(A) * inf: +-inf where the cofactor is nonzero (JAX's values), NaN where it
-    is 0 (rank <= n - 2)."""
+def _log_det_gradient(a, sign):
+    """d log det A / dA = A^-T; at a singular A (sign 0) JAX's values: for real A
+    cofactor(A) * inf, +-inf where the cofactor is nonzero (rank n - 1) and NaN where
+    it is 0 (rank <= n - 2); NaN for complex A."""
     a_aval = aval_of(a)
     nd = a_aval.ndim
     direct = solve_p.bind(_mT(a), _eye(a_aval))
-    regular = reduce_and(is_finite(direct), (nd - 2, nd - 1))
-    singular = mul(_svd_cofactor(stop_gradient(a)), a_aval.dtype.type(np.inf))
+    regular = bool_and(reduce_and(is_finite(direct), (nd - 2, nd - 1)),
+                       ne(sign, a_aval.dtype.type(0)))
+    if is_complex(a_aval.dtype):
+        singular = full(a_aval.shape, complex(np.nan, np.nan), a_aval.dtype)
+    else:
+        singular = mul(_svd_cofactor(stop_gradient(a)), a_aval.dtype.type(np.inf))
     return select(_expand_matrix(regular, a_aval), direct, singular)
 
 
@@ -602,7 +616,9 @@ def _slogdet_jvp(t, a, *, out):
     # (the sign of a real A is piecewise constant)
     sign, _ = out
     nd = aval_of(a).ndim
-    rate = reduce_sum(mul(_log_det_gradient(a), t), (nd - 2, nd - 1))
+    # (safe_mul: a zero tangent entry wins over an infinite gradient at a singular A,
+    # so jacfwd gives grad's +-inf)
+    rate = reduce_sum(safe_mul(t, _log_det_gradient(a, sign)), (nd - 2, nd - 1))
     if not is_complex(aval_of(a).dtype):
         return (None, rate)
     re = real(rate)
@@ -616,7 +632,7 @@ def _slogdet_vjp(ct, a, *, out):
     scale = ct_logabsdet
     if is_complex(a_aval.dtype):
         scale = make_complex(ct_logabsdet, imag(mul(ct_sign, out[0])))
-    return (mul(_expand_matrix(scale, a_aval), _log_det_gradient(a)),)
+    return (safe_mul(_expand_matrix(scale, a_aval), _log_det_gradient(a, out[0])),)
 
 
 slogdet_p = Primitive("slogdet", kind="linalg", multiple_results=True)
