@@ -16,8 +16,7 @@ from typing import NamedTuple
 import numpy as np
 
 from .. import lax
-from ..errors import (ConcretizationError, FungradNotImplementedError, FungradTypeError,
-                      FungradValueError)
+from ..errors import ConcretizationError, FungradNotImplementedError, FungradValueError
 from ..tracing import Tracer, aval_of
 from . import _coercion, _creation, _diagonals, _products, _shape
 
@@ -56,14 +55,11 @@ class SVDResult(NamedTuple):
     Vh: object
 
 
-def _float_array(x, where: str, complex_ok: bool = True):
-    """x as an array (tracer or ndarray) of an inexact dtype (ints become float64);
-    complex only where `complex_ok`."""
+def _float_array(x, where: str):
+    """x as an array (tracer or ndarray) of an inexact dtype (ints become float64; complex
+    stays complex: every function here takes it)."""
     x = _coercion.asarray(x)
     dtype = aval_of(x).dtype
-    if np.issubdtype(dtype, np.complexfloating) and not complex_ok:
-        raise FungradTypeError(
-            f"linalg.{where}: complex inputs are not supported (got {aval_of(x)})")
     if not np.issubdtype(dtype, np.inexact):
         x = _coercion.asarray(x, dtype=np.float64)
     return x
@@ -94,7 +90,7 @@ def _broadcast_batch(a, b, b_core: int):
 
 
 def _promote_pair(a, b, where):
-    a, b = _float_array(a, where, True), _float_array(b, where, True)
+    a, b = _float_array(a, where), _float_array(b, where)
     dtype = np.result_type(aval_of(a).dtype, aval_of(b).dtype)
     return lax.convert_element_type(a, dtype), lax.convert_element_type(b, dtype)
 
@@ -120,7 +116,7 @@ def inv(a):
 
     >>> inv(np.array([[2., 0.], [0., 4.]]))   # [[0.5, 0.], [0., 0.25]]
     """
-    a = _square(_float_array(a, "inv", True), "inv")
+    a = _square(_float_array(a, "inv"), "inv")
     return lax.inv(a)
 
 
@@ -129,7 +125,7 @@ def det(a):
 
     >>> det(np.array([[1., 2.], [3., 4.]]))   # -2.0
     """
-    a = _square(_float_array(a, "det", True), "det")
+    a = _square(_float_array(a, "det"), "det")
     return lax.det(a)
 
 
@@ -195,7 +191,7 @@ def eig(a):
 
     >>> eig(np.array([[2., 0.], [0., 3.]]))   # EigResult(eigenvalues=[2+0j, 3+0j], ...)
     """
-    a = _square(_float_array(a, "eig", True), "eig")
+    a = _square(_float_array(a, "eig"), "eig")
     w, v = lax.eig(a)
     return EigResult(w, v)
 

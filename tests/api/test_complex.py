@@ -382,3 +382,23 @@ def test_eig_values_vectors_and_derivatives_where_eigenvalues_are_distinct(is_co
     check_grads(lambda a: fnp.abs(fnp.linalg.eig(a)[1]) ** 2, (a,), order=1)
     check_grads(lambda a: fnp.linalg.eig(a)[1] * fnp.conj(fnp.linalg.eig(a)[1][0]), (a,),
                 order=1)
+
+
+def test_complex_scipy_linalg_follows_scipy():
+    import scipy.linalg as sl
+
+    import fungrad.scipy.linalg as fsl
+    from fungrad.testing import check_grads
+    h, a = _hermitian_pd(5), _complex_matrix(6)
+    b = np.array([1.0, 2j, -1 + 1j])
+    t = np.tril(a)
+    for lower in (True, False):
+        close(fsl.cholesky(h, lower=lower), sl.cholesky(h, lower=lower))
+        close(fsl.cho_solve(fsl.cho_factor(h, lower=lower), b),
+              sl.cho_solve(sl.cho_factor(h, lower=lower), b))
+    for trans in (0, 1, 2, "N", "T", "C"):
+        close(fsl.solve_triangular(t, b, trans=trans, lower=True),
+              sl.solve_triangular(t, b, trans=trans, lower=True))
+    close(fsl.solve(h, b, assume_a="pos"), np.linalg.solve(h, b))
+    check_grads(lambda h: fsl.solve(h, b, assume_a="pos"), (h,), order=1)
+    check_grads(lambda t: fsl.solve_triangular(t, b, trans="C", lower=True), (t,), order=1)
