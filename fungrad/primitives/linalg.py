@@ -23,7 +23,6 @@ from ._util import complex_dtype, is_complex, real_dtype
 from .elementwise import (add, conj, div, eq, ge, imag, is_finite, le, mul, ne, neg, real,
                           safe_mul, select, stop_gradient, sub)
 from .elementwise import bitwise_and as bool_and
-from .elementwise import complex as make_complex
 from .reduce import reduce_and, reduce_max, reduce_prod
 from .shape import iota
 
@@ -621,8 +620,8 @@ def _slogdet_jvp(t, a, *, out):
     rate = reduce_sum(safe_mul(t, _log_det_gradient(a, sign)), (nd - 2, nd - 1))
     if not is_complex(aval_of(a).dtype):
         return (None, rate)
-    re = real(rate)
-    return (mul(make_complex(zeros_like_aval(aval_of(re)), imag(rate)), sign), re)
+    dtype = aval_of(a).dtype
+    return (mul(mul(_to(imag(rate), dtype), dtype.type(1j)), sign), real(rate))
 
 
 def _slogdet_vjp(ct, a, *, out):
@@ -631,7 +630,8 @@ def _slogdet_vjp(ct, a, *, out):
     a_aval = aval_of(a)
     scale = ct_logabsdet
     if is_complex(a_aval.dtype):
-        scale = make_complex(ct_logabsdet, imag(mul(ct_sign, out[0])))
+        i_im = mul(_to(imag(mul(ct_sign, out[0])), a_aval.dtype), a_aval.dtype.type(1j))
+        scale = add(_to(ct_logabsdet, a_aval.dtype), i_im)
     return (safe_mul(_expand_matrix(scale, a_aval), _log_det_gradient(a, out[0])),)
 
 

@@ -402,3 +402,55 @@ def test_complex_scipy_linalg_follows_scipy():
     close(fsl.solve(h, b, assume_a="pos"), np.linalg.solve(h, b))
     check_grads(lambda h: fsl.solve(h, b, assume_a="pos"), (h,), order=1)
     check_grads(lambda t: fsl.solve_triangular(t, b, trans="C", lower=True), (t,), order=1)
+
+
+# gauge-invariant functions of each decomposition of a complex (..., m, n) stack
+def _projector(x):
+    return x @ fnp.conj(fnp.swapaxes(x, -1, -2))
+
+
+def _flat(x):
+    return fnp.reshape(x, x.shape[:-2] + (-1,))
+
+
+DECOMPOSITIONS = {
+    "cholesky": (True, lambda a: fnp.linalg.cholesky(a)),
+    "slogdet": (True, lambda a: fnp.linalg.slogdet(a)[0] * fnp.linalg.slogdet(a)[1]),
+    "eigh": (True, lambda a: _projector(fnp.linalg.eigh(a)[1][..., :1])
+             * fnp.linalg.eigvalsh(a)[..., :1, None]),
+    "qr": (False, lambda a: fnp.linalg.qr(a)[0] * fnp.linalg.qr(a)[1][..., :1, :]),
+    "svd": (False, lambda a: (lambda r: fnp.concatenate([
+        _flat(_projector(r[0][..., :1]) * r[1][..., :1, None]),
+        _flat(_projector(fnp.conj(fnp.swapaxes(r[2], -1, -2))[..., 1:2]))], axis=-1))(
+        fnp.linalg.svd(a, full_matrices=False))),
+    "norm_2": (False, lambda a: fnp.linalg.norm(a, 2, axis=(-2, -1))),
+    "pinv": (False, fnp.linalg.pinv),
+}
+
+
+@settings(max_examples=6, deadline=None)
+@pytest.mark.parametrize("name", sorted(DECOMPOSITIONS))
+@given(data=st.data())
+def test_complex_decompositions_of_stacks_agree_with_finite_differences(name, data):
+    square, f = DECOMPOSITIONS[name]
+    batch = data.draw(st.sampled_from([(), (2,)]), label="batch")
+    n = data.draw(st.integers(2, 3), label="n")
+    m = n if square else data.draw(st.integers(n, 4), label="m")
+    if name == "pinv" and data.draw(st.booleans(), label="wide"):
+        m, n = n, m
+    seed = data.draw(st.integers(0, 2 ** 16), label="seed")
+    rng = np.random.default_rng(seed)
+    a = rng.normal(size=batch + (m, n)) + 1j * rng.normal(size=batch + (m, n))
+    if square and name != "slogdet":     # Hermitian positive definite
+        a = a @ np.conj(np.swapaxes(a, -1, -2)) + n * np.eye(n)
+    t = rng.normal(size=a.shape) + 1j * rng.normal(size=a.shape)
+    y = np.asarray(f(a))
+    ct = rng.normal(size=y.shape) + (1j * rng.normal(size=y.shape) if np.iscomplexobj(y) else 0)
+    check_jvp_vjp(f, a, t.real + 0j, ct, rtol=1e-4, atol=1e-6)
+    check_jvp_vjp(f, a, 1j * t.imag, ct, rtol=1e-4, atol=1e-6)
+    # vmap of the derivative over the batch is the loop of derivatives
+    if batch:
+        pull = lambda a, ct: fg.vjp(f, a)[1](ct)[0]  # noqa: E731
+        np.testing.assert_allclose(fg.vmap(pull)(a[:, None], ct[:, None])[:, 0],
+                                   np.stack([pull(a[i:i + 1], ct[i:i + 1])[0]
+                                             for i in range(batch[0])]), rtol=1e-10, atol=1e-12)
