@@ -1,7 +1,8 @@
 """`fungrad.numpy.linalg`: NumPy's linear-algebra functions on fungrad primitives.
 
 Every function takes stacks of matrices (leading batch dimensions broadcast, as in
-NumPy), promotes integers to float64 and keeps float32 as float32, is
+NumPy), promotes integers to float64 and keeps float32 as float32 (and complex as
+complex, with JAX's derivative conventions), is
 differentiable to any order (the rules live with the primitives in
 `fungrad/primitives/linalg.py`), and on concrete inputs outside any trace simply
 computes and returns NumPy arrays.

@@ -413,12 +413,13 @@ def test_det_gradient_at_singular_matrices_is_the_cofactor_in_every_mode(name):
     if np.iscomplexobj(a):
         # grad of Re(det) is JAX's conjugate gradient d/dx - i d/dy, which for the real
         # part of a holomorphic function is its derivative itself
-        np.testing.assert_allclose(fg.grad(lambda a: fnp.real(fla.det(a)))(a), expected,
-                                   atol=1e-9)
+        for mode in (fg.grad, lambda f: fg.jit(fg.grad(f))):
+            np.testing.assert_allclose(mode(lambda a: fnp.real(fla.det(a)))(a), expected,
+                                       atol=1e-9)
         np.testing.assert_allclose(fg.jacfwd(fla.det, holomorphic=True)(a), expected, atol=1e-9)
         np.testing.assert_allclose(fg.jacrev(fla.det, holomorphic=True)(a), expected, atol=1e-9)
     else:
-        for mode in (fg.grad, fg.jacfwd, fg.jacrev):
+        for mode in (fg.grad, fg.jacfwd, fg.jacrev, lambda f: fg.jit(fg.grad(f))):
             np.testing.assert_allclose(mode(fla.det)(a), expected, atol=1e-9)
 
 
@@ -436,6 +437,7 @@ def test_slogdet_at_singular_matrices_follows_jax(name):
         np.testing.assert_array_equal(g, np.where(_cofactor(a) == 0, np.nan, expected))
         np.testing.assert_array_equal(fg.jacfwd(lambda a: fla.slogdet(a).logabsdet)(a), g)
         np.testing.assert_array_equal(fg.jacrev(lambda a: fla.slogdet(a).logabsdet)(a), g)
+        np.testing.assert_array_equal(fg.jit(fg.grad(lambda a: fla.slogdet(a).logabsdet))(a), g)
 
 
 @pytest.mark.parametrize("dtype", [np.float64, np.complex128])
