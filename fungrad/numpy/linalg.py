@@ -1,7 +1,8 @@
 """`fungrad.numpy.linalg`: NumPy's linear-algebra functions on fungrad primitives.
 
 Every function takes stacks of matrices (leading batch dimensions broadcast, as in
-NumPy), promotes integers to float64 and keeps float32 as float32, is
+NumPy), promotes integers to float64 and keeps float32 as float32 (and complex as
+complex, with JAX's derivative conventions), is
 differentiable to any order (the rules live with the primitives in
 `fungrad/primitives/linalg.py`), and on concrete inputs outside any trace simply
 computes and returns NumPy arrays.
@@ -16,8 +17,7 @@ from typing import NamedTuple
 import numpy as np
 
 from .. import lax
-from ..errors import (ConcretizationError, FungradNotImplementedError, FungradTypeError,
-                      FungradValueError)
+from ..errors import ConcretizationError, FungradNotImplementedError, FungradValueError
 from ..tracing import Tracer, aval_of
 from . import _coercion, _creation, _diagonals, _products, _shape
 
@@ -56,18 +56,11 @@ class SVDResult(NamedTuple):
     Vh: object
 
 
-_COMPLEX_OK = "solve, inv, det, eig, eigvals, norm (but its ord 2, -2 and 'nuc' matrix norms), matrix_power"
-
-
-def _float_array(x, where: str, complex_ok: bool = False):
-    """x as an array (tracer or ndarray) of an inexact dtype (ints become float64);
-    complex only where `complex_ok` (the functions whose rules are holomorphic)."""
+def _float_array(x, where: str):
+    """x as an array (tracer or ndarray) of an inexact dtype (ints become float64; complex
+    stays complex: every function here takes it)."""
     x = _coercion.asarray(x)
     dtype = aval_of(x).dtype
-    if np.issubdtype(dtype, np.complexfloating) and not complex_ok:
-        raise FungradTypeError(
-            f"linalg.{where}: complex inputs are not supported yet (got {aval_of(x)}); "
-            f"the linalg functions that take them are {_COMPLEX_OK}")
     if not np.issubdtype(dtype, np.inexact):
         x = _coercion.asarray(x, dtype=np.float64)
     return x
@@ -98,7 +91,7 @@ def _broadcast_batch(a, b, b_core: int):
 
 
 def _promote_pair(a, b, where):
-    a, b = _float_array(a, where, True), _float_array(b, where, True)
+    a, b = _float_array(a, where), _float_array(b, where)
     dtype = np.result_type(aval_of(a).dtype, aval_of(b).dtype)
     return lax.convert_element_type(a, dtype), lax.convert_element_type(b, dtype)
 
@@ -124,7 +117,7 @@ def inv(a):
 
     >>> inv(np.array([[2., 0.], [0., 4.]]))   # [[0.5, 0.], [0., 0.25]]
     """
-    a = _square(_float_array(a, "inv", True), "inv")
+    a = _square(_float_array(a, "inv"), "inv")
     return lax.inv(a)
 
 
@@ -133,12 +126,14 @@ def det(a):
 
     >>> det(np.array([[1., 2.], [3., 4.]]))   # -2.0
     """
-    a = _square(_float_array(a, "det", True), "det")
+    a = _square(_float_array(a, "det"), "det")
     return lax.det(a)
 
 
 def slogdet(a):
-    """(sign, log|det a|) as a named tuple, like NumPy 2; the log is differentiable.
+    """(sign, log|det a|) as a named tuple, like NumPy 2; the log is differentiable (and the
+    sign, for complex a, as in JAX).  A singular a gives sign 0 and logabsdet -inf, and
+    a gradient of +-inf (NaN where the cofactor is 0), as JAX.
 
     >>> slogdet(np.array([[1., 2.], [3., 4.]]))   # SlogdetResult(sign=-1.0, logabsdet=0.693...)
     """
@@ -147,33 +142,44 @@ def slogdet(a):
     return SlogdetResult(sign, logabsdet)
 
 
-def cholesky(a, /, *, upper: bool = False):
-    """Cholesky factor of a symmetric positive-definite matrix: L with a = L @ L.T
-    (or U = L.T with a = U.T @ U when `upper`).  The input is symmetrized,
-    (a + a.T) / 2, so its gradient is symmetric; NaNs if a is not positive definite.
+def cholesky(a, /, *, upper: bool = False, symmetrize_input: bool = True):
+    """Cholesky factor of a symmetric (Hermitian) positive-definite matrix: L with
+    a = L @ L^H (or U = L^H with a = U^H @ U when `upper`).  The input is symmetrized,
+    (a + a^H) / 2, so its gradient is symmetric (as JAX; with symmetrize_input=False
+    only the lower triangle is read); NaNs if a is not positive definite.
 
     >>> cholesky(np.array([[4., 2.], [2., 2.]]))   # [[2., 0.], [1., 1.]]
     """
     a = _square(_float_array(a, "cholesky"), "cholesky")
-    factor = lax.cholesky(a, symmetrize_input=True)
+    factor = lax.cholesky(a, symmetrize_input=symmetrize_input)
     if upper:
-        nd = aval_of(factor).ndim
-        return lax.transpose(factor, tuple(range(nd - 2)) + (nd - 1, nd - 2))
+        return _conj_t(factor)
     return factor
 
 
-def eigh(a, UPLO: str = "L"):
-    """Eigenvalues (ascending) and eigenvectors (columns) of a symmetric matrix or stack,
-    as EighResult(eigenvalues, eigenvectors).  The input is symmetrized, (a + a.T) / 2
-    (so UPLO does not matter and the gradient is symmetric).  Eigenvector derivatives
-    are undefined at repeated eigenvalues.
+def _conj_t(x):
+    """The conjugate transpose of the last two axes."""
+    xt = _shape.swapaxes(x, -1, -2)
+    return lax.conj(xt) if aval_of(x).dtype.kind == "c" else xt
+
+
+def eigh(a, UPLO: str | None = None, symmetrize_input: bool = True):
+    """Eigenvalues (ascending, real) and eigenvectors (columns) of a symmetric or Hermitian
+    matrix or stack, as EighResult(eigenvalues, eigenvectors).  As in JAX, the input is
+    symmetrized, (a + a^H) / 2, so UPLO does not matter and the gradient is symmetric;
+    with symmetrize_input=False only the UPLO ('L', the default, or 'U') triangle is
+    read, as NumPy.  Eigenvalue derivatives exist at repeated eigenvalues too;
+    eigenvector derivatives there are inf, unless the eigenvectors' cotangent vanishes
+    in the repeated eigenspace (then finite: a zero cotangent wins).
 
     >>> eigh(np.array([[2., 1.], [1., 2.]])).eigenvalues   # [1., 3.]
     """
-    if UPLO not in ("L", "U"):
+    if UPLO not in (None, "L", "U"):
         raise FungradValueError(f"linalg.eigh: UPLO must be 'L' or 'U', got {UPLO!r}")
     a = _square(_float_array(a, "eigh"), "eigh")
-    w, v = lax.eigh(a, symmetrize_input=True)
+    if not symmetrize_input and UPLO == "U":
+        a = _conj_t(a)     # the Hermitian matrix of a's upper triangle: read from below
+    w, v = lax.eigh(a, symmetrize_input=symmetrize_input)
     return EighResult(w, v)
 
 
@@ -186,7 +192,7 @@ def eig(a):
 
     >>> eig(np.array([[2., 0.], [0., 3.]]))   # EigResult(eigenvalues=[2+0j, 3+0j], ...)
     """
-    a = _square(_float_array(a, "eig", True), "eig")
+    a = _square(_float_array(a, "eig"), "eig")
     w, v = lax.eig(a)
     return EigResult(w, v)
 
@@ -196,9 +202,10 @@ def eigvals(a):
     return eig(a).eigenvalues
 
 
-def eigvalsh(a, UPLO: str = "L"):
-    """Eigenvalues (ascending) of a symmetric matrix or stack; always differentiable."""
-    return eigh(a, UPLO).eigenvalues
+def eigvalsh(a, UPLO: str | None = None, symmetrize_input: bool = True):
+    """Eigenvalues (ascending, real) of a symmetric or Hermitian matrix or stack; always
+    differentiable."""
+    return eigh(a, UPLO, symmetrize_input).eigenvalues
 
 
 def qr(a, mode: str = "reduced"):
@@ -300,6 +307,9 @@ def _vector_norm(x, ord, axes):
 
 
 def _matrix_norm(x, ord, row, col):
+    complex_x = aval_of(x).dtype.kind == "c"
+    if complex_x and ord not in (2, -2, "nuc"):
+        x = lax.abs(x)     # these are the same norms of |x|
     if ord in (None, "fro", "f"):
         return _safe_root(lax.reduce_sum(lax.mul(x, x), (row, col)), 2)
     absx = lax.abs(x)
@@ -314,9 +324,11 @@ def _matrix_norm(x, ord, row, col):
         # a zero matrix has no defined singular vectors: decompose ones there instead and
         # return 0, so the gradient at zero is zero
         dtype = aval_of(x).dtype
-        zero = lax.eq(lax.reduce_sum(lax.mul(moved, moved), (nd - 2, nd - 1)), dtype.type(0))
+        size = lax.abs(moved) if complex_x else lax.mul(moved, moved)
+        zero = lax.eq(lax.reduce_sum(size, (nd - 2, nd - 1)), aval_of(size).dtype.type(0))
         zero_b = lax.broadcast_in_dim(zero, aval_of(moved).shape, tuple(range(nd - 2)))
         s = lax.svd(lax.select(zero_b, dtype.type(1), moved))[1]
+        dtype = aval_of(s).dtype
         k = aval_of(s).shape[-1]
         if ord == "nuc":
             out = lax.reduce_sum(s, (len(rest),))
@@ -344,17 +356,15 @@ def norm(x, ord=None, axis=None, keepdims: bool = False):
 
     >>> norm(np.array([3., 4.]))   # 5.0
     """
-    x = _float_array(x, "norm", True)
+    x = _float_array(x, "norm")
     if aval_of(x).dtype.kind == "c":
         # every norm but the spectral ones is the same norm of |x| (real, with the
-        # conjugate gradient conj(x) / |x| of abs)
+        # conjugate gradient conj(x) / |x| of abs); those take the complex svd
         spectral = ord in (2, -2, "nuc") and (aval_of(x).ndim == 2 and axis is None or
                                               axis is not None and np.ndim(axis) == 1
                                               and len(axis) == 2)
-        if spectral:
-            raise FungradTypeError(f"linalg.norm: ord={ord!r} matrix norms of complex "
-                                   "inputs need a complex svd, which is not supported yet")
-        x = lax.abs(x)
+        if not spectral:
+            x = lax.abs(x)
     shape = aval_of(x).shape
     nd = len(shape)
     if axis is None:
@@ -385,6 +395,8 @@ def norm(x, ord=None, axis=None, keepdims: bool = False):
 def vector_norm(x, /, *, axis=None, keepdims: bool = False, ord=2):
     """numpy.linalg.vector_norm: the vector p-norm over `axis` (all axes if None)."""
     x = _float_array(x, "vector_norm")
+    if aval_of(x).dtype.kind == "c":
+        x = lax.abs(x)
     shape = aval_of(x).shape
     axes = tuple(range(len(shape))) if axis is None else _normalize_axis_tuple(
         axis, len(shape), "vector_norm")
@@ -407,7 +419,7 @@ def matrix_norm(x, /, *, keepdims: bool = False, ord="fro"):
 # --- composites ---------------------------------------------------------------------------
 
 def pinv(a, rcond=None, hermitian: bool = False, *, rtol=None):
-    """Moore-Penrose pseudo-inverse via the SVD: singular values at or below
+    """Moore-Penrose pseudo-inverse via the SVD, V S^-1 U^H: singular values at or below
     rcond * max(s) (default max(m, n) * eps) are treated as zero.
 
     >>> pinv(np.array([[1., 0.], [0., 0.]]))   # [[1., 0.], [0., 0.]]
@@ -415,13 +427,13 @@ def pinv(a, rcond=None, hermitian: bool = False, *, rtol=None):
     a = _float_array(a, "pinv")
     aval = aval_of(a)
     m, n = aval.shape[-2:]
-    dtype = aval.dtype
+    dtype = np.finfo(aval.dtype).dtype     # of the singular values
     cutoff_ratio = rtol if rtol is not None else rcond
     if cutoff_ratio is None:
         cutoff_ratio = max(m, n) * np.finfo(dtype).eps
     u, s, vt = lax.svd(a)
     if aval_of(s).shape[-1] == 0:
-        return lax.transpose(lax.mul(a, dtype.type(0)), tuple(range(aval.ndim - 2)) + (
+        return lax.transpose(lax.mul(a, aval.dtype.type(0)), tuple(range(aval.ndim - 2)) + (
             aval.ndim - 1, aval.ndim - 2))
     top = lax.reduce_max(s, (aval_of(s).ndim - 1,))
     cutoff = lax.mul(lax.broadcast_in_dim(top, aval_of(s).shape, tuple(range(aval_of(s).ndim - 1))),
@@ -429,11 +441,12 @@ def pinv(a, rcond=None, hermitian: bool = False, *, rtol=None):
     keep = lax.gt(s, cutoff)
     s_inv = lax.select(keep, lax.div(dtype.type(1), lax.select(keep, s, dtype.type(1))),
                        dtype.type(0))
-    v = _shape.swapaxes(vt, -1, -2)
+    v = _conj_t(vt)
     batch_dims = tuple(range(aval_of(s).ndim - 1))
+    s_inv = lax.convert_element_type(s_inv, aval.dtype)
     v_scaled = lax.mul(v, lax.broadcast_in_dim(s_inv, aval_of(v).shape, batch_dims + (
         aval.ndim - 1,)))
-    return _products.matmul(v_scaled, _shape.swapaxes(u, -1, -2))
+    return _products.matmul(v_scaled, _conj_t(u))
 
 
 def cond(x, p=None):
@@ -460,10 +473,11 @@ def matrix_rank(A, tol=None, hermitian: bool = False, *, rtol=None):
                                                       tuple(range(aval.ndim))), np.int64)
     s = lax.stop_gradient(svdvals(A))
     last = aval_of(s).ndim - 1
+    s_dtype = aval_of(s).dtype
     if tol is None:
         ratio = rtol if rtol is not None else max(aval.shape[-2:]) * np.finfo(aval.dtype).eps
-        tol = lax.mul(lax.reduce_max(s, (last,)), aval.dtype.type(ratio))
-    tol = lax.convert_element_type(_coercion.asarray(tol), aval.dtype)
+        tol = lax.mul(lax.reduce_max(s, (last,)), s_dtype.type(ratio))
+    tol = lax.convert_element_type(_coercion.asarray(tol), s_dtype)
     tol_b = lax.broadcast_in_dim(tol, aval_of(s).shape, tuple(range(aval_of(tol).ndim)))
     return lax.reduce_sum(lax.convert_element_type(lax.gt(s, tol_b), np.int64), (last,))
 
@@ -556,13 +570,15 @@ def lstsq(a, b, rcond=None):
     rank = matrix_rank(a, tol=None if rcond is None else lax.mul(
         lax.reduce_max(s, (0,)), aval_of(s).dtype.type(ratio))) if min(m, n) else np.int64(0)
     residual = lax.sub(_products.matmul(a, x), b)
+    if aval_of(residual).dtype.kind == "c":
+        residual = lax.abs(residual)
     squares = lax.reduce_sum(lax.mul(residual, residual), (0,))
     squares = lax.reshape(squares, (1,)) if vector else squares
     try:
         full_rank = int(rank) == n
     except ConcretizationError:   # under jit the rank is unknown: JAX's choice, keep them
         full_rank = True
-    residuals = squares if full_rank and m > n else np.zeros((0,), aval_of(a).dtype)
+    residuals = squares if full_rank and m > n else np.zeros((0,), aval_of(s).dtype)
     return LstsqResult(x, residuals, rank, s)
 
 

@@ -19,10 +19,11 @@ from ..tracing import aval_of
 from ._util import is_float, np_dtype, reshape_index, size_product
 from .base import (bdim_to_front, broadcast_in_dim, convert_element_type, full,
                    move_axis_to_front, reduce_sum, transpose, zeros_like_aval)
-from ._util import complex_dtype
-from .elementwise import (add, conj, div, eq, ge, is_finite, le, mul, neg, real, safe_mul, select,
-                          stop_gradient, sub)
-from .reduce import reduce_and, reduce_prod
+from ._util import complex_dtype, is_complex, real_dtype
+from .elementwise import (add, conj, div, eq, ge, imag, is_finite, le, mul, ne, neg, real,
+                          safe_mul, select, stop_gradient, sub)
+from .elementwise import bitwise_and as bool_and
+from .reduce import reduce_and, reduce_max, reduce_prod
 from .shape import iota
 
 __all__ = ["dot_general", "dot_general_p", "cholesky", "triangular_solve", "solve", "inv", "det",
@@ -217,6 +218,21 @@ def _mT(x):
     """Swap the last two axes."""
     nd = aval_of(x).ndim
     return transpose(x, tuple(range(nd - 2)) + (nd - 1, nd - 2))
+
+
+def _conj(x):
+    """conj(x) for complex x; real x as it is."""
+    return conj(x) if is_complex(aval_of(x).dtype) else x
+
+
+def _mH(x):
+    """The conjugate transpose of the last two axes (the transpose for real x)."""
+    return _conj(_mT(x))
+
+
+def _to(x, dtype):
+    """x (real) as `dtype` (complex for complex operands): the imaginary part is 0."""
+    return convert_element_type(x, dtype)
 
 
 def _mm(x, y):
@@ -597,26 +613,32 @@ def _phi(x):
 
 
 def _symmetric_from_lower(t):
-    """The symmetric matrix whose lower triangle is t's (what the impl reads)."""
+    """The symmetric (Hermitian, for complex t) matrix whose lower triangle is t's: what
+    LAPACK reads (the imaginary part of a complex diagonal is ignored)."""
     aval = aval_of(t)
+    if is_complex(aval.dtype):
+        diag = _to(real(t), aval.dtype)
+        return select(_tri_mask(aval, -1), t, select(_tri_mask(aval, 0), diag, _mH(t)))
     return select(_tri_mask(aval, 0), t, _mT(t))
 
 
 def _cholesky_jvp(t, a, *, out):
-    # A = L L^T:  dL = L phi(L^-1 dA L^-T)
+    # A = L L^H:  dL = L phi(L^-1 dA L^-H)
     sym = _symmetric_from_lower(t)
     left = triangular_solve(out, sym, left_side=True, lower=True)           # L^-1 dA
-    middle = triangular_solve(out, _mT(left), left_side=True, lower=True)   # L^-1 dA L^-T
+    middle = triangular_solve(out, _mH(left), left_side=True, lower=True)   # L^-1 dA L^-H
     return _mm(out, _phi(middle))
 
 
 def _cholesky_vjp(ct, a, *, out):
-    # S = L^-T phi(L^T L_bar) L^-1; the impl reads a's lower triangle, so the
-    # cotangent of A is sym(S) on the diagonal and 2 sym(S) below it
+    # the transpose of the jvp: S = L^-T phi(L^T L_bar) conj(L)^-1; the impl reads a's
+    # lower triangle (Hermitian), so the cotangent of A is S + S^H below the diagonal
+    # and Re(S) on it (for real A: sym(S) on the diagonal and 2 sym(S) below it)
     g = _phi(_mm(_mT(out), ct))
     left = triangular_solve(out, g, left_side=True, lower=True, transpose_a=True)
-    s = _mT(triangular_solve(out, _mT(left), left_side=True, lower=True, transpose_a=True))
-    both = add(s, _mT(s))        # 2 sym(S)
+    s = _mT(triangular_solve(_conj(out), _mT(left), left_side=True, lower=True,
+                             transpose_a=True))
+    both = add(s, _mH(s))        # 2 sym(S)
     aval = aval_of(both)
     return (select(_tri_mask(aval, -1), both,
                       select(_tri_mask(aval, 0), mul(both, aval.dtype.type(0.5)),
@@ -633,16 +655,17 @@ cholesky_p.def_lower(_helper_lower("_fg_cholesky"))
 
 
 def cholesky(a, symmetrize_input: bool = True):
-    """Lower Cholesky factor L of a symmetric positive-definite (..., n, n) stack, A = L L^T.
+    """Lower Cholesky factor L of a symmetric (Hermitian) positive-definite (..., n, n)
+    stack, A = L L^T (L L^H).
 
-    With `symmetrize_input` the factor of (A + A^T) / 2 is taken, so the gradient is
+    With `symmetrize_input` the factor of (A + A^H) / 2 is taken, so the gradient is
     symmetric; otherwise only the lower triangle of `a` is read.  A matrix that is not
     positive definite gives NaNs.
 
     >>> cholesky(np.array([[4., 2.], [2., 2.]]))   # [[2., 0.], [1., 1.]]
     """
     if symmetrize_input:
-        a = mul(add(a, _mT(a)), aval_of(a).dtype.type(0.5))
+        a = mul(add(a, _mH(a)), aval_of(a).dtype.type(0.5))
     return cholesky_p.bind(a)
 
 
@@ -706,12 +729,15 @@ def triangular_solve(a, b, left_side: bool = False, lower: bool = False,
                      transpose_a: bool = False, conjugate_a: bool = False,
                      unit_diagonal: bool = False):
     """lax.linalg.triangular_solve: solve op(A) X = B (left_side) or X op(A) = B, with A
-    triangular (only its `lower` or upper triangle is read) and op(A) = A or A^T.
+    triangular (only its `lower` or upper triangle is read) and op(A) = A or A^T
+    (conjugated first with `conjugate_a`).
 
     a: (..., n, n); b: (..., n, m) if left_side else (..., m, n), same batch dims.
     >>> triangular_solve(np.array([[2., 0.], [1., 1.]]), np.array([[2.], [2.]]),
     ...                  left_side=True, lower=True)   # [[1.], [1.]]
     """
+    if conjugate_a and is_complex(aval_of(a).dtype):
+        a = conj(a)
     if unit_diagonal:
         eye = _eye(aval_of(a))
         a = select(eq(eye, 1), eye, a)
@@ -777,23 +803,40 @@ def _det_impl(a):
 def _det_cofactor(a, out):
     """d det A / dA = adj(A)^T, the cofactor matrix: det A A^-T where that is finite;
     at a singular A (det 0, or an inverse that overflows) the SVD form
-    det(U) det(V^T) U diag(prod_{j != i} s_j) V^T, which is finite there (and 0 for
-    rank <= n - 2).  The SVD form is a constant (stop_gradient): higher derivatives at
-    a singular A are not taken through it."""
+    det(U) det(V^T) U diag(prod_{j != i} s_j) V^T (conjugated for complex A = U S V^H),
+    which is finite there (and 0 for rank <= n - 2).  The SVD form is a constant
+    (stop_gradient): higher derivatives at a singular A are not taken through it."""
     a_aval = aval_of(a)
     nd = a_aval.ndim
     direct = mul(_expand_matrix(out, a_aval), solve_p.bind(_mT(a), _eye(a_aval)))
-    regular = reduce_and(is_finite(direct), (nd - 2, nd - 1))
-    a0 = stop_gradient(a)
+    # det == 0 exactly (an LU pivot was 0) makes `direct` 0, not the cofactor
+    regular = bool_and(reduce_and(is_finite(direct), (nd - 2, nd - 1)),
+                       ne(out, a_aval.dtype.type(0)))
+    cofactor = _svd_cofactor(stop_gradient(a))
+    return select(_expand_matrix(regular, a_aval), direct, cofactor)
+
+
+def _svd_cofactor(a0):
+    """The cofactor matrix of a (constant) stack by its SVD, finite everywhere; singular
+    values at rounding level (<= n eps max(s)) count as 0, so a rank <= n - 2 matrix
+    has the exact cofactor 0."""
+    a_aval = aval_of(a0)
+    nd = a_aval.ndim
     u, s, vt = svd_p.bind(a0)
-    s_rows = broadcast_in_dim(s, a_aval.shape, tuple(range(nd - 2)) + (nd - 1,))
-    eye = _eye(a_aval)
-    ones = full(a_aval.shape, 1, a_aval.dtype)
-    others = reduce_prod(select(eq(eye, a_aval.dtype.type(1)), ones, s_rows), (nd - 1,))
+    s_dtype = aval_of(s).dtype
+    top = reduce_max(s, (nd - 2,))
+    tol = mul(broadcast_in_dim(top, aval_of(s).shape, tuple(range(nd - 2))),
+              s_dtype.type(a_aval.shape[-1] * np.finfo(s_dtype).eps))
+    s = select(le(s, tol), zeros_like_aval(aval_of(s)), s)
+    s_aval = a_aval.update(dtype=aval_of(s).dtype)
+    s_rows = broadcast_in_dim(s, s_aval.shape, tuple(range(nd - 2)) + (nd - 1,))
+    eye = _eye(s_aval)
+    ones = full(s_aval.shape, 1, s_aval.dtype)
+    others = reduce_prod(select(eq(eye, s_aval.dtype.type(1)), ones, s_rows), (nd - 1,))
+    others = _to(others, a_aval.dtype)
     scaled_u = mul(u, broadcast_in_dim(others, a_aval.shape, tuple(range(nd - 2)) + (nd - 1,)))
     sign = mul(det_p.bind(u), det_p.bind(vt))
-    cofactor = mul(_expand_matrix(sign, a_aval), _mm(scaled_u, vt))
-    return select(_expand_matrix(regular, a_aval), direct, cofactor)
+    return mul(_expand_matrix(sign, a_aval), _conj(_mm(scaled_u, vt)))
 
 
 def _det_jvp(t, a, *, out):
@@ -823,25 +866,56 @@ def det(a):
 
 def _slogdet_shape(a):
     _square_shape("slogdet", a)
-    out = ShapedArray(a.shape[:-2], a.dtype)
-    return (out, out)
+    sign = ShapedArray(a.shape[:-2], a.dtype)
+    return (sign, sign.update(dtype=real_dtype(a.dtype)))
 
 
 def _slogdet_impl(a):
     a = np.asarray(a)
     sign, logabsdet = np.linalg.slogdet(a)
-    return (np.asarray(sign, dtype=a.dtype)[()], np.asarray(logabsdet, dtype=a.dtype)[()])
+    return (np.asarray(sign, dtype=a.dtype)[()],
+            np.asarray(logabsdet, dtype=real_dtype(a.dtype))[()])
+
+
+def _log_det_gradient(a, sign):
+    """d log det A / dA = A^-T; at a singular A (sign 0) JAX's values: for real A
+    cofactor(A) * inf, +-inf where the cofactor is nonzero (rank n - 1) and NaN where
+    it is 0 (rank <= n - 2); NaN for complex A."""
+    a_aval = aval_of(a)
+    nd = a_aval.ndim
+    direct = solve_p.bind(_mT(a), _eye(a_aval))
+    regular = bool_and(reduce_and(is_finite(direct), (nd - 2, nd - 1)),
+                       ne(sign, a_aval.dtype.type(0)))
+    if is_complex(a_aval.dtype):
+        singular = full(a_aval.shape, complex(np.nan, np.nan), a_aval.dtype)
+    else:
+        singular = mul(_svd_cofactor(stop_gradient(a)), a_aval.dtype.type(np.inf))
+    return select(_expand_matrix(regular, a_aval), direct, singular)
 
 
 def _slogdet_jvp(t, a, *, out):
-    # d log|det A| = tr(A^-1 dA); the sign is piecewise constant
-    return (None, _trace(solve_p.bind(a, t)))
+    # T = d log det A = tr(A^-1 dA):  d log|det A| = Re T,  d sign = i Im(T) sign
+    # (the sign of a real A is piecewise constant)
+    sign, _ = out
+    nd = aval_of(a).ndim
+    # (safe_mul: a zero tangent entry wins over an infinite gradient at a singular A,
+    # so jacfwd gives grad's +-inf)
+    rate = reduce_sum(safe_mul(t, _log_det_gradient(a, sign)), (nd - 2, nd - 1))
+    if not is_complex(aval_of(a).dtype):
+        return (None, rate)
+    dtype = aval_of(a).dtype
+    return (mul(mul(_to(imag(rate), dtype), dtype.type(1j)), sign), real(rate))
 
 
 def _slogdet_vjp(ct, a, *, out):
-    _, ct_logabsdet = ct
+    # the transpose of the jvp: A_bar = (ct_log + i Im(ct_sign sign)) A^-T
+    ct_sign, ct_logabsdet = ct
     a_aval = aval_of(a)
-    return (mul(_expand_matrix(ct_logabsdet, a_aval), solve_p.bind(_mT(a), _eye(a_aval))),)
+    scale = ct_logabsdet
+    if is_complex(a_aval.dtype):
+        i_im = mul(_to(imag(mul(ct_sign, out[0])), a_aval.dtype), a_aval.dtype.type(1j))
+        scale = add(_to(ct_logabsdet, a_aval.dtype), i_im)
+    return (safe_mul(_expand_matrix(scale, a_aval), _log_det_gradient(a, out[0])),)
 
 
 slogdet_p = Primitive("slogdet", kind="linalg", multiple_results=True)
@@ -855,7 +929,8 @@ slogdet_p.def_lower(_helper_lower("_fg_slogdet"))
 
 def slogdet(a):
     """(sign, log|det A|) of a (..., n, n) stack; sign is 0 and logabsdet -inf when
-    A is singular."""
+    A is singular.  For complex A the sign is complex (|sign| = 1) and log|det A|
+    real."""
     return tuple(slogdet_p.bind(a))
 
 
@@ -879,8 +954,9 @@ def _diag_matrix(v, shape):
 
 def _lower_adjoint(g):
     """Cotangent of A for a primitive that reads only A's lower triangle, given the
-    cotangent g of the symmetric matrix built from it: tril(g + g^T) with the diagonal g's."""
-    both = add(g, _mT(g))
+    cotangent g of the symmetric (Hermitian) matrix built from it: tril(g + g^T) with the
+    diagonal g's (tril(g + g^H) with the diagonal Re(g) for complex g)."""
+    both = add(g, _mH(g))
     aval = aval_of(both)
     return select(_tri_mask(aval, -1), both,
                      select(_tri_mask(aval, 0), mul(both, aval.dtype.type(0.5)),
@@ -903,31 +979,37 @@ def _inverse_gaps(values, shape, squared=False):
 
 def _eigh_shape(a):
     _square_shape("eigh", a)
-    return (ShapedArray(a.shape[:-1], a.dtype), a)
+    return (ShapedArray(a.shape[:-1], real_dtype(a.dtype)), a)
 
 
 def _eigh_impl(a):
     a = np.asarray(a)
     w, v = np.linalg.eigh(a, UPLO="L")
-    return (w.astype(a.dtype, copy=False), v.astype(a.dtype, copy=False))
+    return (w.astype(real_dtype(a.dtype), copy=False), v.astype(a.dtype, copy=False))
 
 
 def _eigh_jvp(t, a, *, out):
-    # M = V^T dA V:  dw = diag(M),  dV = V (F o M) with F_ij = 1 / (w_j - w_i)
+    # M = V^H dA V:  dw = Re diag(M),  dV = V (F o M) with F_ij = 1 / (w_j - w_i) (JAX's
+    # rule; dV has a zero diagonal in V's basis, which fixes the phase of complex V)
     w, v = out
+    dtype = aval_of(v).dtype
     shape = aval_of(v).shape
-    m = _mm(_mT(v), _mm(_symmetric_from_lower(t), v))
-    return (_diag_part(m), _mm(v, safe_mul(m, _inverse_gaps(w, shape))))
+    m = _mm(_mH(v), _mm(_symmetric_from_lower(t), v))
+    dw = _diag_part(m)
+    dw = real(dw) if is_complex(dtype) else dw
+    return (dw, _mm(v, safe_mul(m, _to(_inverse_gaps(w, shape), dtype))))
 
 
 def _eigh_vjp(ct, a, *, out):
-    # A_bar = V (diag(w_bar) + F o (V^T V_bar)) V^T, folded onto the lower triangle read
+    # the transpose of the jvp: A_bar = conj(V) (diag(w_bar) + F o (V^T V_bar)) V^T,
+    # folded onto the lower triangle read (for real A: V (...) V^T)
     w, v = out
     ct_w, ct_v = ct
+    dtype = aval_of(v).dtype
     shape = aval_of(v).shape
-    inner = add(_diag_matrix(ct_w, shape),
-                      safe_mul(_mm(_mT(v), ct_v), _inverse_gaps(w, shape)))
-    return (_lower_adjoint(_mm(v, _mm(inner, _mT(v)))),)
+    inner = add(_diag_matrix(_to(ct_w, dtype), shape),
+                safe_mul(_mm(_mT(v), ct_v), _to(_inverse_gaps(w, shape), dtype)))
+    return (_lower_adjoint(_mm(_conj(v), _mm(inner, _mT(v)))),)
 
 
 eigh_p = Primitive("eigh", kind="linalg", multiple_results=True)
@@ -940,11 +1022,13 @@ eigh_p.def_lower(_helper_lower("_fg_eigh"))
 
 
 def eigh(a, symmetrize_input: bool = True):
-    """(w, v): eigenvalues (ascending) and eigenvectors (columns) of a symmetric (..., n, n)
-    stack.  Derivatives are undefined (inf) at repeated eigenvalues unless the cotangent
-    of v vanishes there.  With `symmetrize_input`, (a + a^T) / 2 is decomposed."""
+    """(w, v): eigenvalues (ascending, real) and eigenvectors (columns) of a symmetric or
+    Hermitian (..., n, n) stack.  Eigenvalue derivatives always exist; eigenvector
+    derivatives are inf at repeated eigenvalues unless the cotangent of v vanishes in
+    that eigenspace (then 0: a zero cotangent wins).  With `symmetrize_input`,
+    (a + a^H) / 2 is decomposed."""
     if symmetrize_input:
-        a = mul(add(a, _mT(a)), aval_of(a).dtype.type(0.5))
+        a = mul(add(a, _mH(a)), aval_of(a).dtype.type(0.5))
     return tuple(eigh_p.bind(a))
 
 
@@ -971,26 +1055,39 @@ def _qr_check(a):
             f"qr: derivatives need m >= n (a tall or square matrix), got {aval_of(a)}")
 
 
+def _imag_diagonal(k):
+    """i Im(diag(k)) as a diagonal matrix (0 for real k)."""
+    dtype = aval_of(k).dtype
+    return mul(sub(k, _to(real(k), dtype)), _eye(aval_of(k)))
+
+
 def _qr_jvp(t, a, *, out):
-    # dx R^-1 = C; Q^T C = K; dO = tril(K, -1) - tril(K, -1)^T;
-    # dQ = Q (dO - K) + C, dR = (K - dO) R
+    # dx R^-1 = C; Q^H C = K; dO = tril(K, -1) - tril(K, -1)^H + i Im(diag K) (JAX's rule;
+    # the last term is 0 for real A);  dQ = Q (dO - K) + C, dR = (K - dO) R
     _qr_check(a)
     q, r = out
     c = triangular_solve(r, t, left_side=False, lower=False)
-    k = _mm(_mT(q), c)
+    k = _mm(_mH(q), c)
     low = _where_mask(_tri_mask(aval_of(k), -1), k)
-    d_omega = sub(low, _mT(low))
+    d_omega = sub(low, _mH(low))
+    if is_complex(aval_of(k).dtype):
+        d_omega = add(d_omega, _imag_diagonal(k))
     return (add(_mm(q, sub(d_omega, k)), c), _mm(sub(k, d_omega), r))
 
 
 def _qr_vjp(ct, a, *, out):
-    # M = R R_bar^T - Q_bar^T Q;  A_bar = (Q_bar + Q copyltu(M)) R^-T
+    # the transpose of the jvp: G = R_bar R^T - Q^T Q_bar;  K_bar = G above the diagonal,
+    # G^H below it, Re(G) on it;  A_bar = (Q_bar + conj(Q) K_bar) R^-T
+    # (for real A: M = G^T and K_bar = copyltu(M)^T)
     _qr_check(a)
     q, r = out
     ct_q, ct_r = ct
-    m = sub(_mm(r, _mT(ct_r)), _mm(_mT(ct_q), q))
-    copyltu = select(_tri_mask(aval_of(m), 0), m, _mT(m))
-    b = add(ct_q, _mm(q, copyltu))
+    g = sub(_mm(ct_r, _mT(r)), _mm(_mT(q), ct_q))
+    aval = aval_of(g)
+    k_bar = select(_tri_mask(aval, -1), _mH(g), g)
+    if is_complex(aval.dtype):
+        k_bar = sub(k_bar, _imag_diagonal(g))
+    b = add(ct_q, _mm(_conj(q), k_bar))
     return (triangular_solve(r, b, left_side=False, lower=False, transpose_a=True),)
 
 
@@ -1017,7 +1114,8 @@ def _svd_shape(a):
     m, n = a.shape[-2:]
     k = min(m, n)
     batch = a.shape[:-2]
-    return (a.update(shape=batch + (m, k)), a.update(shape=batch + (k,)),
+    return (a.update(shape=batch + (m, k)),
+            a.update(shape=batch + (k,), dtype=real_dtype(a.dtype)),
             a.update(shape=batch + (k, n)))
 
 
@@ -1028,9 +1126,11 @@ def _svd_impl(a):
         k = min(m, n)
         batch = a.shape[:-2]
         eye = lambda r, c: np.broadcast_to(np.eye(r, c, dtype=a.dtype), batch + (r, c))  # noqa
-        return (eye(m, k).copy(), np.zeros(batch + (k,), a.dtype), eye(k, n).copy())
+        return (eye(m, k).copy(), np.zeros(batch + (k,), real_dtype(a.dtype)),
+                eye(k, n).copy())
     u, s, vt = np.linalg.svd(a, full_matrices=False)
-    return tuple(x.astype(a.dtype, copy=False) for x in (u, s, vt))
+    return (u.astype(a.dtype, copy=False), s.astype(real_dtype(a.dtype), copy=False),
+            vt.astype(a.dtype, copy=False))
 
 
 def _safe_inverse(s):
@@ -1040,51 +1140,69 @@ def _safe_inverse(s):
 
 
 def _svd_jvp(t, a, *, out):
-    # dS = U^T dA V; ds = diag(dS); dU = U (F o (dS S + S dS^T)) (+ the part of dA V outside
-    # span U when m > n); dV likewise; F_ij = 1 / (s_j^2 - s_i^2)
+    # JAX's rule.  dS = U^H dA V; ds = Re diag(dS); dU = U (F o (dS S + S dS^H) + D) (+ the
+    # part of dA V outside span U when m > n); dV = V (F o (S dS + dS^H S)) (+ likewise);
+    # F_ij = 1 / (s_j^2 - s_i^2); D = diag(i Im(dS_ii) / s_i) fixes the phase of complex
+    # U's columns (0 for real A)
     u, s, vt = out
-    v = _mT(vt)
+    dtype = aval_of(a).dtype
+    v = _mH(vt)
     m, n = aval_of(a).shape[-2:]
     k_shape = aval_of(s).shape + aval_of(s).shape[-1:]
-    f = _inverse_gaps(s, k_shape, squared=True)
-    ds_full = _mm(_mT(u), _mm(t, v))
-    s_row, s_col = _along(s, k_shape, True), _along(s, k_shape, False)
+    f = _to(_inverse_gaps(s, k_shape, squared=True), dtype)
+    ds_full = _mm(_mH(u), _mm(t, v))
+    s_c = _to(s, dtype)
+    s_row, s_col = _along(s_c, k_shape, True), _along(s_c, k_shape, False)
     dss = mul(ds_full, s_row)
     sds = mul(ds_full, s_col)
-    du = _mm(u, safe_mul(add(dss, _mT(dss)), f))
-    dv = _mm(v, safe_mul(add(sds, _mT(sds)), f))
+    du_inner = safe_mul(add(dss, _mH(dss)), f)
+    if is_complex(dtype):
+        s_inv_row = _along(_to(_safe_inverse(s), dtype), k_shape, True)
+        du_inner = add(du_inner, mul(_imag_diagonal(ds_full), s_inv_row))
+    du = _mm(u, du_inner)
+    dv = _mm(v, safe_mul(add(sds, _mH(sds)), f))
     if m > n:
         dav = _mm(t, v)
-        s_inv_u = _along(_safe_inverse(s), aval_of(u).shape, True)
-        du = add(du, mul(sub(dav, _mm(u, _mm(_mT(u), dav))), s_inv_u))
+        s_inv_u = _along(_to(_safe_inverse(s), dtype), aval_of(u).shape, True)
+        du = add(du, mul(sub(dav, _mm(u, _mm(_mH(u), dav))), s_inv_u))
     if n > m:
-        dau = _mm(_mT(t), u)
-        s_inv_v = _along(_safe_inverse(s), aval_of(v).shape, True)
+        dau = _mm(_mH(t), u)
+        s_inv_v = _along(_to(_safe_inverse(s), dtype), aval_of(v).shape, True)
         dv = add(dv, mul(sub(dau, _mm(v, _mm(vt, dau))), s_inv_v))
-    return (du, _diag_part(ds_full), _mT(dv))
+    ds = _diag_part(ds_full)
+    return (du, real(ds) if is_complex(dtype) else ds, _mH(dv))
 
 
 def _svd_vjp(ct, a, *, out):
-    # A_bar = U [diag(s_bar) + (X + X^T) o s_row + (Y + Y^T) o s_col] V^T + projections,
-    # X = F o (U^T U_bar), Y = F o (V^T V_bar): the transpose of _svd_jvp
+    # the transpose of _svd_jvp: with X = F o (U^T U_bar), Y = F o (V^T V_bar),
+    # V_bar = Vt_bar^H, the cotangent of dS is
+    #   dS_bar = diag(s_bar) + (X + X^H) S + S (Y + Y^H) + diag(i Im(U^T U_bar)_ii / s_i)
+    # and A_bar = conj(U) dS_bar V^T + projections (for real A: U dS_bar V^T)
     u, s, vt = out
     ct_u, ct_s, ct_vt = ct
-    v, ct_v = _mT(vt), _mT(ct_vt)
+    dtype = aval_of(a).dtype
+    v, ct_v = _mH(vt), _mH(ct_vt)
     m, n = aval_of(a).shape[-2:]
     k_shape = aval_of(s).shape + aval_of(s).shape[-1:]
-    f = _inverse_gaps(s, k_shape, squared=True)
-    x = safe_mul(_mm(_mT(u), ct_u), f)
+    f = _to(_inverse_gaps(s, k_shape, squared=True), dtype)
+    s_c = _to(s, dtype)
+    ut_ct_u = _mm(_mT(u), ct_u)
+    x = safe_mul(ut_ct_u, f)
     y = safe_mul(_mm(_mT(v), ct_v), f)
-    inner = add(_diag_matrix(ct_s, k_shape),
-                   add(mul(add(x, _mT(x)), _along(s, k_shape, True)),
-                          mul(add(y, _mT(y)), _along(s, k_shape, False))))
-    a_bar = _mm(u, _mm(inner, vt))
+    inner = add(_diag_matrix(_to(ct_s, dtype), k_shape),
+                add(mul(add(x, _mH(x)), _along(s_c, k_shape, True)),
+                    mul(add(y, _mH(y)), _along(s_c, k_shape, False))))
+    if is_complex(dtype):
+        s_inv_row = _along(_to(_safe_inverse(s), dtype), k_shape, True)
+        inner = add(inner, mul(_imag_diagonal(ut_ct_u), s_inv_row))
+    a_bar = _mm(_conj(u), _mm(inner, _mT(v)))
     if m > n:
-        scaled = mul(ct_u, _along(_safe_inverse(s), aval_of(u).shape, True))
-        a_bar = add(a_bar, _mm(sub(scaled, _mm(u, _mm(_mT(u), scaled))), vt))
+        scaled = mul(ct_u, _along(_to(_safe_inverse(s), dtype), aval_of(u).shape, True))
+        a_bar = add(a_bar, _mm(sub(scaled, _mm(_conj(u), _mm(_mT(u), scaled))), _mT(v)))
     if n > m:
-        scaled = mul(ct_v, _along(_safe_inverse(s), aval_of(v).shape, True))
-        a_bar = add(a_bar, _mm(u, _mT(sub(scaled, _mm(v, _mm(vt, scaled))))))
+        scaled = mul(ct_v, _along(_to(_safe_inverse(s), dtype), aval_of(v).shape, True))
+        z = _mm(sub(scaled, _mm(_conj(v), _mm(_mT(v), scaled))), _mT(u))
+        a_bar = add(a_bar, _mH(z))
     return (a_bar,)
 
 
@@ -1098,8 +1216,8 @@ svd_p.def_lower(_helper_lower("_fg_svd"))
 
 
 def svd(a):
-    """Thin SVD of a (..., m, n) stack: (u (..., m, k), s (..., k) descending, vt (..., k, n)),
-    k = min(m, n).  Derivatives of u and vt are undefined (inf) at repeated singular
+    """Thin SVD of a (..., m, n) stack: (u (..., m, k), s (..., k) real and descending,
+    vt (..., k, n)), k = min(m, n); a = u diag(s) vt (vt = V^H for complex a).  Derivatives of u and vt are undefined (inf) at repeated singular
     values unless their cotangents vanish there; those of s always exist."""
     return tuple(svd_p.bind(a))
 

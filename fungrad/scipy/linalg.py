@@ -20,7 +20,8 @@ def _float(x):
 
 def solve_triangular(a, b, trans=0, lower: bool = False, unit_diagonal: bool = False,
                      overwrite_b: bool = False, debug=None, check_finite: bool = True):
-    """Solve op(a) x = b for triangular a; trans 0/'N', 1/'T' (2/'C' is 'T' for reals)."""
+    """Solve op(a) x = b for triangular a; trans 0/'N', 1/'T', 2/'C' (the conjugate
+    transpose; 'T' for reals)."""
     a, b = _float(a), _float(b)
     transpose = {0: False, "N": False, 1: True, "T": True, 2: True, "C": True}.get(trans)
     if transpose is None:
@@ -29,14 +30,14 @@ def solve_triangular(a, b, trans=0, lower: bool = False, unit_diagonal: bool = F
     vector = aval_of(b).ndim == aval_of(a).ndim - 1
     bb = fnp.expand_dims(b, -1) if vector else b
     x = lax.triangular_solve(a, bb, left_side=True, lower=lower, transpose_a=transpose,
-                             unit_diagonal=unit_diagonal)
+                             conjugate_a=trans in (2, "C"), unit_diagonal=unit_diagonal)
     return x[..., 0] if vector else x
 
 
 def cholesky(a, lower: bool = False, overwrite_a: bool = False, check_finite: bool = True):
-    """The Cholesky factor (upper by default, as SciPy)."""
+    """The Cholesky factor (upper by default, as SciPy: a = U^H U)."""
     c = fnp.linalg.cholesky(_float(a))
-    return c if lower else fnp.swapaxes(c, -1, -2)
+    return c if lower else fnp.conj(fnp.swapaxes(c, -1, -2))
 
 
 def cho_factor(a, lower: bool = False, overwrite_a: bool = False, check_finite: bool = True):
@@ -45,12 +46,12 @@ def cho_factor(a, lower: bool = False, overwrite_a: bool = False, check_finite: 
 
 
 def cho_solve(c_and_lower, b, overwrite_b: bool = False, check_finite: bool = True):
-    """Solve a x = b given cho_factor(a)."""
+    """Solve a x = b given cho_factor(a) (a = L L^H or U^H U)."""
     c, lower = c_and_lower
     if lower:
         y = solve_triangular(c, b, lower=True)
-        return solve_triangular(c, y, trans=1, lower=True)
-    y = solve_triangular(c, b, trans=1, lower=False)
+        return solve_triangular(c, y, trans="C", lower=True)
+    y = solve_triangular(c, b, trans="C", lower=False)
     return solve_triangular(c, y, lower=False)
 
 

@@ -15,7 +15,7 @@ import numpy as np
 
 jax.config.update("jax_enable_x64", True)
 sys.path.insert(0, os.path.dirname(__file__))
-from complex_programs import HOLOMORPHIC, MIXED, REAL  # noqa: E402
+from complex_programs import HOLOMORPHIC, LINALG, MIXED, REAL  # noqa: E402
 
 
 def enc(a):
@@ -27,7 +27,7 @@ def enc(a):
 
 def main():
     rng = np.random.default_rng(17)
-    out = {"real": {}, "holomorphic": {}, "mixed": {}}
+    out = {"real": {}, "holomorphic": {}, "mixed": {}, "linalg": {}}
     for name, f in REAL.items():
         z = rng.uniform(0.3, 1.5, 6) + 1j * rng.uniform(-1, 1, 6)
         t = rng.normal(size=6) + 1j * rng.normal(size=6)
@@ -53,6 +53,16 @@ def main():
         fx = lambda x, f=f: f(jnp, x)
         out["mixed"][name] = {"x": enc(x), "value": enc(fx(x)), "grad": enc(jax.grad(fx)(x)),
                               "hessian": enc(jax.hessian(fx)(x))}
+    for name, f in LINALG.items():
+        z = rng.uniform(0.3, 1.5, 6) + 1j * rng.uniform(-1, 1, 6)
+        t = rng.normal(size=6) + 1j * rng.normal(size=6)
+        fz = lambda z, f=f: f(jnp, z)
+        y, pullback = jax.vjp(fz, z)
+        ct = rng.normal(size=y.shape) + (1j * rng.normal(size=y.shape) if jnp.iscomplexobj(y)
+                                         else 0)
+        _, tangent = jax.jvp(fz, (z,), (t,))
+        out["linalg"][name] = {"z": enc(z), "t": enc(t), "ct": enc(ct), "value": enc(y),
+                               "jvp": enc(tangent), "vjp": enc(pullback(ct)[0])}
     path = os.path.join(os.path.dirname(__file__), "complex_reference.json")
     with open(path, "w") as fh:
         json.dump(out, fh, indent=None, separators=(",", ":"))

@@ -246,9 +246,10 @@ def test_traced_program_shows_the_linalg_primitives():
     a = well_conditioned(np.random.default_rng(9), 2)
     text = str(fg.make_jaxpr(fg.value_and_grad(lambda a: fla.slogdet(a).logabsdet))(a))
     assert "slogdet" in text and "solve" in text
-    # the gradient alone needs no determinant: it is one solve against the identity
+    # the gradient: one solve against the identity (slogdet's sign says where the matrix
+    # is singular, and the SVD cofactor replaces the solve there)
     text = str(fg.make_jaxpr(fg.grad(lambda a: fla.slogdet(a).logabsdet))(a))
-    assert "slogdet" not in text and text.count("solve") == 1
+    assert text.count("slogdet") == 1 and text.count("solve") == 1
 
 
 # --- eigh, qr, svd ----------------------------------------------------------------------------
@@ -378,3 +379,131 @@ def test_cross_and_vecdot_match_numpy():
     w = rng.normal(size=3)
     np.testing.assert_allclose(fg.grad(lambda a: fnp.sum(fla.cross(a, x2) * w))(x1[0]),
                                np.cross(x2, w))
+
+
+# --- conventions at singular and degenerate inputs (docs/sharp-bits.md's table) ----------------
+
+def _cofactor(a):
+    """The cofactor matrix by minors (the textbook definition)."""
+    n = a.shape[-1]
+    out = np.zeros_like(a)
+    for i in range(n):
+        for j in range(n):
+            minor = np.delete(np.delete(a, i, 0), j, 1)
+            out[i, j] = (-1) ** (i + j) * (np.linalg.det(minor) if n > 1 else 1.0)
+    return out
+
+
+RANK_DEFICIENT = {
+    "rank n-1 real": np.array([[1.0, 2.0], [2.0, 4.0]]),
+    "rank n-1 real 3x3": np.arange(1.0, 10.0).reshape(3, 3),
+    "rank n-1 complex": np.outer([1 + 1j, 2], [1, 1 - 2j]),
+    "rank n-1 complex 3x3": np.outer([1j, 2, 3], [1, 1j, 2]) + np.outer([1, 0, 1j], [2, 1, 1]),
+    "rank n-2 real": np.outer([1.0, 2.0, 3.0], [1.0, 0.0, 2.0]),
+    "rank n-2 complex": np.outer([1j, 2, 3], [1, 1j, 2]),
+    "zero": np.zeros((3, 3)),
+}
+
+
+@pytest.mark.parametrize("name", sorted(RANK_DEFICIENT))
+def test_det_gradient_at_singular_matrices_is_the_cofactor_in_every_mode(name):
+    a = RANK_DEFICIENT[name]
+    expected = _cofactor(a)          # 0 for rank <= n - 2
+    assert np.linalg.matrix_rank(a) < a.shape[0]
+    if np.iscomplexobj(a):
+        # grad of Re(det) is JAX's conjugate gradient d/dx - i d/dy, which for the real
+        # part of a holomorphic function is its derivative itself
+        for mode in (fg.grad, lambda f: fg.jit(fg.grad(f))):
+            np.testing.assert_allclose(mode(lambda a: fnp.real(fla.det(a)))(a), expected,
+                                       atol=1e-9)
+        np.testing.assert_allclose(fg.jacfwd(fla.det, holomorphic=True)(a), expected, atol=1e-9)
+        np.testing.assert_allclose(fg.jacrev(fla.det, holomorphic=True)(a), expected, atol=1e-9)
+    else:
+        for mode in (fg.grad, fg.jacfwd, fg.jacrev, lambda f: fg.jit(fg.grad(f))):
+            np.testing.assert_allclose(mode(fla.det)(a), expected, atol=1e-9)
+
+
+# (the complex 3x3 rank n-1 matrix is not exactly singular to LU: slogdet is finite there)
+@pytest.mark.parametrize("name", sorted(set(RANK_DEFICIENT) - {"rank n-1 complex 3x3"}))
+def test_slogdet_at_singular_matrices_follows_jax(name):
+    a = RANK_DEFICIENT[name]
+    sign, logabsdet = fla.slogdet(a)
+    assert sign == 0 and logabsdet == -np.inf
+    g = fg.grad(lambda a: fla.slogdet(a).logabsdet)(a)
+    if np.iscomplexobj(a) or np.linalg.matrix_rank(a) < a.shape[0] - 1:
+        assert np.all(np.isnan(g))          # JAX: NaN
+    else:                                   # JAX: +-inf with the cofactor's signs
+        expected = np.sign(_cofactor(a)) * np.inf
+        np.testing.assert_array_equal(g, np.where(_cofactor(a) == 0, np.nan, expected))
+        np.testing.assert_array_equal(fg.jacfwd(lambda a: fla.slogdet(a).logabsdet)(a), g)
+        np.testing.assert_array_equal(fg.jacrev(lambda a: fla.slogdet(a).logabsdet)(a), g)
+        np.testing.assert_array_equal(fg.jit(fg.grad(lambda a: fla.slogdet(a).logabsdet))(a), g)
+
+
+@pytest.mark.parametrize("dtype", [np.float64, np.complex128])
+def test_slogdet_gradient_away_from_singular_is_the_inverse_transpose(dtype):
+    a = (np.array([[2.0, 1.0], [1.0, 3.0]]) + (0.5j * np.eye(2) if dtype == np.complex128
+                                               else 0)).astype(dtype)
+    g = fg.grad(lambda a: fla.slogdet(a).logabsdet)(a)
+    # log|det A| = Re(log det A): the gradient is d log det A / dA = A^-T (see above)
+    np.testing.assert_allclose(g, np.linalg.inv(a).T, rtol=1e-12)
+    # only the sign used: its zero cotangent of logabsdet wins over nothing infinite
+    assert np.all(np.isfinite(fg.grad(lambda a: fnp.real(fla.slogdet(a).sign))(a)))
+
+
+@pytest.mark.parametrize("name", ["rank n-1 real", "rank n-1 complex", "rank n-2 real"])
+def test_inv_and_solve_at_singular_matrices_give_nan(name):
+    # NumPy raises LinAlgError; JAX returns inf/NaN from its LU; fungrad returns NaN
+    a = RANK_DEFICIENT[name]
+    with pytest.raises(np.linalg.LinAlgError):
+        np.linalg.inv(a) if "real" in name else np.linalg.solve(
+            np.array([[1.0, 2.0], [2.0, 4.0]]), np.ones(2))
+    assert np.all(np.isnan(fla.inv(a)))
+    assert np.all(np.isnan(fla.solve(a, np.ones(a.shape[0]))))
+    assert np.all(np.isnan(fg.jit(fla.inv)(a)))
+    assert np.all(np.isnan(fg.grad(lambda a: fnp.real(fnp.sum(fla.inv(a))))(a)))
+
+
+@pytest.mark.parametrize("dtype", [np.float64, np.complex128])
+def test_eigh_with_repeated_eigenvalues(dtype):
+    a = np.diag([1.0, 1.0, 2.0]).astype(dtype)
+    weights = np.array([0.0, 1.0, 2.0])
+    # eigenvalue gradients are finite (JAX gives the same numbers), in every mode
+    expected = np.diag(weights)
+    loss = lambda a: fnp.sum(fla.eigvalsh(a) * weights)  # noqa: E731
+    np.testing.assert_allclose(fg.grad(loss)(a), expected, atol=1e-12)
+    if dtype == np.float64:
+        np.testing.assert_allclose(fg.jacfwd(loss)(a), expected, atol=1e-12)
+        np.testing.assert_allclose(np.einsum("kij,k->ij", fg.jacrev(fla.eigvalsh)(a), weights),
+                                   expected, atol=1e-12)
+    # the eigenvector of the distinct eigenvalue: finite (JAX: NaN, because its rule
+    # multiplies the repeated pair's 1 / (w_j - w_i) = inf by a zero cotangent)
+    def isolated(a):   # a weighted sum of the entries of its projector v v^H
+        v = fla.eigh(a)[1][:, 2:]
+        return fnp.real(fnp.sum((v @ fnp.conj(v).T) * np.array([[0, 1, 2], [1, 0, 3],
+                                                                   [2, 3, 0.5]])))
+    g = fg.grad(isolated)(a)
+    assert np.all(np.isfinite(g)) and np.abs(g).max() > 1
+    h = 1e-6
+    direction = np.array([[0.0, 0.3, 1.0], [0.3, 0.0, 0.5], [1.0, 0.5, 0.2]]).astype(dtype)
+    fd = (isolated(a + h * direction) - isolated(a - h * direction)) / (2 * h)
+    np.testing.assert_allclose(np.real(np.sum(g * direction)), fd, rtol=1e-5, atol=1e-8)
+    # a cotangent inside the repeated eigenspace has no finite derivative: inf or NaN
+    mixed = lambda a: fnp.sum(fnp.abs(fla.eigh(a)[1][:, 0] + np.array([0, 0.5, 0])) ** 2)  # noqa
+    assert not np.all(np.isfinite(fg.grad(mixed)(a)))
+
+
+@pytest.mark.parametrize("dtype", [np.float64, np.complex128])
+@pytest.mark.parametrize("ord", [None, "fro", 2, -2, "nuc", 1, np.inf])
+def test_norm_gradient_at_zero_is_zero_in_every_mode(dtype, ord):
+    # JAX gives NaN for the 2-norm and Frobenius norm at 0, 0.25 I for ord=2 and I for
+    # 'nuc'; fungrad gives the least-norm subgradient 0 (a zero wins), everywhere
+    for x in (np.zeros(3, dtype), np.zeros((2, 2), dtype)):
+        if x.ndim == 1 and ord in ("fro", "nuc", -2):
+            continue
+        f = lambda x: fla.norm(x, ord)  # noqa: E731
+        assert f(x) == 0
+        np.testing.assert_array_equal(fg.grad(f)(x), np.zeros_like(x))
+        if dtype == np.float64:
+            np.testing.assert_array_equal(fg.jacfwd(f)(x), np.zeros_like(x))
+            np.testing.assert_array_equal(fg.jacrev(f)(x), np.zeros_like(x))
