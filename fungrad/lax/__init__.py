@@ -27,6 +27,9 @@ from ..primitives.special import *  # noqa: F401,F403
 from ..primitives.conv import *  # noqa: F401,F403
 from ..primitives.elementwise import stop_gradient  # noqa: F401
 
+# helpers for writing batching rules, not lax operations: they live in fungrad.extend
+del move_axis_to_front, bdim_to_front, elementwise_vmap, zeros_like_aval  # noqa: F821
+
 PRIMITIVE_MODULES = (base, elementwise, shape, reduce, linalg, indexing, _fft_module, special,
                      _callback_module, branching, while_loops, scans)
 
