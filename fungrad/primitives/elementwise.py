@@ -17,6 +17,7 @@ from ..core import Primitive, ShapedArray
 from ..errors import FungradTypeError
 from ..pytree import tree_map
 from ..tracing import Tracer, aval_of
+from ._static import static_dtype, static_int
 from ._util import (binary_shape, bool_shape, coerce_scalars, complex_dtype, is_complex, is_float,
                     nondifferentiable, np_dtype, real_dtype, same_shape)
 from .base import (broadcast_in_dim, convert_element_type, elementwise_vmap, full, reduce_sum,
@@ -353,7 +354,7 @@ integer_pow_p.def_vjp(lambda ct, x, *, out, y: (
 
 
 def integer_pow(x, y: int):
-    return integer_pow_p.bind(x, y=int(y))
+    return integer_pow_p.bind(x, y=static_int(y, "y"))
 
 
 def square(x):
@@ -576,7 +577,8 @@ def conj(x):
 
 def _complex_impl(x, y):
     dtype = complex_dtype(np.result_type(x))
-    out = np.asarray(x).astype(dtype)
+    x, y = np.asarray(x), np.asarray(y)
+    out = np.broadcast_to(x, np.broadcast_shapes(x.shape, y.shape)).astype(dtype)
     out.imag = y
     return out if out.ndim else out[()]
 
@@ -705,7 +707,7 @@ def _special_operand(x):
 
 def polygamma(n: int, x):
     """Elementwise polygamma function of order n (integer x is promoted to float64)."""
-    return polygamma_p.bind(_special_operand(x), n=int(n))
+    return polygamma_p.bind(_special_operand(x), n=static_int(n, "n", minimum=0))
 
 
 def digamma(x):
@@ -1052,7 +1054,7 @@ bitcast_convert_type_p.def_lower(_bitcast_lower)
 def bitcast_convert_type(x, new_dtype):
     """The bits of each element of `x` read as `new_dtype` (same width), like
     lax.bitcast_convert_type: >>> bitcast_convert_type(np.float32(1), np.uint32) == 0x3F800000"""
-    return bitcast_convert_type_p.bind(x, new_dtype=np.dtype(new_dtype))
+    return bitcast_convert_type_p.bind(x, new_dtype=static_dtype(new_dtype, "new_dtype"))
 
 
 # --- select and convert ------------------------------------------------------------

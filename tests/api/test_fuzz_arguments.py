@@ -70,6 +70,18 @@ def _accepts(fn, name: str) -> bool:
         return False
 
 
+def _params_before(fn, name: str) -> int:
+    names = list(inspect.signature(fn).parameters)
+    return names.index(name)
+
+
+def _required_after(fn, name: str) -> list[str]:
+    params = list(inspect.signature(fn).parameters.values())
+    i = [p.name for p in params].index(name)
+    return [p.name for p in params[i + 1:] if p.default is inspect.Parameter.empty
+            and p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY)]
+
+
 def _fuzz_module(module, good):
     failures = []
     for name, fn in _public_functions(module):
@@ -82,8 +94,12 @@ def _fuzz_module(module, good):
                 if err:
                     failures.append(f"{name}(arg {pos} = {bad!r:.20}): {err}")
         if _accepts(fn, "axis"):
+            # a required `axis` (lax.argmax(operand, axis, ...)) is passed by keyword
+            # only: passing it twice is Python's own TypeError, not ours
+            before = _params_before(fn, "axis")
             for axis in BAD_AXES:
-                err = _call(fn, *([good] * n), axis=axis)
+                err = _call(fn, *([good] * min(n, before)), axis=axis,
+                            **{p: good for p in _required_after(fn, "axis")})
                 if err:
                     failures.append(f"{name}(axis={axis!r}): {err}")
     return failures
