@@ -86,7 +86,10 @@ def asarray(a, dtype=None, copy=None):
         return a if dtype is None else _convert(a, dtype)
     if isinstance(a, (list, tuple)) and _contains_tracer(a):
         return array(a, dtype)
-    return np.asarray(a, dtype=dtype)
+    value = np.asarray(a, dtype=dtype)
+    if value.dtype.kind not in "biufc":
+        check_numeric(value, f"asarray's argument ({type(a).__name__})")
+    return value
 
 
 def astype(x, dtype):
