@@ -10,9 +10,10 @@ from __future__ import annotations
 import numpy as np
 
 from .. import lax
-from ..errors import FungradTypeError, FungradValueError
+from ..errors import FungradTypeError, FungradValueError, int_overflow_error
 from ..tracing import Tracer, aval_of, current_trace
-from ._checks import axis_index, axis_tuple_unsorted, call_site, check_numeric
+from ._checks import (axis_index, axis_tuple_unsorted, call_site, check_numeric,
+                      dtype_value)
 from ._promotion import _PY_SCALARS, _convert, result_type
 
 __all__ = ["array", "asarray", "astype", "reshape", "ravel", "expand_dims", "concatenate", "stack"]
@@ -25,6 +26,8 @@ def _as_operand(x):
     if isinstance(x, (list, tuple)):
         return array(x)
     if isinstance(x, _PY_SCALARS):
+        if type(x) is int and not -2 ** 63 <= x < 2 ** 63:
+            raise int_overflow_error(x)
         return x
     return check_numeric(np.asarray(x))
 
@@ -94,7 +97,7 @@ def asarray(a, dtype=None, copy=None):
 
 def astype(x, dtype):
     """x converted to `dtype`."""
-    return _convert(_as_array(x), np.dtype(dtype))
+    return _convert(_as_array(x), dtype_value(dtype))
 
 
 def reshape(a, newshape=None, order="C", *, shape=None):

@@ -42,7 +42,7 @@ def ndim(a):
 def size(a, axis=None):
     """The number of elements of a (along `axis` when given)."""
     s = aval_of(_as_array(a)).shape
-    return int(np.prod(s, dtype=np.int64)) if axis is None else s[axis]
+    return int(np.prod(s, dtype=np.int64)) if axis is None else s[axis_index(axis, len(s))]
 
 
 def transpose(a, axes=None):
@@ -86,7 +86,7 @@ def squeeze(a, axis=None):
     if axis is None:
         dims = [i for i, d in enumerate(s) if d == 1]
     else:
-        dims = [ax % len(s) for ax in ((axis,) if np.isscalar(axis) else axis)]
+        dims = list(axis_tuple(axis, len(s)))
         for d in dims:
             if s[d] != 1:
                 raise FungradValueError("cannot select an axis to squeeze out which has size "
