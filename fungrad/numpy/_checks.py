@@ -17,7 +17,7 @@ from ..errors import (FungradError, FungradTypeError, FungradValueError, _is_int
                       format_location)
 
 __all__ = ["FungradAxisError", "call_site", "axis_index", "axis_tuple", "permutation", "axis_tuple_unsorted",
-           "int_value", "shape_tuple", "dtype_value", "array_sequence",
+           "int_value", "shape_tuple", "dtype_value", "array_sequence", "int_sequence",
            "check_numeric"]
 
 
@@ -181,3 +181,17 @@ def array_sequence(arrays, what: str = "arrays") -> list:
     raise FungradTypeError(
         f"{name}: {what} must be a sequence (list or tuple) of arrays, got "
         f"{type(arrays).__name__}, at {where}.")
+
+
+def int_sequence(value, what: str) -> tuple[int, ...]:
+    """One int or a sequence (or 1-d integer array) of ints, as a tuple."""
+    if isinstance(value, np.ndarray) and value.ndim <= 1 and value.dtype.kind in "iub":
+        out = tuple(int(v) for v in value.reshape(-1).tolist())
+    elif isinstance(value, (tuple, list)):
+        out = tuple(_int_arg(v, what) for v in value)
+    else:
+        out = (_int_arg(value, what),)
+    if any(not -2 ** 63 <= v < 2 ** 63 for v in out):
+        name, where = call_site()
+        raise FungradValueError(f"{name}: {what} {out} has an entry beyond int64, at {where}.")
+    return out

@@ -12,8 +12,8 @@ import numpy as np
 from .. import lax
 from ..errors import FungradTypeError, FungradValueError, int_overflow_error
 from ..tracing import Tracer, aval_of, current_trace
-from ._checks import (axis_index, axis_tuple_unsorted, call_site, check_numeric,
-                      dtype_value)
+from ._checks import (array_sequence, axis_index, axis_tuple_unsorted, call_site,
+                      check_numeric, dtype_value)
 from ._promotion import _PY_SCALARS, _convert, result_type
 
 __all__ = ["array", "asarray", "astype", "reshape", "ravel", "expand_dims", "concatenate", "stack"]
@@ -139,7 +139,7 @@ def expand_dims(a, axis):
 
 def concatenate(arrays, axis=0, dtype=None):
     """Join arrays along an existing axis (flattened when axis is None)."""
-    arrays = [_as_array(a) for a in arrays]
+    arrays = [_as_array(a) for a in array_sequence(arrays)]
     if not arrays:
         raise FungradValueError("need at least one array to concatenate")
     if axis is None:
@@ -162,7 +162,7 @@ def concatenate(arrays, axis=0, dtype=None):
 
 def stack(arrays, axis=0, dtype=None):
     """Join same-shaped arrays along a new axis."""
-    arrays = [_as_array(a) for a in arrays]
+    arrays = [_as_array(a) for a in array_sequence(arrays)]
     if not arrays:
         raise FungradValueError("need at least one array to stack")
     shapes = {aval_of(a).shape for a in arrays}

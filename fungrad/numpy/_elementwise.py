@@ -12,6 +12,7 @@ from .. import lax
 from ..errors import FungradTypeError, FungradValueError
 from ..primitives import elementwise
 from ..tracing import Tracer, aval_of
+from ._checks import array_sequence
 from ._promotion import _PY_SCALARS, _broadcast, _convert, _same_typed, _scalar, _shape, result_type
 from ._coercion import _as_array, _as_operand, _promote
 from ._creation import full, zeros_like
@@ -701,6 +702,8 @@ def real_if_close(a, tol=100):
 
 def select(condlist, choicelist, default=0):
     """Per element, the choice of the first true condition (else `default`)."""
+    condlist = array_sequence(condlist, "condlist")
+    choicelist = array_sequence(choicelist, "choicelist")
     if len(condlist) != len(choicelist):
         raise FungradValueError("list of cases must be same length as list of conditions")
     out = default

@@ -146,10 +146,16 @@ def static_callable(value, what: str):
 
 def static_dot_dimension_numbers(value, what: str = "dimension_numbers"):
     """dot_general's ((lhs_contract, rhs_contract), (lhs_batch, rhs_batch)), as ints."""
-    fix = "Pass ((lhs_contracting, rhs_contracting), (lhs_batch, rhs_batch)), e.g. (((1,), (0,)), ((), ()))."
+    fix = ("Pass ((lhs_contracting, rhs_contracting), (lhs_batch, rhs_batch)), e.g. "
+           "(((1,), (0,)), ((), ())).")
     if not (isinstance(value, (tuple, list)) and len(value) == 2 and all(
             isinstance(pair, (tuple, list)) and len(pair) == 2 for pair in value)):
         raise _type_error(what, value, "a pair of pairs of axis tuples", fix)
     (cx, cy), (bx, by) = value
     return ((static_ints(cx, what), static_ints(cy, what)),
             (static_ints(bx, what), static_ints(by, what)))
+
+
+def at_call_site(message: str) -> str:
+    """`message` with ", at file:line (in f)" of the user's call appended."""
+    return f"{message}, at {api_call_site(2)[1]}"

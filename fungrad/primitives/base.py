@@ -12,7 +12,7 @@ import numpy as np
 from ..core import Primitive, ShapedArray
 from ..errors import FungradTypeError, FungradValueError
 from ..tracing import Tracer, aval_of
-from ._static import static_dtype, static_int, static_ints
+from ._static import at_call_site, static_dtype, static_ints
 from ._util import is_float, np_dtype, reshape_index
 
 __all__ = ["convert_element_type", "broadcast_in_dim", "broadcast_to", "full", "reshape",
@@ -202,8 +202,9 @@ def full(shape, fill_value, dtype):
     if not hasattr(fill_value, "aval"):
         ShapedArray.of(fill_value)   # refuses a string, None, an object
         if np.ndim(fill_value):
-            raise FungradTypeError(f"full: fill_value must be a scalar, got an array of shape "
-                                   f"{np.shape(fill_value)}")
+            raise FungradTypeError(at_call_site(
+                f"full: fill_value must be a scalar, got an array of shape "
+                f"{np.shape(fill_value)}"))
     value = dtype.type(fill_value) if not hasattr(fill_value, "aval") and not isinstance(
         fill_value, np.ndarray) else fill_value
     if isinstance(value, np.ndarray) or hasattr(value, "aval"):
@@ -213,9 +214,9 @@ def full(shape, fill_value, dtype):
 
 def zeros_like_aval(aval: ShapedArray):
     if not isinstance(aval, ShapedArray):
-        raise FungradTypeError(f"zeros_like_aval: expected a ShapedArray (an aval), got "
-                               f"{type(aval).__name__}; use fungrad.numpy.zeros_like for "
-                               "arrays")
+        raise FungradTypeError(at_call_site(
+            f"zeros_like_aval: expected a ShapedArray (an aval), got {type(aval).__name__}; "
+            "use fungrad.numpy.zeros_like for arrays"))
     return full(aval.shape, 0, aval.dtype)
 
 
@@ -253,8 +254,9 @@ def expand_dims(x, dimensions):
     ndim = len(shape) + len(dimensions)
     if any(not -ndim <= d < ndim for d in dimensions) or len(
             {d % ndim for d in dimensions}) != len(dimensions):
-        raise FungradValueError(f"expand_dims: dimensions {dimensions} are out of range or "
-                                f"repeated for a result of {ndim} dimensions")
+        raise FungradValueError(at_call_site(
+            f"expand_dims: dimensions {dimensions} are out of range or repeated for a result "
+            f"of {ndim} dimensions"))
     for d in sorted(d % ndim for d in dimensions):
         shape.insert(d, 1)
     return reshape(x, shape)
@@ -308,7 +310,8 @@ def _normalize_axes(name, x, axes):
     nd = aval_of(x).ndim
     if not nd:
         if axes:
-            raise FungradValueError(f"{name}: axes {axes} are out of range for a 0-d array")
+            raise FungradValueError(at_call_site(f"{name}: axes {axes} are out of range for "
+                                                 "a 0-d array"))
         return ()
     for a in axes:
         if not -nd <= a < nd:

@@ -19,7 +19,8 @@ import numpy as np
 
 from ..errors import FungradNotImplementedError, FungradTypeError, FungradValueError
 from ..tracing import aval_of
-from ._static import static_callable, static_int, static_int_pairs, static_ints, static_str
+from ._static import (at_call_site, static_callable, static_int, static_int_pairs, static_ints,
+                      static_str)
 from .base import convert_element_type, full, reshape, transpose
 from .elementwise import add
 from .linalg import dot_general
@@ -41,9 +42,9 @@ def conv_dimension_numbers(lhs_shape, rhs_shape, dimension_numbers):
         iota = tuple(range(nd))
         return iota, iota, iota
     if not isinstance(dimension_numbers, (tuple, list)) or len(dimension_numbers) != 3:
-        raise FungradTypeError(
+        raise FungradTypeError(at_call_site(
             f"conv_general_dilated: dimension_numbers must be None or a triple such as "
-            f"('NCHW', 'OIHW', 'NCHW'), got {dimension_numbers!r:.60}")
+            f"('NCHW', 'OIHW', 'NCHW'), got {dimension_numbers!r:.60}"))
     lhs_spec, rhs_spec, out_spec = dimension_numbers
     if all(isinstance(s, str) for s in (lhs_spec, rhs_spec, out_spec)):
         if not len(lhs_spec) == len(rhs_spec) == len(out_spec) == nd:
@@ -67,9 +68,9 @@ def conv_dimension_numbers(lhs_shape, rhs_shape, dimension_numbers):
     perms = tuple(static_ints(spec, "dimension_numbers") for spec in
                   (lhs_spec, rhs_spec, out_spec))
     if any(sorted(perm) != list(range(nd)) for perm in perms):
-        raise FungradValueError(
+        raise FungradValueError(at_call_site(
             f"conv_general_dilated: dimension_numbers {dimension_numbers} must be three "
-            f"permutations of range({nd}) (or three layout strings such as 'NCHW')")
+            f"permutations of range({nd}) (or three layout strings such as 'NCHW')"))
     return perms
 
 
@@ -83,9 +84,9 @@ def padtype_to_pads(in_shape, window_shape, window_strides, padding: str):
     window_shape = static_ints(window_shape, "window_shape", minimum=1)
     window_strides = static_ints(window_strides, "window_strides", minimum=1)
     if not len(in_shape) == len(window_shape) == len(window_strides):
-        raise FungradValueError(f"padtype_to_pads: in_shape, window_shape and window_strides "
-                                f"must have one entry per dimension, got {in_shape}, "
-                                f"{window_shape}, {window_strides}")
+        raise FungradValueError(at_call_site(
+            f"padtype_to_pads: in_shape, window_shape and window_strides must have one entry "
+            f"per dimension, got {in_shape}, {window_shape}, {window_strides}"))
     pads = []
     for n, k, s in zip(in_shape, window_shape, window_strides, strict=True):
         out = -(-n // s)
@@ -244,8 +245,8 @@ def reduce_window(operand, init_value, computation, window_dimensions: Sequence[
     wdil = _ints(window_dilation, nd, 1, "window_dilation", where)
     static_callable(computation, "computation")
     if aval_of(init_value).shape != ():
-        raise FungradTypeError(f"{where}: init_value must be a scalar, got "
-                               f"{aval_of(init_value)}")
+        raise FungradTypeError(at_call_site(f"{where}: init_value must be a scalar, got "
+                                            f"{aval_of(init_value)}"))
     dtype = aval_of(x).dtype
     init = init_value if hasattr(init_value, "aval") else dtype.type(np.asarray(init_value))
     dilated = [(s - 1) * d + 1 if s else 0 for s, d in zip(shape, base)]

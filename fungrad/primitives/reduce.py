@@ -18,7 +18,7 @@ import numpy as np
 from ..core import Primitive, ShapedArray
 from ..errors import FungradTypeError, FungradValueError
 from ..tracing import aval_of
-from ._static import static_dtype, static_int
+from ._static import at_call_site, static_dtype, static_int
 from ._util import is_float, nondifferentiable
 from .base import (WIDE_ACCUMULATOR, _expand_to, _kept_dims, _normalize_axes, _reduce_shape,
                    _reduce_vmap, convert_element_type, full, move_axis_to_front,
@@ -468,8 +468,8 @@ argmax_p.def_emit(lambda x, *, axis, index_dtype: _arg_emit("np.argmax", x, axis
 def _index_dtype(index_dtype) -> np.dtype:
     dtype = static_dtype(index_dtype, "index_dtype")
     if dtype.kind not in "iu":
-        raise FungradTypeError(f"argmax/argmin: index_dtype must be an integer dtype, got "
-                               f"{dtype}")
+        raise FungradTypeError(at_call_site(
+            f"argmax/argmin: index_dtype must be an integer dtype, got {dtype}"))
     return dtype
 
 

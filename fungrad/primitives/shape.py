@@ -9,7 +9,7 @@ from ..core import Primitive, ShapedArray
 from ..errors import FungradTypeError, FungradValueError
 from ..tracing import aval_of
 from ._util import affine, np_dtype, reshape_index
-from ._static import static_dtype, static_int, static_ints
+from ._static import at_call_site, static_dtype, static_int, static_ints
 from .base import bdim_to_front, broadcast_in_dim, full, move_axis_to_front, reduce_sum, reshape
 from .elementwise import select, sub
 
@@ -47,8 +47,8 @@ def squeeze(x, dimensions):
     nd = aval_of(x).ndim
     dimensions = static_ints(dimensions, "dimensions")
     if any(not -nd <= d < nd for d in dimensions):
-        raise FungradValueError(f"squeeze: dimensions {dimensions} are out of range for "
-                                f"{aval_of(x)}")
+        raise FungradValueError(at_call_site(
+            f"squeeze: dimensions {dimensions} are out of range for {aval_of(x)}"))
     dimensions = tuple(sorted(d % nd for d in dimensions))
     if not dimensions:
         return x
@@ -213,15 +213,16 @@ concatenate_p.def_loop(_concat_loop)
 
 def concatenate(xs, dimension: int):
     if not isinstance(xs, (list, tuple)):
-        raise FungradTypeError(f"concatenate: operands must be a list or tuple of arrays, got "
-                               f"{type(xs).__name__}")
+        raise FungradTypeError(at_call_site(
+            f"concatenate: operands must be a list or tuple of arrays, got "
+            f"{type(xs).__name__}"))
     xs = list(xs)
     dimension = static_int(dimension, "dimension")
     if len(xs) == 1:
         nd = aval_of(xs[0]).ndim
         if not 0 <= dimension < nd:
-            raise FungradValueError(f"concatenate: dimension {dimension} out of range for "
-                                    f"{aval_of(xs[0])}")
+            raise FungradValueError(at_call_site(
+                f"concatenate: dimension {dimension} out of range for {aval_of(xs[0])}"))
         return xs[0]
     return concatenate_p.bind(*xs, dimension=dimension)
 
@@ -335,12 +336,12 @@ def pad(x, padding_value, padding_config):
     negative low/high crop."""
     if not isinstance(padding_config, (tuple, list)) or not all(
             isinstance(c, (tuple, list)) and len(c) == 3 for c in padding_config):
-        raise FungradTypeError(f"pad: padding_config must be a sequence of (low, high, "
-                               f"interior) int triples, one per dimension, got "
-                               f"{padding_config!r:.60}")
+        raise FungradTypeError(at_call_site(
+            f"pad: padding_config must be a sequence of (low, high, interior) int triples, "
+            f"one per dimension, got {padding_config!r:.60}"))
     cfg = tuple(static_ints(c, "padding_config") for c in padding_config)
     if any(i < 0 for _, _, i in cfg):
-        raise FungradValueError(f"pad: interior padding must be >= 0, got {cfg}")
+        raise FungradValueError(at_call_site(f"pad: interior padding must be >= 0, got {cfg}"))
     if isinstance(padding_value, (int, float, bool)):
         padding_value = aval_of(x).dtype.type(padding_value)
     return pad_p.bind(x, padding_value, padding_config=cfg)
