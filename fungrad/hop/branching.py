@@ -283,7 +283,9 @@ def cond(pred: Any, true_fun: Callable, false_fun: Callable, *operands: Any) -> 
         aval_of(pred)   # refuses a string, None, an object
         p = np.asarray(pred)
         if p.shape != ():
-            raise FungradTypeError(f"cond: the predicate must be a scalar, got shape {p.shape}")
+            raise FungradTypeError(
+                f"cond at {_where()}: the predicate must be a scalar, got shape {p.shape}.\n"
+                "  For elementwise choices use fungrad.numpy.where (or lax.select).")
         return _run_concrete(int(bool(p)), [false_fun, true_fun], operands,
                              ["false_fun", "true_fun"], _where())
     where = _where()
