@@ -176,11 +176,27 @@ def sub(x, y):
 
 
 # d(x y) = dx y + x dy
+def _times_factor(t, y):
+    """t * y for the tangent or cotangent t through one factor of a product and the other
+    factor y: where y is a constant that is exactly 0, the product is 0 even if t is inf
+    or NaN ("a zero factor wins").  So `0.0 * log(x)` and `sqrt(x * 0.0)` at 0 give the
+    same derivative, 0, in forward and reverse mode.  A traced y is not masked (that would
+    cost every derivative program a select): see docs/sharp-bits.md."""
+    if isinstance(y, Tracer):
+        return mul(t, y)
+    zero = np.asarray(y) == 0
+    if not zero.any() or _aval(t).dtype.kind != "f":
+        return mul(t, y)
+    keep = bitwise_or(is_finite(t), bitwise_not(zero if zero.ndim else np.bool_(zero)))
+    return mul(select(keep, t, _zero(t)), y)
+
+
 mul_p = _binary("mul", np.multiply, lambda x, y: f"({x} * {y})", commutative=True,
                 linear_in="each",
-                jvp=lambda tx, ty, x, y, *, out: add(mul(tx, y), mul(x, ty)),
-                vjp=lambda ct, x, y, *, out: (_sum_to(mul(ct, y), _aval(x)),
-                    _sum_to(mul(x, ct), _aval(y))))
+                jvp=lambda tx, ty, x, y, *, out: add(_times_factor(tx, y),
+                                                     _times_factor(ty, x)),
+                vjp=lambda ct, x, y, *, out: (_sum_to(_times_factor(ct, y), _aval(x)),
+                    _sum_to(_times_factor(ct, x), _aval(y))))
 
 
 def mul(x, y):
