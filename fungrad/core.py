@@ -107,7 +107,8 @@ class ShapedArray:
             key = (value.shape, value.dtype)
             aval = _AVALS.get(key)
             if aval is None:
-                _check_operand_dtype(value, value.dtype)
+                if value.dtype.kind != "O":     # (object: the while-loop tape, internal)
+                    _check_operand_dtype(value, value.dtype)
                 aval = _AVALS.put(key, ShapedArray(value.shape, value.dtype))
             return aval
         if isinstance(value, np.generic):

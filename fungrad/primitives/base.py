@@ -106,8 +106,8 @@ convert_element_type_p.def_vjp(lambda ct, x, *, out, new_dtype: (
 
 
 def convert_element_type(x, new_dtype):
-    new_dtype = new_dtype if type(new_dtype) is np.dtype else static_dtype(new_dtype,
-                                                                           "new_dtype")
+    new_dtype = new_dtype if isinstance(new_dtype, np.dtype) else static_dtype(new_dtype,
+                                                                               "new_dtype")
     if aval_of(x).dtype == new_dtype and not isinstance(x, (int, float, bool, complex)):
         return x
     return convert_element_type_p.bind(x, new_dtype=new_dtype)
@@ -197,7 +197,7 @@ def broadcast_to(x, shape):
 
 def full(shape, fill_value, dtype):
     """An array of `shape` filled with a scalar (a broadcast literal)."""
-    dtype = dtype if type(dtype) is np.dtype else static_dtype(dtype)
+    dtype = dtype if isinstance(dtype, np.dtype) else static_dtype(dtype)
     shape = static_ints(shape, "shape", minimum=0)
     if not hasattr(fill_value, "aval"):
         ShapedArray.of(fill_value)   # refuses a string, None, an object
