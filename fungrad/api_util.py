@@ -16,6 +16,7 @@ from .errors import (FungradTypeError, FungradValueError, describe_function, for
 from .backend import execute as backend_execute
 from .config import config
 from .interpreter import eval_jaxpr, eval_jaxpr_checked
+from .primitives.callback import debug_callback_p
 from .pytree import PyTreeDef, tree_flatten
 from .tracing import Tracer, as_value, aval_of, current_trace, trace_to_jaxpr
 
@@ -167,14 +168,28 @@ def check_forward(closed: ClosedJaxpr, leaves: Sequence) -> None:
     """With debug_nans / debug_infs on, run the program the user wrote, checked, before
     its derivative: simplification may drop a forward value the derivative does not
     need (grad of sum(log(x - 1) * 0.0)), and the flag is about what the user wrote.
-    (Inside an enclosing trace the outermost transform checks.)"""
-    if not (config.debug_nans or config.debug_infs) or current_trace() is not None:
+    Inside an enclosing trace (`jit(grad(f))`, `vmap(grad(f))`, `grad(grad(f))`) the
+    forward program is inlined into that trace, its outputs kept alive by an effect
+    that does nothing, so the program that finally runs (checked, as the flag makes
+    it) computes and checks the forward values too."""
+    if not (config.debug_nans or config.debug_infs):
+        return
+    if current_trace() is not None:
+        outs = eval_jaxpr(closed.jaxpr, closed.consts, *leaves)
+        kept = [o for o in outs if np.dtype(aval_of(o).dtype).kind in "fc"]
+        if kept:
+            debug_callback_p.bind(*kept, callback=_forward_values_checked)
         return
     if any(isinstance(x, Tracer) for x in leaves) or any(
             isinstance(c, Tracer) for c in closed.consts):
         return
     eval_jaxpr_checked(closed.jaxpr, closed.consts, leaves, config.debug_nans,
                        config.debug_infs)
+
+
+def _forward_values_checked(*values) -> None:
+    """The effect that keeps the forward values of a derivative alive under
+    debug_nans: nothing (the checked interpreter has checked them when they were made)."""
 
 
 def check_function(where: str, fun) -> None:

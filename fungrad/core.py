@@ -30,7 +30,7 @@ from .arrays import as_array
 from .caches import new_cache
 from .config import settings
 from .errors import (FungradFloatingPointError, FungradNotImplementedError, FungradTypeError,
-                     format_location, user_location)
+                     format_location, int_overflow_error, user_location)
 
 __all__ = [
     "ShapedArray", "Var", "Literal", "Atom", "Eqn", "Jaxpr", "ClosedJaxpr", "Primitive",
@@ -107,16 +107,21 @@ class ShapedArray:
             key = (value.shape, value.dtype)
             aval = _AVALS.get(key)
             if aval is None:
+                if value.dtype.kind != "O":     # (object: the while-loop tape, internal)
+                    _check_operand_dtype(value, value.dtype)
                 aval = _AVALS.put(key, ShapedArray(value.shape, value.dtype))
             return aval
         if isinstance(value, np.generic):
             aval = _SCALAR_AVALS.get(value.dtype)
             if aval is None:
+                _check_operand_dtype(value, value.dtype)
                 aval = _SCALAR_AVALS.put(value.dtype, ShapedArray((), value.dtype))
             return aval
         if isinstance(value, bool):
             return _PY_SCALAR_AVALS[bool]
         if isinstance(value, int):
+            if not -2 ** 63 <= value < 2 ** 63:
+                raise int_overflow_error(value)
             return _PY_SCALAR_AVALS[int]
         if isinstance(value, float):
             return _PY_SCALAR_AVALS[float]
@@ -125,8 +130,26 @@ class ShapedArray:
         aval = getattr(value, "aval", None)
         if isinstance(aval, ShapedArray):
             return aval
-        arr = np.asarray(value)
+        try:
+            arr = np.asarray(value)
+        except (TypeError, ValueError) as e:   # ragged nested lists
+            _check_operand_dtype(value, None, str(e))
+        _check_operand_dtype(value, arr.dtype)
         return ShapedArray(arr.shape, arr.dtype)
+
+
+def _check_operand_dtype(value, dtype, why: str = "") -> None:
+    """Refuse an operand that is not a numeric array (a string, None, an object):
+    the error names the value and the user's line, before NumPy's internals see it."""
+    if dtype is not None and dtype.kind in "biufc":
+        return
+    shown = repr(value)
+    shown = shown if len(shown) <= 40 else shown[:37] + "..."
+    raise FungradTypeError(
+        f"an operand is {shown} of type {type(value).__name__}"
+        + (f" with dtype {dtype}" if dtype is not None else f" ({why})")
+        + f", which is not a numeric array, at {format_location(user_location())}.\n  "
+        "fungrad operations take bool, integer, float or complex arrays and scalars.")
 
 
 _AVALS = new_cache("core.avals", 4096)   # interned avals of arrays (ShapedArray is immutable)

@@ -32,6 +32,7 @@ import numpy as np
 from . import lax
 from . import numpy as fnp
 from .errors import FungradTypeError, FungradValueError
+from .numpy._checks import axis_index
 from .primitives.elementwise import stop_gradient
 from .tracing import Tracer, aval_of
 
@@ -61,6 +62,8 @@ def _promote_float(*xs):
     if None not in avals and avals[0].dtype.kind == "f" and all(
             a.dtype == avals[0].dtype for a in avals):
         return list(xs)              # already arrays of one float dtype
+    for x in xs:
+        aval_of(x)          # refuses a string, None, an object (result_type would not)
     dtype = fnp.result_type(*xs)
     xs = [fnp.asarray(x) for x in xs]
     if not np.issubdtype(dtype, np.inexact):
@@ -400,7 +403,7 @@ def softmax_cross_entropy(logits, labels, axis: int = -1, reduction: str = "mean
     """
     logits = _float(logits)
     labels = fnp.asarray(labels)
-    n_classes = aval_of(logits).shape[axis]
+    n_classes = aval_of(logits).shape[axis_index(axis, aval_of(logits).ndim)]
     if np.issubdtype(aval_of(labels).dtype, np.integer):
         targets = one_hot(labels, n_classes, dtype=aval_of(logits).dtype, axis=axis)
     else:
@@ -494,7 +497,7 @@ def glu(x, axis: int = -1):
     >>> glu(np.array([1.0, 0.0]))                 # array([0.5])
     """
     x = _float(x)
-    size = aval_of(x).shape[axis] if isinstance(x, Tracer) else np.shape(x)[axis]
+    size = aval_of(x).shape[axis_index(axis, aval_of(x).ndim)]
     if size % 2:
         raise FungradValueError(f"glu: axis {axis} must have an even size, got {size}")
     a, b = fnp.split(x, 2, axis=axis)

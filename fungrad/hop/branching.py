@@ -9,6 +9,7 @@ import numpy as np
 from ..core import Jaxpr, Primitive, Var
 from ..errors import ConcretizationError, FungradTypeError, FungradValueError, describe_function
 from ..interpreter import eval_concrete
+from ..primitives._static import static_callable
 from ..primitives.base import broadcast_in_dim, convert_element_type, move_axis_to_front
 from ..primitives.elementwise import eq, ne, select
 from ..primitives.elementwise import max as lax_max, min as lax_min
@@ -245,6 +246,9 @@ def switch(index: Any, branches: Sequence[Callable], *operands: Any) -> Any:
 
     >>> switch(1, [lambda x: x + 1, lambda x: x * 10], 2.0)   # 20.0
     """
+    if not isinstance(branches, (list, tuple)) or not all(callable(b) for b in branches):
+        raise FungradTypeError(f"switch at {_where()}: branches must be a list or tuple of "
+                               f"functions, got {branches!r:.60}")
     branches = list(branches)
     if not branches:
         raise FungradValueError("switch: branches must be a non-empty sequence of functions")
@@ -273,10 +277,15 @@ def cond(pred: Any, true_fun: Callable, false_fun: Callable, *operands: Any) -> 
 
     >>> grad(lambda x: cond(x > 0, lambda y: y * y, lambda y: -y, x))(3.0)   # 6.0
     """
+    for fun, what in ((true_fun, "true_fun"), (false_fun, "false_fun")):
+        static_callable(fun, what)
     if not isinstance(pred, Tracer):
+        aval_of(pred)   # refuses a string, None, an object
         p = np.asarray(pred)
         if p.shape != ():
-            raise FungradTypeError(f"cond: the predicate must be a scalar, got shape {p.shape}")
+            raise FungradTypeError(
+                f"cond at {_where()}: the predicate must be a scalar, got shape {p.shape}.\n"
+                "  For elementwise choices use fungrad.numpy.where (or lax.select).")
         return _run_concrete(int(bool(p)), [false_fun, true_fun], operands,
                              ["false_fun", "true_fun"], _where())
     where = _where()

@@ -11,6 +11,7 @@ from ..caches import new_cache
 from ..core import Jaxpr, Primitive, ShapedArray
 from ..errors import FungradTypeError, FungradValueError, describe_function
 from ..interpreter import eval_concrete
+from ..primitives._static import static_callable, static_int
 from ..primitives._util import np_dtype
 from ..primitives.base import bdim_to_front, convert_element_type, reshape, transpose
 from ..primitives.elementwise import add, lt
@@ -260,6 +261,7 @@ def scan(f: Callable, init: Any, xs: Any = None, length: int | None = None,
 
     >>> scan(lambda c, x: (c + x, c * x), 0.0, fnp.arange(3.0))  # (3.0, [0., 1., 3.])
     """
+    static_callable(f, "f")
     return _scan(f, init, xs, length, reverse, _where())
 
 
@@ -278,7 +280,7 @@ def _scan(f: Callable, init: Any, xs: Any, length: int | None, reverse: bool, wh
                 f"a 0-d {aval_of(x)}")
         lengths.add(shape[0])
     if length is not None:
-        length = int(length)
+        length = static_int(length, "length", minimum=0)
         lengths.add(length)
     if len(lengths) != 1:
         if not lengths:
@@ -324,6 +326,7 @@ def fori_loop(lower: Any, upper: Any, body_fun: Callable, init_val: Any, *,
 
     >>> fori_loop(0, 3, lambda i, a: a * 2.0, 1.0)    # 8.0
     """
+    static_callable(body_fun, "body_fun")
     where = _where()
     if not isinstance(lower, Tracer) and not isinstance(upper, Tracer):
         lo, hi = np.asarray(lower), np.asarray(upper)
@@ -368,6 +371,9 @@ def map(f: Callable, xs: Any, *, batch_size: int | None = None) -> Any:
 
     >>> map(lambda x: x.sum(), fnp.ones((3, 2)))    # [2., 2., 2.]
     """
+    static_callable(f, "f")
+    if batch_size is not None:
+        batch_size = static_int(batch_size, "batch_size", minimum=1)
     if batch_size is None:
         _, ys = scan(lambda carry, x: (carry, f(x)), (), xs)
         return ys

@@ -10,6 +10,7 @@ from ..caches import new_cache
 from ..core import ClosedJaxpr, Jaxpr, Primitive, ShapedArray, nondifferentiable
 from ..errors import FungradTypeError, describe_function
 from ..interpreter import eval_concrete
+from ..primitives._static import static_callable
 from ..primitives.base import bdim_to_front, broadcast_in_dim, convert_element_type, reduce_sum
 from ..primitives.elementwise import add, gt, lt, select, sub
 from ..pytree import PyTreeDef, tree_flatten
@@ -231,6 +232,8 @@ def while_loop(cond_fun: Callable, body_fun: Callable, init_val: Any) -> Any:
 
     >>> while_loop(lambda x: x < 10, lambda x: x * 2, 1.0)    # 16.0
     """
+    static_callable(cond_fun, "cond_fun")
+    static_callable(body_fun, "body_fun")
     return _while_loop(cond_fun, body_fun, init_val, _where())
 
 

@@ -33,7 +33,7 @@ import numpy as np  # noqa: F401
 
 from .. import lax  # noqa: F401
 from ..errors import FungradIndexError, FungradTypeError, FungradValueError  # noqa: F401
-from ..tracing import Tracer, aval_of, current_trace  # noqa: F401
+from ..tracing import Tracer, aval_of  # noqa: F401
 
 from ._promotion import *  # noqa: F401,F403
 from ._coercion import *  # noqa: F401,F403

@@ -17,6 +17,7 @@ from ..errors import (FungradError, FungradTypeError, FungradValueError, _is_int
                       format_location)
 
 __all__ = ["FungradAxisError", "call_site", "axis_index", "axis_tuple", "permutation", "axis_tuple_unsorted",
+           "int_value", "shape_tuple", "dtype_value", "array_sequence", "int_sequence",
            "check_numeric"]
 
 
@@ -122,3 +123,75 @@ def check_numeric(x, what: str = "an argument"):
             f"{name}: {what} has dtype {dtype}, which is not numeric, at {where}.\n  "
             "fungrad arrays hold bool, integer, float or complex numbers.")
     return x
+
+
+def int_value(value, what: str, minimum: int | None = None) -> int:
+    """A Python int argument (a count, a size, a diagonal offset)."""
+    v = _int_arg(value, what)
+    if v >= 2 ** 63:
+        name, where = call_site()
+        raise FungradValueError(f"{name}: {what} {v} is too large (beyond int64), at {where}.")
+    if minimum is not None and v < minimum:
+        name, where = call_site()
+        raise FungradValueError(f"{name}: {what} must be >= {minimum}, got {v}, at {where}.")
+    return v
+
+
+def shape_tuple(shape, what: str = "shape") -> tuple[int, ...]:
+    """An int or a sequence of ints >= 0, as a tuple (NumPy's `shape` argument)."""
+    if isinstance(shape, (tuple, list)):
+        dims = tuple(_int_arg(s, what) for s in shape)
+    elif isinstance(shape, np.ndarray) and shape.ndim == 1 and shape.dtype.kind in "iu":
+        dims = tuple(shape.tolist())
+    else:
+        dims = (_int_arg(shape, what),)
+    if any(d >= 2 ** 63 for d in dims):
+        name, where = call_site()
+        raise FungradValueError(f"{name}: {what} {dims} has a dimension beyond int64, at "
+                                f"{where}.")
+    if any(d < 0 for d in dims):
+        name, where = call_site()
+        raise FungradValueError(f"{name}: negative dimensions are not allowed in {what} "
+                                f"{dims}, at {where}.")
+    return dims
+
+
+def dtype_value(dtype, what: str = "dtype") -> np.dtype:
+    """A numeric dtype from a dtype, a scalar type or a name."""
+    if not isinstance(dtype, np.ndarray) and dtype is not None:
+        try:
+            dt = np.dtype(dtype)
+        except (TypeError, ValueError):
+            dt = None
+        if dt is not None and dt.kind in "biufc":
+            return dt
+    name, where = call_site()
+    raise FungradTypeError(
+        f"{name}: {what} must be a numeric dtype, got {dtype!r:.40} of type "
+        f"{type(dtype).__name__}, at {where}.\n  Pass e.g. fungrad.numpy.float32 or 'int64'.")
+
+
+def array_sequence(arrays, what: str = "arrays") -> list:
+    """A list or tuple of arrays (concatenate, stack, select's lists)."""
+    if isinstance(arrays, (list, tuple)):
+        return list(arrays)
+    if isinstance(arrays, np.ndarray) and arrays.ndim >= 1 and arrays.dtype.kind in "biufc":
+        return list(arrays)
+    name, where = call_site()
+    raise FungradTypeError(
+        f"{name}: {what} must be a sequence (list or tuple) of arrays, got "
+        f"{type(arrays).__name__}, at {where}.")
+
+
+def int_sequence(value, what: str) -> tuple[int, ...]:
+    """One int or a sequence (or 1-d integer array) of ints, as a tuple."""
+    if isinstance(value, np.ndarray) and value.ndim <= 1 and value.dtype.kind in "iub":
+        out = tuple(int(v) for v in value.reshape(-1).tolist())
+    elif isinstance(value, (tuple, list)):
+        out = tuple(_int_arg(v, what) for v in value)
+    else:
+        out = (_int_arg(value, what),)
+    if any(not -2 ** 63 <= v < 2 ** 63 for v in out):
+        name, where = call_site()
+        raise FungradValueError(f"{name}: {what} {out} has an entry beyond int64, at {where}.")
+    return out

@@ -10,9 +10,10 @@ from __future__ import annotations
 import numpy as np
 
 from .. import lax
-from ..errors import FungradTypeError, FungradValueError
+from ..errors import FungradTypeError, FungradValueError, int_overflow_error
 from ..tracing import Tracer, aval_of, current_trace
-from ._checks import axis_index, axis_tuple_unsorted, call_site, check_numeric
+from ._checks import (array_sequence, axis_index, axis_tuple_unsorted, call_site,
+                      check_numeric, dtype_value)
 from ._promotion import _PY_SCALARS, _convert, result_type
 
 __all__ = ["array", "asarray", "astype", "reshape", "ravel", "expand_dims", "concatenate", "stack"]
@@ -25,6 +26,8 @@ def _as_operand(x):
     if isinstance(x, (list, tuple)):
         return array(x)
     if isinstance(x, _PY_SCALARS):
+        if type(x) is int and not -2 ** 63 <= x < 2 ** 63:
+            raise int_overflow_error(x)
         return x
     return check_numeric(np.asarray(x))
 
@@ -86,12 +89,15 @@ def asarray(a, dtype=None, copy=None):
         return a if dtype is None else _convert(a, dtype)
     if isinstance(a, (list, tuple)) and _contains_tracer(a):
         return array(a, dtype)
-    return np.asarray(a, dtype=dtype)
+    value = np.asarray(a, dtype=dtype)
+    if value.dtype.kind not in "biufc":
+        check_numeric(value, f"asarray's argument ({type(a).__name__})")
+    return value
 
 
 def astype(x, dtype):
     """x converted to `dtype`."""
-    return _convert(_as_array(x), np.dtype(dtype))
+    return _convert(_as_array(x), dtype_value(dtype))
 
 
 def reshape(a, newshape=None, order="C", *, shape=None):
@@ -133,7 +139,7 @@ def expand_dims(a, axis):
 
 def concatenate(arrays, axis=0, dtype=None):
     """Join arrays along an existing axis (flattened when axis is None)."""
-    arrays = [_as_array(a) for a in arrays]
+    arrays = [_as_array(a) for a in array_sequence(arrays)]
     if not arrays:
         raise FungradValueError("need at least one array to concatenate")
     if axis is None:
@@ -156,7 +162,7 @@ def concatenate(arrays, axis=0, dtype=None):
 
 def stack(arrays, axis=0, dtype=None):
     """Join same-shaped arrays along a new axis."""
-    arrays = [_as_array(a) for a in arrays]
+    arrays = [_as_array(a) for a in array_sequence(arrays)]
     if not arrays:
         raise FungradValueError("need at least one array to stack")
     shapes = {aval_of(a).shape for a in arrays}

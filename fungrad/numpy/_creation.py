@@ -8,6 +8,7 @@ import numpy as np
 
 from .. import lax
 from ..tracing import Tracer, aval_of, current_trace
+from ._checks import dtype_value, int_value, shape_tuple
 from ._promotion import _convert, result_type
 from ._coercion import _as_array, _record_constant
 from ._shape import broadcast_to
@@ -26,7 +27,10 @@ def _default_dtype(dtype, value=None):
 
 def full(shape, fill_value, dtype=None):
     """An array of `shape` filled with `fill_value` (traced inside a trace)."""
-    shape = (int(shape),) if np.isscalar(shape) else tuple(int(s) for s in shape)
+    shape = shape_tuple(shape)
+    dtype = None if dtype is None else dtype_value(dtype)
+    if not isinstance(fill_value, Tracer):
+        aval_of(fill_value)      # refuses a string, None, an object, an int beyond int64
     if isinstance(fill_value, Tracer):
         dt = np.dtype(dtype) if dtype is not None else fill_value.dtype
         return broadcast_to(_convert(fill_value, dt), shape)
@@ -79,7 +83,10 @@ def empty_like(a, dtype=None, shape=None):
 
 def eye(N, M=None, k=0, dtype=None):
     """A 2-D array with ones on the k-th diagonal and zeros elsewhere."""
-    value = np.eye(N, M, k, dtype=dtype if dtype is not None else np.float64)
+    N = int_value(N, "N", minimum=0)
+    M = None if M is None else int_value(M, "M", minimum=0)
+    k = int_value(k, "k")
+    value = np.eye(N, M, k, dtype=dtype_value(dtype) if dtype is not None else np.float64)
     return value if current_trace() is None else _record_constant(value)
 
 

@@ -8,6 +8,7 @@ import numpy as np
 from .. import lax
 from ..errors import FungradValueError
 from ..tracing import aval_of, current_trace
+from ._checks import dtype_value, int_value
 from ._promotion import _scalar
 from ._coercion import _as_array
 from ._shape import _axes, broadcast_to
@@ -108,8 +109,10 @@ def triu(m, k=0):
 
 def tri(N, M=None, k=0, dtype=None):
     """Ones at and below the k-th diagonal, zeros elsewhere."""
-    M = N if M is None else M
-    dt = np.dtype(dtype) if dtype is not None else np.dtype(np.float64)
+    N = int_value(N, "N", minimum=0)
+    M = N if M is None else int_value(M, "M", minimum=0)
+    k = int_value(k, "k")
+    dt = dtype_value(dtype) if dtype is not None else np.dtype(np.float64)
     if current_trace() is None:
         return np.tri(N, M, k, dtype=dt)
     return lax.convert_element_type(_tri_mask(N, M, k, lower=True), dt)

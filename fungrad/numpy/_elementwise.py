@@ -12,6 +12,7 @@ from .. import lax
 from ..errors import FungradTypeError, FungradValueError
 from ..primitives import elementwise
 from ..tracing import Tracer, aval_of
+from ._checks import array_sequence
 from ._promotion import _PY_SCALARS, _broadcast, _convert, _same_typed, _scalar, _shape, result_type
 from ._coercion import _as_array, _as_operand, _promote
 from ._creation import full, zeros_like
@@ -408,15 +409,27 @@ def where(condition, x=None, y=None):
 
 
 def clip(a, a_min=None, a_max=None, *, min=None, max=None):
-    """Clip values to [a_min, a_max]; at a bound the gradient passes through (1)."""
+    """Clip values to [a_min, a_max]; at a bound the gradient passes through (1).  A NaN
+    (in `a` or in a bound) propagates as in NumPy and takes the derivative."""
     lo = a_min if a_min is not None else min
     hi = a_max if a_max is not None else max
     out = _as_array(a)
     if lo is not None:
-        out = where(less(out, lo), lo, out)
+        out = where(_or_nan(less(out, lo), lo), lo, out)
     if hi is not None:
-        out = where(greater(out, hi), hi, out)
+        out = where(_or_nan(greater(out, hi), hi), hi, out)
     return out
+
+
+def _or_nan(pick_bound, bound):
+    """`pick_bound`, or also where the bound is NaN (np.clip(1.0, nan, 2.0) is nan); a
+    Python number that is not NaN costs nothing."""
+    if isinstance(bound, (bool, int)) or (isinstance(bound, float) and bound == bound):
+        return pick_bound
+    b = _as_operand(bound)
+    if not np.issubdtype(result_type(b), np.inexact):
+        return pick_bound
+    return logical_or(pick_bound, isnan(b))
 
 
 def _softplus_branches(x1, x2, exp_fn, scale):
@@ -701,6 +714,8 @@ def real_if_close(a, tol=100):
 
 def select(condlist, choicelist, default=0):
     """Per element, the choice of the first true condition (else `default`)."""
+    condlist = array_sequence(condlist, "condlist")
+    choicelist = array_sequence(choicelist, "choicelist")
     if len(condlist) != len(choicelist):
         raise FungradValueError("list of cases must be same length as list of conditions")
     out = default

@@ -29,6 +29,7 @@ from .. import lax
 from ..errors import (FungradIndexError, FungradNotImplementedError, FungradTypeError,
                       FungradValueError, format_location, user_location)
 from ..tracing import Tracer, aval_of, current_trace
+from ._checks import axis_index
 from ._promotion import _convert
 from ._coercion import _as_array, _as_operand, _contains_tracer, array, ravel
 from ._shape import broadcast_to
@@ -669,10 +670,7 @@ def _as_index(indices):
 
 
 def _axis(axis, nd, where):
-    if not -nd <= axis < nd:
-        raise np.exceptions.AxisError(f"{where}: axis {axis} is out of bounds for array of "
-                                      f"dimension {nd}")
-    return int(axis) % nd
+    return axis_index(axis, nd)
 
 
 # ---------------------------------------------------------------------------

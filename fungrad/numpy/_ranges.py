@@ -7,7 +7,8 @@ import numpy as np
 
 from .. import lax
 from ..errors import FungradTypeError
-from ..tracing import Tracer, current_trace
+from ..tracing import Tracer, aval_of, current_trace
+from ._checks import dtype_value, int_value
 from ._promotion import _convert, result_type
 from ._coercion import _as_array, _record_constant, astype, concatenate, ravel, reshape
 from ._shape import broadcast_arrays, size, swapaxes
@@ -24,6 +25,12 @@ def arange(start, stop=None, step=None, dtype=None):
             raise FungradTypeError(
                 "arange: the bounds must be concrete (they decide the shape); got a traced "
                 "value. Use a static argument or compute the bounds outside the function.")
+        if v is not None and (aval_of(v).shape != () or aval_of(v).dtype.kind not in "biuf"):
+            raise FungradTypeError(f"arange: start, stop and step must be real scalars, got "
+                                   f"{v!r:.40}")
+    if start is None:
+        raise FungradTypeError("arange: start (or stop, when given alone) is required, got None")
+    dtype = None if dtype is None else dtype_value(dtype)
     value = np.arange(start, stop, step, dtype=dtype) if stop is not None or step is not None \
         else np.arange(start, dtype=dtype)
     if current_trace() is None:
@@ -36,6 +43,10 @@ def arange(start, stop=None, step=None, dtype=None):
 
 def linspace(start, stop, num=50, endpoint=True, retstep=False, dtype=None, axis=0):
     """`num` evenly spaced values from start to stop (traced bounds are allowed)."""
+    aval_of(start), aval_of(stop)      # refuse strings, None, objects
+    num = int_value(num, "num", minimum=0)
+    axis = int_value(axis, "axis")
+    dtype = None if dtype is None else dtype_value(dtype)
     if isinstance(start, Tracer) or isinstance(stop, Tracer):
         dt = np.dtype(dtype) if dtype is not None else result_type(start, stop, 1.0)
         div = (num - 1) if endpoint else num

@@ -10,6 +10,7 @@ import numpy as np
 from .. import lax
 from ..errors import FungradTypeError, FungradValueError
 from ..tracing import Tracer, aval_of, current_trace
+from ._checks import axis_tuple_unsorted
 from ._promotion import _convert, _scalar, _shape, result_type
 from ._coercion import _as_array, _promote, ravel, reshape
 from ._shape import _axes, _slice_axis, broadcast_to, ndim, shape, size
@@ -460,8 +461,7 @@ def gradient(f, *varargs, axis=None, edge_order=1):
     if not np.issubdtype(result_type(x), np.inexact):
         x = _convert(x, np.float64)
     nd = aval_of(x).ndim
-    axes = tuple(range(nd)) if axis is None else tuple(
-        _axes(a, nd)[0] for a in ((axis,) if isinstance(axis, (int, np.integer)) else axis))
+    axes = tuple(range(nd)) if axis is None else axis_tuple_unsorted(axis, nd)
     if edge_order not in (1, 2):
         raise FungradValueError("'edge_order' greater than 2 not supported")
     if not varargs:

@@ -11,7 +11,8 @@ from .. import lax
 from ..errors import FungradTypeError, FungradValueError
 from ..tracing import Tracer, aval_of
 from ._promotion import _broadcast
-from ._checks import axis_index, axis_tuple, axis_tuple_unsorted, permutation
+from ._checks import (array_sequence, axis_index, axis_tuple, axis_tuple_unsorted, int_sequence,
+                      int_value, permutation, shape_tuple)
 from ._coercion import _as_array, concatenate, expand_dims, ravel, reshape
 
 __all__ = ["shape", "ndim", "size", "transpose", "moveaxis", "swapaxes", "squeeze", "broadcast_to",
@@ -42,7 +43,7 @@ def ndim(a):
 def size(a, axis=None):
     """The number of elements of a (along `axis` when given)."""
     s = aval_of(_as_array(a)).shape
-    return int(np.prod(s, dtype=np.int64)) if axis is None else s[axis]
+    return int(np.prod(s, dtype=np.int64)) if axis is None else s[axis_index(axis, len(s))]
 
 
 def transpose(a, axes=None):
@@ -86,7 +87,7 @@ def squeeze(a, axis=None):
     if axis is None:
         dims = [i for i, d in enumerate(s) if d == 1]
     else:
-        dims = [ax % len(s) for ax in ((axis,) if np.isscalar(axis) else axis)]
+        dims = list(axis_tuple(axis, len(s)))
         for d in dims:
             if s[d] != 1:
                 raise FungradValueError("cannot select an axis to squeeze out which has size "
@@ -97,7 +98,7 @@ def squeeze(a, axis=None):
 def broadcast_to(a, shape):
     """a broadcast to `shape` (NumPy's rules)."""
     x = _as_array(a)
-    shape = (int(shape),) if np.isscalar(shape) else tuple(int(s) for s in shape)
+    shape = shape_tuple(shape)
     try:
         if np.broadcast_shapes(aval_of(x).shape, shape) != shape:
             raise ValueError
@@ -131,12 +132,13 @@ def atleast_2d(*arys):
 
 def vstack(tup, dtype=None):
     """Stack arrays vertically (row-wise), after atleast_2d."""
-    return concatenate([atleast_2d(a) for a in tup], axis=0, dtype=dtype)
+    return concatenate([atleast_2d(a) for a in array_sequence(tup, "tup")], axis=0,
+                       dtype=dtype)
 
 
 def hstack(tup, dtype=None):
     """Stack arrays horizontally (column-wise); 1-D arrays are joined."""
-    arrs = [atleast_1d(a) for a in tup]
+    arrs = [atleast_1d(a) for a in array_sequence(tup, "tup")]
     return concatenate(arrs, axis=0 if ndim(arrs[0]) == 1 else 1, dtype=dtype)
 
 
@@ -153,12 +155,13 @@ def atleast_3d(*arys):
 
 def dstack(tup, dtype=None):
     """Stack along the third axis (after atleast_3d)."""
-    return concatenate([atleast_3d(a) for a in tup], axis=2, dtype=dtype)
+    return concatenate([atleast_3d(a) for a in array_sequence(tup, "tup")], axis=2,
+                       dtype=dtype)
 
 
 def column_stack(tup):
     """Stack 1-D arrays as columns (2-D arrays are kept) into a 2-D array."""
-    cols = [_as_array(a) for a in tup]
+    cols = [_as_array(a) for a in array_sequence(tup, "tup")]
     cols = [reshape(c, (-1, 1)) if ndim(c) < 2 else c for c in cols]
     return concatenate(cols, axis=1)
 
@@ -182,15 +185,18 @@ def array_split(ary, indices_or_sections, axis=0):
     x = _as_array(ary)
     (ax,) = _axes(axis, aval_of(x).ndim)
     n = aval_of(x).shape[ax]
-    if isinstance(indices_or_sections, (int, np.integer)):
-        sections = int(indices_or_sections)
+    if isinstance(indices_or_sections, (int, np.integer)) and not isinstance(
+            indices_or_sections, bool):
+        sections = int_value(indices_or_sections, "indices_or_sections")
         if sections <= 0:
             raise FungradValueError("number sections must be larger than 0.")
         each, extra = builtins.divmod(n, sections)
         sizes = [each + 1] * extra + [each] * (sections - extra)
         bounds = np.concatenate([[0], np.cumsum(sizes)]).astype(int).tolist()
     else:
-        bounds = [0] + [int(i) for i in indices_or_sections] + [n]
+        if not isinstance(indices_or_sections, (tuple, list, np.ndarray)):
+            int_value(indices_or_sections, "indices_or_sections")   # raises: not an int
+        bounds = [0] + list(int_sequence(indices_or_sections, "indices_or_sections")) + [n]
     pieces = []
     for lo, hi in zip(bounds[:-1], bounds[1:], strict=True):
         lo_c, hi_c = (builtins.min(builtins.max(v if v >= 0 else v + n, 0), n) for v in (lo, hi))
@@ -242,8 +248,12 @@ def roll(a, shift, axis=None):
     x = _as_array(a)
     if axis is None:
         return reshape(roll(ravel(x), shift, 0), aval_of(x).shape)
-    shifts = (shift,) if np.isscalar(shift) else tuple(shift)
-    axes = (axis,) if np.isscalar(axis) else tuple(axis)
+    shifts = int_sequence(shift, "shift")
+    axes = tuple(axis_index(a, aval_of(x).ndim) for a in (
+        axis if isinstance(axis, (tuple, list)) else (axis,)))   # repeats roll again
+    if len(shifts) != len(axes) and 1 not in (len(shifts), len(axes)):
+        raise FungradValueError(f"roll: shift {shift!r} and axis {axis!r} must have the same "
+                                "length (or one of them a single value)")
     shifts, axes = np.broadcast_arrays(np.asarray(shifts, dtype=np.int64), np.asarray(axes))
     for sh, ax in zip(shifts.tolist(), axes.tolist(), strict=True):
         (ax,) = _axes(ax, aval_of(x).ndim)
@@ -263,7 +273,9 @@ def tile(A, reps):
            [1, 2, 1, 2]])
     """
     x = _as_array(A)
-    reps = (int(reps),) if np.isscalar(reps) else tuple(int(r) for r in reps)
+    reps = int_sequence(reps, "reps")
+    if any(r < 0 for r in reps):
+        raise FungradValueError(f"tile: reps must be >= 0, got {reps}")
     shape = aval_of(x).shape
     d = builtins.max(len(shape), len(reps))
     shape = (1,) * (d - len(shape)) + tuple(shape)
@@ -289,7 +301,9 @@ def repeat(a, repeats, axis=None):
         x, axis = ravel(x), 0
     (ax,) = _axes(axis, aval_of(x).ndim)
     shape = aval_of(x).shape
-    counts = np.asarray(repeats, dtype=np.int64)
+    counts = np.asarray(int_sequence(repeats, "repeats") if not isinstance(repeats, (
+        int, np.integer)) or isinstance(repeats, bool) else int_value(repeats, "repeats"),
+        dtype=np.int64)
     if counts.ndim == 1 and counts.size == 1:
         counts = counts.reshape(())
     if np.any(counts < 0):

@@ -20,6 +20,7 @@ from .. import lax
 from ..errors import ConcretizationError, FungradNotImplementedError, FungradValueError
 from ..tracing import Tracer, aval_of
 from . import _coercion, _creation, _diagonals, _products, _shape
+from ._checks import axis_index
 
 __all__ = ["norm", "vector_norm", "matrix_norm", "det", "slogdet", "inv", "solve",
            "cholesky", "eig", "eigvals", "eigh", "eigvalsh", "qr", "svd", "svdvals", "pinv", "cond",
@@ -503,6 +504,9 @@ def matrix_power(a, n: int):
 
 def multi_dot(arrays):
     """matmul of a sequence of arrays (the first may be 1-D, the last too), left to right."""
+    if not isinstance(arrays, (list, tuple)):
+        raise FungradTypeError(f"linalg.multi_dot: arrays must be a list or tuple of arrays, "
+                               f"got {type(arrays).__name__}")
     arrays = list(arrays)
     if len(arrays) < 2:
         raise FungradValueError("linalg.multi_dot: needs at least two arrays")
@@ -586,7 +590,7 @@ def cross(x1, x2, /, *, axis: int = -1):
     """Cross product of 3-vectors along `axis` (numpy.linalg.cross)."""
     a, b = _shape.broadcast_arrays(*_promote_pair(x1, x2, "cross"))
     nd = aval_of(a).ndim
-    ax = axis % nd
+    ax = axis_index(axis, nd)
     if aval_of(a).shape[ax] != 3:
         raise FungradValueError("linalg.cross: both inputs must have 3 elements along axis")
 
@@ -604,4 +608,4 @@ def cross(x1, x2, /, *, axis: int = -1):
 def vecdot(x1, x2, /, *, axis: int = -1):
     """Dot product of vectors along `axis`, broadcasting the rest (numpy.linalg.vecdot)."""
     a, b = _shape.broadcast_arrays(*_promote_pair(x1, x2, "vecdot"))
-    return lax.reduce_sum(lax.mul(a, b), (axis % aval_of(a).ndim,))
+    return lax.reduce_sum(lax.mul(a, b), (axis_index(axis, aval_of(a).ndim),))

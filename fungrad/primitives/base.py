@@ -12,6 +12,7 @@ import numpy as np
 from ..core import Primitive, ShapedArray
 from ..errors import FungradTypeError, FungradValueError
 from ..tracing import Tracer, aval_of
+from ._static import at_call_site, static_dtype, static_ints
 from ._util import is_float, np_dtype, reshape_index
 
 __all__ = ["convert_element_type", "broadcast_in_dim", "broadcast_to", "full", "reshape",
@@ -105,7 +106,8 @@ convert_element_type_p.def_vjp(lambda ct, x, *, out, new_dtype: (
 
 
 def convert_element_type(x, new_dtype):
-    new_dtype = np.dtype(new_dtype)
+    new_dtype = new_dtype if isinstance(new_dtype, np.dtype) else static_dtype(new_dtype,
+                                                                               "new_dtype")
     if aval_of(x).dtype == new_dtype and not isinstance(x, (int, float, bool, complex)):
         return x
     return convert_element_type_p.bind(x, new_dtype=new_dtype)
@@ -177,8 +179,8 @@ broadcast_in_dim_p.def_loop(_broadcast_loop, relabels=True)
 
 def broadcast_in_dim(x, shape, broadcast_dimensions):
     """Broadcast `x` to `shape`; x's dimension i becomes dimension broadcast_dimensions[i]."""
-    shape = tuple(int(s) for s in shape)
-    broadcast_dimensions = tuple(int(b) for b in broadcast_dimensions)
+    shape = static_ints(shape, "shape", minimum=0)
+    broadcast_dimensions = static_ints(broadcast_dimensions, "broadcast_dimensions")
     if aval_of(x).shape == shape and broadcast_dimensions == tuple(range(len(shape))):
         return x
     return broadcast_in_dim_p.bind(x, shape=shape, broadcast_dimensions=broadcast_dimensions)
@@ -186,7 +188,7 @@ def broadcast_in_dim(x, shape, broadcast_dimensions):
 
 def broadcast_to(x, shape):
     """NumPy-style broadcast of x (trailing alignment) to `shape`."""
-    shape = tuple(shape)
+    shape = static_ints(shape, "shape", minimum=0)
     nd = aval_of(x).ndim
     if nd > len(shape):
         raise FungradValueError(f"broadcast_to: cannot broadcast {aval_of(x)} to {shape}")
@@ -195,15 +197,26 @@ def broadcast_to(x, shape):
 
 def full(shape, fill_value, dtype):
     """An array of `shape` filled with a scalar (a broadcast literal)."""
-    dtype = np.dtype(dtype)
+    dtype = dtype if isinstance(dtype, np.dtype) else static_dtype(dtype)
+    shape = static_ints(shape, "shape", minimum=0)
+    if not hasattr(fill_value, "aval"):
+        ShapedArray.of(fill_value)   # refuses a string, None, an object
+        if np.ndim(fill_value):
+            raise FungradTypeError(at_call_site(
+                f"full: fill_value must be a scalar, got an array of shape "
+                f"{np.shape(fill_value)}"))
     value = dtype.type(fill_value) if not hasattr(fill_value, "aval") and not isinstance(
         fill_value, np.ndarray) else fill_value
     if isinstance(value, np.ndarray) or hasattr(value, "aval"):
         value = convert_element_type(value, dtype)
-    return broadcast_in_dim_p.bind(value, shape=tuple(shape), broadcast_dimensions=())
+    return broadcast_in_dim_p.bind(value, shape=shape, broadcast_dimensions=())
 
 
 def zeros_like_aval(aval: ShapedArray):
+    if not isinstance(aval, ShapedArray):
+        raise FungradTypeError(at_call_site(
+            f"zeros_like_aval: expected a ShapedArray (an aval), got {type(aval).__name__}; "
+            "use fungrad.numpy.zeros_like for arrays"))
     return full(aval.shape, 0, aval.dtype)
 
 
@@ -228,7 +241,7 @@ reshape_p.def_loop(lambda at, idx, x, *, out, new_sizes: at(
 
 
 def reshape(x, new_sizes):
-    new_sizes = tuple(int(s) for s in new_sizes)
+    new_sizes = static_ints(new_sizes, "new_sizes", minimum=0)
     if aval_of(x).shape == new_sizes:
         return x
     return reshape_p.bind(x, new_sizes=new_sizes)
@@ -236,8 +249,14 @@ def reshape(x, new_sizes):
 
 def expand_dims(x, dimensions):
     """Insert size-1 dimensions at the (output) positions `dimensions`."""
+    dimensions = static_ints(dimensions, "dimensions")
     shape = list(aval_of(x).shape)
     ndim = len(shape) + len(dimensions)
+    if any(not -ndim <= d < ndim for d in dimensions) or len(
+            {d % ndim for d in dimensions}) != len(dimensions):
+        raise FungradValueError(at_call_site(
+            f"expand_dims: dimensions {dimensions} are out of range or repeated for a result "
+            f"of {ndim} dimensions"))
     for d in sorted(d % ndim for d in dimensions):
         shape.insert(d, 1)
     return reshape(x, shape)
@@ -266,7 +285,7 @@ transpose_p.def_loop(lambda at, idx, x, *, out, permutation: at(
 
 
 def transpose(x, permutation):
-    permutation = tuple(int(p) for p in permutation)
+    permutation = static_ints(permutation, "permutation")
     if permutation == tuple(range(len(permutation))):
         return x
     return transpose_p.bind(x, permutation=permutation)
@@ -287,13 +306,17 @@ def _kept_dims(x_aval, axes):
 
 
 def _normalize_axes(name, x, axes):
+    axes = static_ints(axes, "axes")
     nd = aval_of(x).ndim
     if not nd:
+        if axes:
+            raise FungradValueError(at_call_site(f"{name}: axes {axes} are out of range for "
+                                                 "a 0-d array"))
         return ()
     for a in axes:
-        if not -nd <= int(a) < nd:
+        if not -nd <= a < nd:
             raise FungradValueError(f"{name}: axis {a} is out of range for {aval_of(x)}")
-    normalized = tuple(sorted(int(a) % nd for a in axes))
+    normalized = tuple(sorted(a % nd for a in axes))
     if len(set(normalized)) != len(normalized):
         raise FungradValueError(f"{name}: repeated axis in {tuple(axes)} for {aval_of(x)}")
     return normalized

@@ -19,6 +19,8 @@ import numpy as np
 
 from ..errors import FungradNotImplementedError, FungradTypeError, FungradValueError
 from ..tracing import aval_of
+from ._static import (at_call_site, static_callable, static_int, static_int_pairs, static_ints,
+                      static_str)
 from .base import convert_element_type, full, reshape, transpose
 from .elementwise import add
 from .linalg import dot_general
@@ -33,10 +35,16 @@ def conv_dimension_numbers(lhs_shape, rhs_shape, dimension_numbers):
     (out feature, in feature, *spatial) of the kernel and (batch, feature, *spatial) of the
     output.  `dimension_numbers` is None (NCHW, OIHW, NCHW), a triple of strings such as
     ('NHWC', 'HWIO', 'NHWC'), or a triple of such permutations."""
+    lhs_shape = static_ints(lhs_shape, "lhs_shape", minimum=0)
+    static_ints(rhs_shape, "rhs_shape", minimum=0)
     nd = len(lhs_shape)
     if dimension_numbers is None:
         iota = tuple(range(nd))
         return iota, iota, iota
+    if not isinstance(dimension_numbers, (tuple, list)) or len(dimension_numbers) != 3:
+        raise FungradTypeError(at_call_site(
+            f"conv_general_dilated: dimension_numbers must be None or a triple such as "
+            f"('NCHW', 'OIHW', 'NCHW'), got {dimension_numbers!r:.60}"))
     lhs_spec, rhs_spec, out_spec = dimension_numbers
     if all(isinstance(s, str) for s in (lhs_spec, rhs_spec, out_spec)):
         if not len(lhs_spec) == len(rhs_spec) == len(out_spec) == nd:
@@ -57,18 +65,28 @@ def conv_dimension_numbers(lhs_shape, rhs_shape, dimension_numbers):
                 "C in the input and output, O and I in the kernel, and the same spatial "
                 "letters in all three") from None
         return lhs_perm, rhs_perm, out_perm
-    return tuple(map(tuple, (lhs_spec, rhs_spec, out_spec)))
+    perms = tuple(static_ints(spec, "dimension_numbers") for spec in
+                  (lhs_spec, rhs_spec, out_spec))
+    if any(sorted(perm) != list(range(nd)) for perm in perms):
+        raise FungradValueError(at_call_site(
+            f"conv_general_dilated: dimension_numbers {dimension_numbers} must be three "
+            f"permutations of range({nd}) (or three layout strings such as 'NCHW')"))
+    return perms
 
 
 def padtype_to_pads(in_shape, window_shape, window_strides, padding: str):
     """Explicit (low, high) pads for 'VALID', 'SAME' (extra on the high side) or
     'SAME_LOWER' (extra on the low side)."""
-    kind = padding.upper()
+    kind = static_str(padding, "padding", ("SAME", "SAME_LOWER", "VALID"), upper=True)
+    in_shape = static_ints(in_shape, "in_shape", minimum=0)
     if kind == "VALID":
         return [(0, 0)] * len(in_shape)
-    if kind not in ("SAME", "SAME_LOWER"):
-        raise FungradValueError(f"padding must be 'SAME', 'SAME_LOWER', 'VALID' or a sequence "
-                                f"of (low, high) pairs, got {padding!r}")
+    window_shape = static_ints(window_shape, "window_shape", minimum=1)
+    window_strides = static_ints(window_strides, "window_strides", minimum=1)
+    if not len(in_shape) == len(window_shape) == len(window_strides):
+        raise FungradValueError(at_call_site(
+            f"padtype_to_pads: in_shape, window_shape and window_strides must have one entry "
+            f"per dimension, got {in_shape}, {window_shape}, {window_strides}"))
     pads = []
     for n, k, s in zip(in_shape, window_shape, window_strides, strict=True):
         out = -(-n // s)
@@ -81,8 +99,8 @@ def padtype_to_pads(in_shape, window_shape, window_strides, padding: str):
 def _pairs(padding, nspatial, in_shape, window, strides, where):
     if isinstance(padding, str):
         return padtype_to_pads(in_shape, window, strides, padding)
-    pads = [tuple(int(v) for v in p) for p in padding]
-    if len(pads) != nspatial or any(len(p) != 2 for p in pads):
+    pads = list(static_int_pairs(padding, "padding"))
+    if len(pads) != nspatial:
         raise FungradValueError(f"{where}: padding must be a string or {nspatial} (low, high) "
                                 f"pairs, got {padding!r}")
     return pads
@@ -91,7 +109,7 @@ def _pairs(padding, nspatial, in_shape, window, strides, where):
 def _ints(values, n, default, name, where):
     if values is None:
         return (default,) * n
-    values = tuple(int(v) for v in values)
+    values = static_ints(values, name)
     if len(values) != n or any(v < 1 for v in values):
         raise FungradValueError(f"{where}: {name} must be {n} positive ints, got {values}")
     return values
@@ -151,7 +169,7 @@ def conv_general_dilated(lhs, rhs, window_strides: Sequence[int], padding,
     strides = _ints(window_strides, nsp, 1, "window_strides", where)
     lhs_dil = _ints(lhs_dilation, nsp, 1, "lhs_dilation", where)
     rhs_dil = _ints(rhs_dilation, nsp, 1, "rhs_dilation", where)
-    g = int(feature_group_count)
+    g = static_int(feature_group_count, "feature_group_count")
     if g < 1 or c % g or o % g or c // g != i:
         raise FungradValueError(
             f"{where}: with feature_group_count={g} the input features ({c}) must be "
@@ -225,6 +243,10 @@ def reduce_window(operand, init_value, computation, window_dimensions: Sequence[
     strides = _ints(window_strides, nd, 1, "window_strides", where)
     base = _ints(base_dilation, nd, 1, "base_dilation", where)
     wdil = _ints(window_dilation, nd, 1, "window_dilation", where)
+    static_callable(computation, "computation")
+    if aval_of(init_value).shape != ():
+        raise FungradTypeError(at_call_site(f"{where}: init_value must be a scalar, got "
+                                            f"{aval_of(init_value)}"))
     dtype = aval_of(x).dtype
     init = init_value if hasattr(init_value, "aval") else dtype.type(np.asarray(init_value))
     dilated = [(s - 1) * d + 1 if s else 0 for s, d in zip(shape, base)]

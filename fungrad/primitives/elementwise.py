@@ -17,6 +17,7 @@ from ..core import Primitive, ShapedArray
 from ..errors import FungradTypeError
 from ..pytree import tree_map
 from ..tracing import Tracer, aval_of
+from ._static import static_dtype, static_int
 from ._util import (binary_shape, bool_shape, coerce_scalars, complex_dtype, is_complex, is_float,
                     nondifferentiable, np_dtype, real_dtype, same_shape)
 from .base import (broadcast_in_dim, convert_element_type, elementwise_vmap, full, reduce_sum,
@@ -175,11 +176,27 @@ def sub(x, y):
 
 
 # d(x y) = dx y + x dy
+def _times_factor(t, y):
+    """t * y for the tangent or cotangent t through one factor of a product and the other
+    factor y: where y is a constant that is exactly 0, the product is 0 even if t is inf
+    or NaN ("a zero factor wins").  So `0.0 * log(x)` and `sqrt(x * 0.0)` at 0 give the
+    same derivative, 0, in forward and reverse mode.  A traced y is not masked (that would
+    cost every derivative program a select): see docs/sharp-bits.md."""
+    if isinstance(y, Tracer):
+        return mul(t, y)
+    zero = np.asarray(y) == 0
+    if not zero.any() or _aval(t).dtype.kind != "f":
+        return mul(t, y)
+    keep = bitwise_or(is_finite(t), bitwise_not(zero if zero.ndim else np.bool_(zero)))
+    return mul(select(keep, t, _zero(t)), y)
+
+
 mul_p = _binary("mul", np.multiply, lambda x, y: f"({x} * {y})", commutative=True,
                 linear_in="each",
-                jvp=lambda tx, ty, x, y, *, out: add(mul(tx, y), mul(x, ty)),
-                vjp=lambda ct, x, y, *, out: (_sum_to(mul(ct, y), _aval(x)),
-                    _sum_to(mul(x, ct), _aval(y))))
+                jvp=lambda tx, ty, x, y, *, out: add(_times_factor(tx, y),
+                                                     _times_factor(ty, x)),
+                vjp=lambda ct, x, y, *, out: (_sum_to(_times_factor(ct, y), _aval(x)),
+                    _sum_to(_times_factor(ct, x), _aval(y))))
 
 
 def mul(x, y):
@@ -353,7 +370,7 @@ integer_pow_p.def_vjp(lambda ct, x, *, out, y: (
 
 
 def integer_pow(x, y: int):
-    return integer_pow_p.bind(x, y=int(y))
+    return integer_pow_p.bind(x, y=static_int(y, "y"))
 
 
 def square(x):
@@ -576,7 +593,8 @@ def conj(x):
 
 def _complex_impl(x, y):
     dtype = complex_dtype(np.result_type(x))
-    out = np.asarray(x).astype(dtype)
+    x, y = np.asarray(x), np.asarray(y)
+    out = np.broadcast_to(x, np.broadcast_shapes(x.shape, y.shape)).astype(dtype)
     out.imag = y
     return out if out.ndim else out[()]
 
@@ -729,7 +747,7 @@ def _special_operand(x):
 
 def polygamma(n: int, x):
     """Elementwise polygamma function of order n (integer x is promoted to float64)."""
-    return polygamma_p.bind(_special_operand(x), n=int(n))
+    return polygamma_p.bind(_special_operand(x), n=static_int(n, "n", minimum=0))
 
 
 def digamma(x):
@@ -1076,7 +1094,7 @@ bitcast_convert_type_p.def_lower(_bitcast_lower)
 def bitcast_convert_type(x, new_dtype):
     """The bits of each element of `x` read as `new_dtype` (same width), like
     lax.bitcast_convert_type: >>> bitcast_convert_type(np.float32(1), np.uint32) == 0x3F800000"""
-    return bitcast_convert_type_p.bind(x, new_dtype=np.dtype(new_dtype))
+    return bitcast_convert_type_p.bind(x, new_dtype=static_dtype(new_dtype, "new_dtype"))
 
 
 # --- select and convert ------------------------------------------------------------

@@ -17,6 +17,7 @@ import numpy as np
 
 from ..core import Primitive, ShapedArray
 from ..errors import FungradTypeError, FungradValueError
+from ._static import static_ints, static_str
 from ._util import complex_dtype, real_dtype
 from ..tracing import aval_of
 from .base import broadcast_in_dim, convert_element_type, full, move_axis_to_front
@@ -146,6 +147,7 @@ fft_p.def_lower(_fft_lower)
 def fft(x, fft_type: str, fft_lengths):
     """lax.fft: the `fft_type` transform ("FFT", "IFFT", "RFFT" or "IRFFT"; JAX's
     FftType names are accepted too) over the last len(fft_lengths) axes of x."""
-    fft_type = getattr(fft_type, "name", fft_type)
-    fft_type = str(fft_type).upper()
-    return fft_p.bind(x, fft_type=fft_type, fft_lengths=tuple(int(n) for n in fft_lengths))
+    fft_type = static_str(getattr(fft_type, "name", fft_type), "fft_type", FFT_TYPES,
+                          upper=True)
+    return fft_p.bind(x, fft_type=fft_type,
+                      fft_lengths=static_ints(fft_lengths, "fft_lengths", minimum=0))

@@ -34,6 +34,7 @@ import numpy as np
 from ..core import Primitive, ShapedArray
 from ..errors import CodegenError, FungradIndexError, FungradTypeError, FungradValueError
 from ..tracing import Tracer, aval_of
+from ._static import static_ints
 from .base import (bdim_to_front, broadcast_in_dim, convert_element_type, full, move_axis_to_front,
                    reshape, transpose)
 from .elementwise import add, div, eq, mul, ne, select, sub
@@ -85,7 +86,8 @@ def _prepare_indices(name: str, operand, indices, axes):
     """(indices, axes) normalized; concrete indices are checked and wrapped now."""
     shape = aval_of(operand).shape
     nd = len(shape)
-    axes = tuple(int(a) for a in axes)
+    axes = static_ints(axes, "axes")
+    aval_of(indices)   # refuses a string, None, an object
     for a in axes:
         if not -nd <= a < nd:
             raise FungradValueError(f"{name}: axis {a} is out of range for an operand of "

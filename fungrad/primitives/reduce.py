@@ -18,6 +18,7 @@ import numpy as np
 from ..core import Primitive, ShapedArray
 from ..errors import CodegenError, FungradTypeError, FungradValueError
 from ..tracing import aval_of
+from ._static import at_call_site, static_dtype, static_int
 from ._util import is_float, nondifferentiable, np_dtype
 from .base import (WIDE_ACCUMULATOR, _expand_to, _kept_dims, _normalize_axes, _reduce_shape,
                    _reduce_vmap, convert_element_type, full, move_axis_to_front,
@@ -290,10 +291,11 @@ def _running(op):
 
 
 def _normalize_axis(name, x, axis):
+    axis = static_int(axis, "axis")
     nd = aval_of(x).ndim
-    if not -nd <= int(axis) < nd:
+    if not -nd <= axis < nd:
         raise FungradValueError(f"{name}: axis {axis} is out of range for {aval_of(x)}")
-    return int(axis) % nd
+    return axis % nd
 
 
 # --- cumsum -----------------------------------------------------------------------
@@ -506,10 +508,18 @@ argmax_p.def_vmap(_arg_vmap(argmax_p))
 argmax_p.def_emit(lambda x, *, axis, index_dtype: _arg_emit("np.argmax", x, axis, index_dtype))
 
 
+def _index_dtype(index_dtype) -> np.dtype:
+    dtype = static_dtype(index_dtype, "index_dtype")
+    if dtype.kind not in "iu":
+        raise FungradTypeError(at_call_site(
+            f"argmax/argmin: index_dtype must be an integer dtype, got {dtype}"))
+    return dtype
+
+
 def argmax(x, axis: int, index_dtype=np.int64):
     """Index of the first maximum along `axis` (a NaN counts as the maximum)."""
     return argmax_p.bind(x, axis=_normalize_axis("argmax", x, axis),
-                         index_dtype=np.dtype(index_dtype))
+                         index_dtype=_index_dtype(index_dtype))
 
 
 argmin_p = Primitive("argmin", kind="reduction")
@@ -524,4 +534,4 @@ argmin_p.def_emit(lambda x, *, axis, index_dtype: _arg_emit("np.argmin", x, axis
 def argmin(x, axis: int, index_dtype=np.int64):
     """Index of the first minimum along `axis` (a NaN counts as the minimum)."""
     return argmin_p.bind(x, axis=_normalize_axis("argmin", x, axis),
-                         index_dtype=np.dtype(index_dtype))
+                         index_dtype=_index_dtype(index_dtype))

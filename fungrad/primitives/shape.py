@@ -9,6 +9,7 @@ from ..core import Primitive, ShapedArray
 from ..errors import FungradTypeError, FungradValueError
 from ..tracing import aval_of
 from ._util import affine, np_dtype, reshape_index
+from ._static import at_call_site, static_dtype, static_int, static_ints
 from .base import bdim_to_front, broadcast_in_dim, full, move_axis_to_front, reduce_sum, reshape
 from .elementwise import select, sub
 
@@ -44,7 +45,11 @@ squeeze_p.def_loop(lambda at, idx, x, *, out, dimensions: at(
 
 def squeeze(x, dimensions):
     nd = aval_of(x).ndim
-    dimensions = tuple(sorted(int(d) % nd for d in dimensions)) if nd else ()
+    dimensions = static_ints(dimensions, "dimensions")
+    if any(not -nd <= d < nd for d in dimensions):
+        raise FungradValueError(at_call_site(
+            f"squeeze: dimensions {dimensions} are out of range for {aval_of(x)}"))
+    dimensions = tuple(sorted(d % nd for d in dimensions))
     if not dimensions:
         return x
     return squeeze_p.bind(x, dimensions=dimensions)
@@ -105,12 +110,13 @@ slice_p.def_loop(lambda at, idx, x, *, out, start_indices, limit_indices, stride
 
 def slice(x, start_indices, limit_indices, strides=None):
     nd = aval_of(x).ndim
-    strides = tuple(strides) if strides is not None else (1,) * nd
-    start_indices, limit_indices = tuple(map(int, start_indices)), tuple(map(int, limit_indices))
+    strides = static_ints(strides, "strides", minimum=1) if strides is not None else (1,) * nd
+    start_indices = static_ints(start_indices, "start_indices")
+    limit_indices = static_ints(limit_indices, "limit_indices")
     if start_indices == (0,) * nd and limit_indices == aval_of(x).shape and strides == (1,) * nd:
         return x
     return slice_p.bind(x, start_indices=start_indices, limit_indices=limit_indices,
-                        strides=tuple(map(int, strides)))
+                        strides=strides)
 
 
 # --- rev ----------------------------------------------------------------------------
@@ -135,7 +141,7 @@ rev_p.def_loop(lambda at, idx, x, *, out, dimensions: at(
 
 
 def rev(x, dimensions):
-    dimensions = tuple(sorted(int(d) for d in dimensions))
+    dimensions = tuple(sorted(static_ints(dimensions, "dimensions")))
     if not dimensions:
         return x
     return rev_p.bind(x, dimensions=dimensions)
@@ -206,10 +212,19 @@ concatenate_p.def_loop(_concat_loop)
 
 
 def concatenate(xs, dimension: int):
+    if not isinstance(xs, (list, tuple)):
+        raise FungradTypeError(at_call_site(
+            f"concatenate: operands must be a list or tuple of arrays, got "
+            f"{type(xs).__name__}"))
     xs = list(xs)
+    dimension = static_int(dimension, "dimension")
     if len(xs) == 1:
+        nd = aval_of(xs[0]).ndim
+        if not 0 <= dimension < nd:
+            raise FungradValueError(at_call_site(
+                f"concatenate: dimension {dimension} out of range for {aval_of(xs[0])}"))
         return xs[0]
-    return concatenate_p.bind(*xs, dimension=int(dimension))
+    return concatenate_p.bind(*xs, dimension=dimension)
 
 
 # --- pad ----------------------------------------------------------------------------
@@ -319,7 +334,14 @@ pad_p.def_loop(_pad_loop)
 def pad(x, padding_value, padding_config):
     """lax.pad: padding_config is ((low, high, interior), ...) per dimension;
     negative low/high crop."""
-    cfg = tuple((int(lo), int(hi), int(i)) for lo, hi, i in padding_config)
+    if not isinstance(padding_config, (tuple, list)) or not all(
+            isinstance(c, (tuple, list)) and len(c) == 3 for c in padding_config):
+        raise FungradTypeError(at_call_site(
+            f"pad: padding_config must be a sequence of (low, high, interior) int triples, "
+            f"one per dimension, got {padding_config!r:.60}"))
+    cfg = tuple(static_ints(c, "padding_config") for c in padding_config)
+    if any(i < 0 for _, _, i in cfg):
+        raise FungradValueError(at_call_site(f"pad: interior padding must be >= 0, got {cfg}"))
     if isinstance(padding_value, (int, float, bool)):
         padding_value = aval_of(x).dtype.type(padding_value)
     return pad_p.bind(x, padding_value, padding_config=cfg)
@@ -352,5 +374,7 @@ iota_p.def_loop(lambda at, idx, *, out, dtype, shape, dimension:
 
 def iota(dtype, shape, dimension=0):
     """Integers 0..n-1 along `dimension`, broadcast to `shape`."""
-    shape = (int(shape),) if np.isscalar(shape) else tuple(int(s) for s in shape)
-    return iota_p.bind(dtype=np.dtype(dtype), shape=shape, dimension=int(dimension))
+    shape = ((static_int(shape, "shape", minimum=0),) if np.isscalar(shape)
+             else static_ints(shape, "shape", minimum=0))
+    return iota_p.bind(dtype=static_dtype(dtype), shape=shape,
+                       dimension=static_int(dimension, "dimension"))

@@ -238,3 +238,70 @@ def test_det_derivative_agrees_across_modes_at_singular_matrices(a):
 def test_norm_at_zero_is_zero_in_every_mode():
     for mode in (fg.grad, fg.jacfwd, fg.jacrev):
         np.testing.assert_array_equal(mode(fnp.linalg.norm)(np.zeros(3)), np.zeros(3))
+
+
+# -- NaN propagation through the selecting functions, as NumPy (issue 12 item 3) -------
+
+_SPECIAL = [np.nan, np.inf, -np.inf, 0.0, -0.0, 1.0, -2.0]
+
+
+@pytest.mark.parametrize("name", ["maximum", "minimum", "hypot"])
+def test_binary_selecting_functions_match_numpy_on_special_values(name):
+    a, b = (np.array(v).ravel() for v in np.meshgrid(_SPECIAL, _SPECIAL))
+    expected = getattr(np, name)(a, b)
+    with np.errstate(all="ignore"):
+        for run in (getattr(fnp, name), fg.jit(getattr(fnp, name))):
+            for _ in range(5):                      # every call, past the tier-up
+                np.testing.assert_array_equal(run(a, b), expected)
+
+
+def test_clip_propagates_a_nan_in_the_value_or_a_bound_as_numpy():
+    x, lo, hi = (np.array(v).ravel() for v in np.meshgrid(_SPECIAL, _SPECIAL, _SPECIAL))
+    with np.errstate(all="ignore"):
+        expected = np.clip(x, lo, hi)
+        for run in (fnp.clip, fg.jit(fnp.clip)):
+            for _ in range(5):
+                np.testing.assert_array_equal(run(x, lo, hi), expected)
+        assert np.isnan(fnp.clip(1.0, np.nan, 2.0)) and np.isnan(fnp.clip(1.0, 0.0, np.nan))
+        assert fnp.clip(1.0, 0.0, 2.0) == 1.0
+    # the NaN bound is the selected operand: it takes the derivative, in every mode
+    f = lambda v: fnp.clip(v[0], v[1], v[2])  # noqa: E731
+    v = np.array([1.0, np.nan, 2.0])
+    for mode in (fg.grad, fg.jacfwd, fg.jacrev, lambda g: fg.jit(fg.grad(g))):
+        np.testing.assert_array_equal(mode(f)(v), [0.0, 1.0, 0.0])
+
+
+@pytest.mark.parametrize("name", ["sort", "max", "min", "argmax", "argmin", "nanmax", "nanmin"])
+def test_reductions_and_sort_match_numpy_with_nans(name):
+    a = np.array([3.0, np.nan, 1.0, np.nan, -0.0, 0.0, -np.inf])
+    for run in (getattr(fnp, name), fg.jit(getattr(fnp, name))):
+        for _ in range(5):
+            np.testing.assert_array_equal(run(a), getattr(np, name)(a))
+
+
+# -- a zero constant factor wins over an infinite or NaN derivative, in every mode ------
+
+ZERO_FACTOR = {
+    "0.0 * log(x)": lambda x: 0.0 * fnp.log(x),
+    "log(x) * 0.0": lambda x: fnp.log(x) * 0.0,
+    "0.0 * sqrt(x)": lambda x: 0.0 * fnp.sqrt(x),
+    "sqrt(x * 0.0)": lambda x: fnp.sqrt(x * 0.0),
+    "0.0 * (1 / x)": lambda x: 0.0 * (1.0 / x),
+    "sum(log(x) * 0.0)": lambda x: fnp.sum(fnp.log(x) * 0.0),
+}
+
+
+@pytest.mark.parametrize("case", sorted(ZERO_FACTOR))
+def test_a_zero_constant_factor_gives_the_same_derivative_in_every_mode(case):
+    f = ZERO_FACTOR[case]
+    with np.errstate(all="ignore"):
+        results = {"grad": fg.grad(f)(0.0), "jacfwd": fg.jacfwd(f)(0.0),
+                   "jacrev": fg.jacrev(f)(0.0), "jit(grad)": fg.jit(fg.grad(f))(0.0),
+                   "jit(jacfwd)": fg.jit(fg.jacfwd(f))(0.0),
+                   "hessian": fg.hessian(f)(1.0)}
+    for mode, value in results.items():
+        assert value == 0.0, (mode, value)
+    # a nonzero constant factor is an ordinary product
+    assert fg.grad(lambda x: 2.0 * fnp.log(x))(4.0) == 0.5
+    assert fg.jacfwd(lambda x: fnp.log(x) * 2.0)(4.0) == 0.5
+    assert fg.hessian(lambda x: 3.0 * x * x)(0.0) == 6.0

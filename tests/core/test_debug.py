@@ -156,3 +156,40 @@ def test_eager_operations_outside_transforms_are_checked(debug_nans):
         f(np.array([0.0, 2.0]))
     assert "'sqrt' produced NaN" in str(info.value)
     assert f"test_debug.py:{line_of('MARK-eager')} (in f)" in str(info.value)
+
+
+def dropped_forward(x):
+    return fnp.sum(fnp.log(x - 1.0) * 0.0)  # MARK-dropped: the derivative never needs it
+
+
+def test_forward_values_are_checked_under_enclosing_transforms(debug_nans):
+    """The derivative of dropped_forward is 0 and its program no longer computes the
+    NaN of log(0) * 0; the flag is about what the user wrote, in every composition."""
+    x = np.array([1.0, 2.0])
+    runs = {
+        "jit(grad)": lambda: fg.jit(fg.grad(dropped_forward))(x),
+        "jit(jacrev)": lambda: fg.jit(fg.jacrev(dropped_forward))(x),
+        "jit(jacfwd)": lambda: fg.jit(fg.jacfwd(dropped_forward))(x),
+        "vmap(grad)": lambda: fg.vmap(fg.grad(dropped_forward))(x[None]),
+        "grad(grad)": lambda: fg.grad(lambda v: fnp.sum(fg.grad(dropped_forward)(v)))(x),
+        "jit(hessian)": lambda: fg.jit(fg.hessian(dropped_forward))(x),
+    }
+    for name, run in runs.items():
+        with pytest.raises(FloatingPointError) as info:
+            run()
+        assert f"test_debug.py:{line_of('MARK-dropped')}" in str(info.value), name
+    with fg.config.override("debug_nans", False):
+        np.testing.assert_array_equal(fg.jit(fg.grad(dropped_forward))(x), [0.0, 0.0])
+
+
+def test_checking_forward_values_changes_no_result(debug_nans):
+    f = lambda x: fnp.sum(fnp.tanh(x) * fnp.exp(-x ** 2))  # noqa: E731
+    x = np.linspace(-2.0, 2.0, 5)
+    with fg.config.override("debug_nans", False):
+        expected = fg.grad(f)(x)
+    jitted = fg.jit(fg.grad(f))
+    np.testing.assert_array_equal(jitted(x), expected)          # traced with the flag on
+    np.testing.assert_array_equal(fg.vmap(fg.grad(f))(x[None])[0], expected)
+    with fg.config.override("debug_nans", False):
+        for _ in range(5):                                       # past the tier-up
+            np.testing.assert_array_equal(jitted(x), expected)

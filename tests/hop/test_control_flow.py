@@ -680,3 +680,43 @@ def test_loop_carry_type_changes_raise_in_every_mode(mode):
         with pytest.raises(FungradTypeError, match="must return the carry") as info:
             run()
         assert "test_control_flow.py" in str(info.value)
+
+
+# the rest of the mode matrix (issue 12 item 5): forward mode, jit of grad, hessian, and
+# the predicate / index / loop-condition types, each in every mode
+_MORE_MODES = {
+    "eager": lambda f: f(1.0),
+    "jit": lambda f: fg.jit(f)(1.0),
+    "grad": lambda f: fg.grad(lambda x: fnp.sum(f(x)))(1.0),
+    "jacfwd": lambda f: fg.jacfwd(lambda x: fnp.sum(f(x)))(1.0),
+    "jit(grad)": lambda f: fg.jit(fg.grad(lambda x: fnp.sum(f(x))))(1.0),
+    "hessian": lambda f: fg.hessian(lambda x: fnp.sum(f(x)))(1.0),
+    "vmap": lambda f: fg.vmap(f)(np.array([1.0, 2.0])),
+}
+
+_MISTYPED = {
+    "cond branch dtype": lambda x: lax.cond(x > 0, lambda v: v, _f32, x),
+    "cond branch shape": lambda x: lax.cond(x > 0, lambda v: v, lambda v: fnp.stack([v, v]), x),
+    "switch branch tree": lambda x: lax.switch(1, [lambda v: v, lambda v: (v, v)], x),
+    "cond predicate not a scalar": lambda x: lax.cond(fnp.stack([x > 0, x > 0]), lambda v: v,
+                                                      lambda v: v, x),
+    "switch index not a scalar": lambda x: lax.switch(
+        fnp.stack([x > 0, x > 0]).astype(int), [lambda v: v, lambda v: v], x),
+    "while_loop carry dtype": lambda x: lax.while_loop(lambda c: c < 3.0,
+                                                       lambda c: _f32(c + 1.0), x),
+    "while_loop condition not bool": lambda x: lax.while_loop(lambda c: c - 3.0,
+                                                              lambda c: c + 1.0, x),
+    "while_loop condition not scalar": lambda x: lax.while_loop(
+        lambda c: fnp.stack([c < 3.0, c < 3.0]), lambda c: c + 1.0, x),
+    "scan carry shape": lambda x: lax.scan(lambda c, t: (fnp.stack([c, c]), t), x,
+                                           fnp.ones(3))[0],
+    "fori_loop carry dtype": lambda x: lax.fori_loop(0, 2, lambda i, c: _f32(c), x),
+}
+
+
+@pytest.mark.parametrize("mode", sorted(_MORE_MODES))
+@pytest.mark.parametrize("case", sorted(_MISTYPED))
+def test_control_flow_type_errors_in_the_full_mode_matrix(case, mode):
+    with pytest.raises(FungradTypeError) as info:
+        _MORE_MODES[mode](_MISTYPED[case])
+    assert "test_control_flow.py" in str(info.value), str(info.value)
