@@ -186,6 +186,7 @@ def test_a_used_jit_wrapper_pickles_small_and_the_same():
     _close(again(np.ones(5), X, y), logistic_loss(np.ones(5), X, y))
 
 
+@pytest.mark.kernels
 @pytest.mark.filterwarnings("ignore:Port .* is already in use")
 def test_a_second_cluster_loads_the_kernels_instead_of_compiling(client):
     X, y = _data(n=256)

@@ -503,6 +503,7 @@ COMPILED = {
 }
 
 
+@pytest.mark.kernels
 @pytest.mark.parametrize("name", sorted(COMPILED))
 def test_compiled_matches_interpreted(name):
     fn, args = COMPILED[name]

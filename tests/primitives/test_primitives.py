@@ -903,6 +903,7 @@ def test_vmap_agrees_with_a_loop(prim, data):
 
 # --- compiled (numba) against the interpreter -------------------------------------------------
 
+@pytest.mark.kernels
 @settings(max_examples=examples(2))     # each example compiles a kernel (cached on disk)
 @pytest.mark.filterwarnings("ignore::RuntimeWarning")   # a kernel numba rejects runs the impl
 @pytest.mark.parametrize("prim", [p for p in PRIMS if p.has_rule("emit")], ids=lambda p: p.name)
