@@ -118,3 +118,39 @@ def _kernels_only_where_checked(request, monkeypatch):
     monkeypatch.setenv("FUNGRAD_DISABLE_JIT", "1")   # for the subprocesses it starts
     with config.override("disable_jit", True):
         yield
+
+
+# FUNGRAD_TEST_PROFILE=FILE: one line per test (tab-separated: CPU seconds of this
+# process, of the subprocesses it waited for, wall seconds, kernels compiled, kernels
+# loaded from disk, test id), to find what makes the suite slow.  With xdist each
+# worker writes FILE.<worker id>.
+_PROFILE = os.environ.get("FUNGRAD_TEST_PROFILE")
+if _PROFILE:
+    import resource
+    import time
+
+    _profile_rows: list = []
+
+    def _cpu_of_children() -> float:
+        usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+        return usage.ru_utime + usage.ru_stime
+
+    def _kernel_counts() -> tuple:
+        from fungrad.config import config
+        return config.kernels["compiled"], config.kernels["cache_loaded"]
+
+    @pytest.hookimpl(hookwrapper=True)
+    def pytest_runtest_protocol(item, nextitem):
+        before = (time.process_time(), _cpu_of_children(), time.perf_counter(),
+                  *_kernel_counts())
+        yield
+        after = (time.process_time(), _cpu_of_children(), time.perf_counter(),
+                 *_kernel_counts())
+        _profile_rows.append((*(b - a for a, b in zip(before, after)), item.nodeid))
+
+    def pytest_sessionfinish(session):
+        worker = os.environ.get("PYTEST_XDIST_WORKER")
+        with open(f"{_PROFILE}.{worker}" if worker else _PROFILE, "w") as f:
+            for cpu, children, wall, compiled, loaded, nodeid in _profile_rows:
+                f.write(f"{cpu:.3f}\t{children:.3f}\t{wall:.3f}\t{compiled}\t{loaded}\t"
+                        f"{nodeid}\n")
