@@ -108,6 +108,14 @@ def pytest_collection_modifyitems(config, items):
             item.add_marker(pytest.mark.kernels)
 
 
+@pytest.fixture(scope="session")
+def interpreter_env() -> dict:
+    """Environment variables for processes that a module- or session-scoped fixture
+    starts (a Dask cluster's workers): they start before the test's own fixtures, so
+    `_kernels_only_where_checked` cannot reach them."""
+    return {} if _KERNELS_EVERYWHERE else {"FUNGRAD_DISABLE_JIT": "1"}
+
+
 @pytest.fixture(autouse=True)
 def _kernels_only_where_checked(request, monkeypatch):
     """`disable_jit` for a test that is not about kernels (see KERNEL_FILES)."""

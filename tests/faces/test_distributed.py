@@ -44,9 +44,11 @@ def _close(a, b, rtol=RTOL):
 
 
 @pytest.fixture(scope="module")
-def client():
+def client(interpreter_env):
+    # the workers run their blocks in the interpreter, as tests outside KERNEL_FILES do
+    # (tests/conftest.py); `prepare` still compiles on them
     cluster = distributed.LocalCluster(n_workers=2, threads_per_worker=1, processes=True,
-                                       dashboard_address=None)
+                                       dashboard_address=None, env=interpreter_env)
     client = distributed.Client(cluster)
     yield client
     client.close()
