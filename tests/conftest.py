@@ -3,6 +3,7 @@ import os
 import shutil
 import signal
 import tempfile
+import time
 
 import pytest
 from hypothesis import HealthCheck, settings
@@ -83,10 +84,37 @@ settings.register_profile(
 settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "ci"))
 
 
-def _remove_run_dir_and_die(signum, frame):
-    # a run stopped by SIGTERM (a CI timeout, `kill`) skips atexit: clean up, then
-    # die of the signal as before
-    shutil.rmtree(_RUN_DIR, ignore_errors=True)
+def _children() -> list:
+    """The process ids of this process's children (from /proc; none found elsewhere)."""
+    me, found = os.getpid(), []
+    for name in os.listdir("/proc") if os.path.isdir("/proc") else ():
+        try:
+            with open(f"/proc/{name}/stat") as f:
+                stat = f.read()
+            state, ppid = stat[stat.rindex(")") + 2:].split()[:2]
+        except (OSError, ValueError):
+            continue
+        if int(ppid) == me and state != "Z":
+            found.append(int(name))
+    return found
+
+
+def _stop_children_clean_up_and_die(signum, frame):
+    # a run stopped by SIGTERM (a CI timeout, `kill`) skips atexit: stop the processes
+    # this one started (xdist workers, a Dask cluster's, a test's subprocess, which would
+    # write into the run's folder after it is gone; each stops its own the same way),
+    # remove the folder if it is ours, then die of the signal as before
+    children = _children()
+    for pid in children:
+        try:
+            os.kill(pid, signal.SIGTERM)
+        except OSError:
+            pass
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline and set(children) & set(_children()):
+        time.sleep(0.05)
+    if _OWN_RUN_DIR:
+        shutil.rmtree(_RUN_DIR, ignore_errors=True)
     signal.signal(signum, signal.SIG_DFL)
     os.kill(os.getpid(), signum)
 
@@ -97,8 +125,8 @@ def pytest_configure(config):
         "tests do not compile (see KERNEL_FILES in tests/conftest.py)")
     if config.option.basetemp is None:
         config.option.basetemp = os.path.join(_RUN_DIR, "tmp")
-    if _OWN_RUN_DIR and signal.getsignal(signal.SIGTERM) is signal.SIG_DFL:
-        signal.signal(signal.SIGTERM, _remove_run_dir_and_die)
+    if signal.getsignal(signal.SIGTERM) is signal.SIG_DFL:
+        signal.signal(signal.SIGTERM, _stop_children_clean_up_and_die)
 
 
 def pytest_collection_modifyitems(config, items):
@@ -135,7 +163,6 @@ def _kernels_only_where_checked(request, monkeypatch):
 _PROFILE = os.environ.get("FUNGRAD_TEST_PROFILE")
 if _PROFILE:
     import resource
-    import time
 
     _profile_rows: list = []
 
