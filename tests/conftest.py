@@ -146,14 +146,23 @@ def interpreter_env() -> dict:
 
 @pytest.fixture(autouse=True)
 def _kernels_only_where_checked(request, monkeypatch):
-    """`disable_jit` for a test that is not about kernels (see KERNEL_FILES)."""
-    if _KERNELS_EVERYWHERE or request.node.get_closest_marker("kernels") is not None:
-        yield
-        return
+    """`disable_jit` for a test that is not about kernels (see KERNEL_FILES); and
+    every test leaves the process-wide settings as it found them (a test that saved
+    `config.disable_jit` under this override and `update`d it back turned kernels off
+    for every later test of its process, which then passed without compiling)."""
     from fungrad.config import config
-    monkeypatch.setenv("FUNGRAD_DISABLE_JIT", "1")   # for the subprocesses it starts
-    with config.override("disable_jit", True):
-        yield
+    before = config.options()         # no override in force here: the process-wide values
+    try:
+        if _KERNELS_EVERYWHERE or request.node.get_closest_marker("kernels") is not None:
+            yield
+        else:
+            monkeypatch.setenv("FUNGRAD_DISABLE_JIT", "1")   # for the subprocesses it starts
+            with config.override("disable_jit", True):
+                yield
+    finally:
+        for name, value in before.items():
+            if config.options()[name] != value:
+                config.update(name, value)
 
 
 # FUNGRAD_TEST_PROFILE=FILE: one line per test (tab-separated: CPU seconds of this
