@@ -17,12 +17,12 @@ $(STAMP): pyproject.toml
 demo: $(STAMP)
 	$(PY) -m fungrad.tour
 
-# two steps: everything but the `slow` marker first (the quick answer), then the slow
-# checks (many compiles, subprocesses) that CI runs too; plain `pytest` runs both.
-# Two worker processes (pytest-xdist): the suite compiles many kernels, one per core
+# One run of everything, on two worker processes (pytest-xdist): a second run for the
+# `slow` tests would start and collect again, and its one long test (a subprocess
+# compiling 200 kernels) would leave the other worker idle; here it overlaps the rest.
+# `pytest -m "not slow"` is the quick answer; tests/README.md says what compiles where.
 test: $(STAMP)
-	$(PY) -m pytest -n 2 -m "not slow"
-	$(PY) -m pytest -n 2 -m slow
+	$(PY) -m pytest -n 2
 
 # the comparison systems (jax, torch, autograd) go into their own venv, not .venv
 bench:

@@ -18,6 +18,7 @@ def _nan_loss(x):
     return fnp.sum(fnp.log(x - 2.0))   # NaN for x < 2
 
 
+@pytest.mark.kernels
 def test_override_in_one_thread_does_not_leak_into_others():
     """Issue 18: while one thread runs under override("debug_nans", True), calls in
     other threads ran with debug_nans on (and raised FloatingPointError)."""

@@ -44,9 +44,11 @@ def _close(a, b, rtol=RTOL):
 
 
 @pytest.fixture(scope="module")
-def client():
+def client(interpreter_env):
+    # the workers run their blocks in the interpreter, as tests outside KERNEL_FILES do
+    # (tests/conftest.py); `prepare` still compiles on them
     cluster = distributed.LocalCluster(n_workers=2, threads_per_worker=1, processes=True,
-                                       dashboard_address=None)
+                                       dashboard_address=None, env=interpreter_env)
     client = distributed.Client(cluster)
     yield client
     client.close()
@@ -186,6 +188,7 @@ def test_a_used_jit_wrapper_pickles_small_and_the_same():
     _close(again(np.ones(5), X, y), logistic_loss(np.ones(5), X, y))
 
 
+@pytest.mark.kernels
 @pytest.mark.filterwarnings("ignore:Port .* is already in use")
 def test_a_second_cluster_loads_the_kernels_instead_of_compiling(client):
     X, y = _data(n=256)

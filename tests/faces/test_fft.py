@@ -126,6 +126,7 @@ def test_grad_through_a_spectral_loss_matches_finite_differences():
     np.testing.assert_allclose(fg.jit(fg.grad(loss))(x), fg.grad(loss)(x), rtol=1e-12)
 
 
+@pytest.mark.kernels
 def test_jit_keeps_the_program_compiled_around_an_fft():
     x = np.linspace(0, 1, 8)
     with warnings.catch_warnings():

@@ -460,12 +460,8 @@ def _run(case, arrays, static):
 def jit_interpreted():
     """jit traces and simplifies but runs the interpreter (numba compiles cost ~0.1-1 s
     each; test_compiled_matches_interpreted covers them on a few cases)."""
-    saved = config.disable_jit
-    config.update("disable_jit", True)
-    try:
+    with config.override("disable_jit", True):   # this thread only, restored after
         yield
-    finally:
-        config.update("disable_jit", saved)
 
 
 @pytest.mark.parametrize("case", CASES, ids=lambda c: c.name)
@@ -503,6 +499,7 @@ COMPILED = {
 }
 
 
+@pytest.mark.kernels
 @pytest.mark.parametrize("name", sorted(COMPILED))
 def test_compiled_matches_interpreted(name):
     fn, args = COMPILED[name]

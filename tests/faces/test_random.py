@@ -129,6 +129,7 @@ def test_exponential_is_accurate_where_xla_is_not():
 
 # --- Threefry known answers (Random123's test vectors, as in JAX's tests) ----------------
 
+@pytest.mark.kernels
 @pytest.mark.parametrize("key,count,expected", [
     ((0x00000000, 0x00000000), (0x00000000, 0x00000000), (0x6B200159, 0x99BA4EFE)),
     ((0xFFFFFFFF, 0xFFFFFFFF), (0xFFFFFFFF, 0xFFFFFFFF), (0x1CB996FC, 0xBB002BE7)),
@@ -144,6 +145,7 @@ def test_threefry_known_answers(key, count, expected, compiled):
     assert (int(out[0][0]), int(out[1][0])) == expected
 
 
+@pytest.mark.kernels
 @settings(max_examples=5)
 @given(k1=st.integers(0, 2**32 - 1), k2=st.integers(0, 2**32 - 1), n=st.integers(1, 9))
 def test_compiled_random_bits_equal_interpreted(k1, k2, n):
@@ -155,6 +157,7 @@ def test_compiled_random_bits_equal_interpreted(k1, k2, n):
         np.testing.assert_array_equal(got, want)
 
 
+@pytest.mark.kernels
 def test_shift_primitives_follow_lax_semantics():
     x = np.array([1, 0x80000000, 0xFFFFFFFF, 7], np.uint32)
     y = np.array([1, 31, 32, 40], np.uint32)
@@ -175,6 +178,7 @@ def test_shift_primitives_follow_lax_semantics():
         np.array([1.0, 2.0]).view(np.uint64))
 
 
+@pytest.mark.kernels
 def test_kernels_wrap_narrow_unsigned_arithmetic_like_numpy():
     # numba widens uint32 scalars: without the cast, the carry of x + x survived the shift
     x = np.array([0xFFFFFFFF, 5, 0x80000001], np.uint32)

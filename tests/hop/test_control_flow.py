@@ -497,6 +497,7 @@ def test_second_derivative_matches_unrolled(program, unrolled, data):
                                rtol=1e-8, atol=1e-10)
 
 
+@pytest.mark.kernels
 @pytest.mark.parametrize("program,unrolled", PROGRAMS, ids=IDS)
 def test_backend_agrees_with_interpreter(program, unrolled):
     """Programs with control flow go through the backend (its fallback when it cannot

@@ -438,6 +438,7 @@ def test_third_order_through_a_self_calling_rule_with_array_closure():
 # jit: compiled programs with custom rules agree with the interpreter
 # ---------------------------------------------------------------------------
 
+@pytest.mark.kernels
 def test_custom_rules_and_checkpoint_compile_under_jit():
     x = np.linspace(-1.0, 1.0, 5)
     loss = lambda x: (_two_arg_loss(x, x[::-1]) + _prod_sin_loss(x, x)  # noqa: E731
@@ -578,6 +579,7 @@ def test_user_primitive_under_every_transform(x):
                                atol=1e-6)
 
 
+@pytest.mark.kernels
 def test_user_primitive_compiles_under_jit():
     x = np.linspace(-2.0, 2.0, 7)
     expected = fg.grad(lambda x: fnp.sum(softclip(x) ** 2))(x)

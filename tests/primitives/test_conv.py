@@ -111,6 +111,7 @@ def test_string_padding_and_nhwc_layout(padding):
     np.testing.assert_allclose(lax.conv(x, w, strides, padding), nchw, rtol=1e-12)
 
 
+@pytest.mark.kernels
 def test_conv_jit_vmap_and_float32():
     rng = np.random.default_rng(1)
     x = rng.normal(size=(2, 2, 6, 6))

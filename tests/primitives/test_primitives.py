@@ -908,6 +908,7 @@ _LOWERED = ("cholesky", "triangular_solve", "solve", "det", "slogdet", "eigh", "
             "cumsum", "cumprod", "cummax", "cummin", "scatter_min", "scatter_max")
 
 
+@pytest.mark.kernels
 @settings(max_examples=examples(2))     # each example compiles a kernel (cached on disk)
 @pytest.mark.filterwarnings("ignore::RuntimeWarning")   # a kernel numba rejects runs the impl
 @pytest.mark.parametrize("prim", [p for p in PRIMS if p.has_rule("emit") or p.name in _LOWERED],

@@ -167,6 +167,7 @@ def test_nested_vmap_matches_a_double_loop(data):
     np.testing.assert_allclose(closure, want, rtol=1e-12)
 
 
+@pytest.mark.kernels
 @given(data=st.data())
 def test_vmap_of_grad_matches_a_loop_of_grads(data):
     # interpreted, then compiled from the first call (whether a kernel runs would
@@ -193,6 +194,7 @@ def _check_vmap_of_grad(data):
     np.testing.assert_allclose(total, wrt_w.sum(axis=0), rtol=1e-10, atol=1e-12)
 
 
+@pytest.mark.kernels
 def test_vmap_of_grad_compiled_kernel():
     # regression: an equation reading two values of one open loop nest closed it twice
     # (KeyError in codegen's flush) once the program was hot
