@@ -17,7 +17,8 @@ from typing import NamedTuple
 import numpy as np
 
 from .. import lax
-from ..errors import ConcretizationError, FungradNotImplementedError, FungradValueError
+from ..errors import (ConcretizationError, FungradNotImplementedError, FungradTypeError,
+                      FungradValueError)
 from ..tracing import Tracer, aval_of
 from . import _coercion, _creation, _diagonals, _products, _shape
 from ._checks import axis_index
