@@ -9,7 +9,7 @@ GIL while it compiles, so a compile in a thread of the user's process slows the
 calls it was meant to stay out of the way of.
 
 So, when the kernel cache folder is writable, a kernel's machine code is made by
-a helper process (`python -m fungrad.backend.compile_worker`, started on the
+a helper process (`python -m fungrad.backend.compile_serve`, started on the
 first compile, one per process, restarted after `_MAX_COMPILES` compiles to keep
 its own memory bounded): it is sent the kernel's module text and numba
 signature, compiles them with the same verified cache (numba_jit), and answers
@@ -32,6 +32,8 @@ import struct
 import subprocess
 import sys
 import threading
+
+from . import disk_cache
 
 __all__ = ["compile_in_helper", "prestart_helper", "stop_helper", "helper_pid"]
 
@@ -78,7 +80,7 @@ class _Helper:
         env["PYTHONPATH"] = root + (os.pathsep + env["PYTHONPATH"]
                                     if env.get("PYTHONPATH") else "")
         return subprocess.Popen(
-            [sys.executable, "-m", "fungrad.backend.compile_worker"],
+            [sys.executable, "-m", "fungrad.backend.compile_serve"],
             stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL,
             env=env, close_fds=True)
 
@@ -179,7 +181,6 @@ def compile_in_helper(text: str, name: str, signature: tuple, cache_dir: str,
                              "cache_dir": cache_dir, "limit": limit}, _warm_numba)
     if reply is None:
         return False
-    from . import disk_cache
     for name, n in reply[-1].items():       # what the helper did to the folder for us
         disk_cache.stats[name] += n
     return reply[0] == "written"
@@ -200,30 +201,3 @@ def helper_pid() -> int | None:
     """The process id of the running compile helper, if there is one."""
     proc = _helper.proc
     return proc.pid if proc is not None and proc.poll() is None else None
-
-
-def _serve() -> None:
-    """The helper's loop: compile what the parent sends until its pipe closes."""
-    requests = sys.stdin.buffer
-    replies = os.fdopen(os.dup(sys.stdout.fileno()), "wb")
-    os.dup2(sys.stderr.fileno(), sys.stdout.fileno())   # prints must not reach the pipe
-    from ..config import config
-    from . import disk_cache, numba_jit
-    while True:
-        try:
-            req = _recv(requests)
-        except EOFError:
-            return
-        before = dict(disk_cache.stats)
-        try:
-            with config.override("cache_max_size", req["limit"]):
-                saved = numba_jit.compile_to_cache(req["text"], req["name"], req["signature"],
-                                                   req["cache_dir"])
-            reply = (saved or "not saved",)
-        except Exception as e:  # noqa: BLE001 - the parent compiles it and reports
-            reply = ("failed", f"{type(e).__name__}: {str(e)[:500]}")
-        _send(replies, (*reply, {k: v - before[k] for k, v in disk_cache.stats.items()}))
-
-
-if __name__ == "__main__":
-    _serve()

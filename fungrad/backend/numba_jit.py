@@ -38,6 +38,7 @@ from .._version import __version__
 from ..config import config, settings
 from ..interpreter import eval_jaxpr, owned_array
 from . import disk_cache
+from .compile_worker import compile_in_helper
 from .codegen import CODEGEN_VERSION, HELPERS, CodegenError, KernelSource, generate
 
 __all__ = ["Kernel", "compile_jaxpr", "FungradKernelWarning", "stats", "deferred_warnings"]
@@ -279,7 +280,6 @@ def _compile_elsewhere(ks: KernelSource, signature: tuple) -> bool:
     if not helper_usable():
         return False
     s = settings()
-    from .compile_worker import compile_in_helper
     return compile_in_helper(_module_text(ks), ks.name, signature, s.cache_dir,
                              s.cache_max_size)
 

@@ -38,6 +38,8 @@ __all__ = [
 # purpose (they are the lax names); use the builtins through `builtins.` here.
 import builtins  # noqa: E402
 
+from ._vecnames import scalar_call  # noqa: E402
+
 _SCIPY = {}
 
 
@@ -644,14 +646,12 @@ def _vector_math(name):
     implementation of backend/vecmath.py (<= 2 ulp; config.vector_math), anything
     else the emit rule's NumPy/libm call."""
     def rule(x, *, out, in_avals):
-        from ..backend.vecmath import scalar_call   # the backend is loaded when kernels are made
         return scalar_call(name, x, out.dtype)
     return rule
 
 
 def _log1p_exp_neg_abs(x, dtype):
     """Vector-math text for log1p(exp(-|x|)) (softplus, bce_with_logits), or None."""
-    from ..backend.vecmath import scalar_call
     e = scalar_call("exp", f"(-abs({x}))", dtype)
     return None if e is None else scalar_call("log1p", e, dtype)
 
@@ -739,7 +739,11 @@ polygamma_p.def_vjp(lambda ct, x, *, out, n: (mul(ct, polygamma(n + 1, x)),))
 def _special_operand(x):
     """lgamma / digamma / polygamma of integers or bools: float64, as
     jax.scipy.special does (their natural arguments, like lgamma(n + 1), are integers)."""
+    given = type(x).__name__
     x = x if isinstance(x, Tracer) else np.asarray(x)
+    if aval_of(x).dtype.kind not in "biufc":
+        raise FungradTypeError(f"expected a numeric array, got a value of type {given} "
+                               f"(dtype {aval_of(x).dtype})")
     if aval_of(x).dtype.kind in "biu":
         return convert_element_type(x, np.float64)
     return x

@@ -371,8 +371,14 @@ def test_every_pass_keeps_types_and_values_on_random_programs(prog):
             for a, b in zip(expected, got, strict=True):
                 np.testing.assert_allclose(np.asarray(b), np.asarray(a), rtol=1e-10,
                                            atol=1e-12, err_msg=f"{name} on {what} of\n{prog}")
-        # simplification never grows a program
-        assert len(simplify_jaxpr(j).eqns) <= len(j.eqns) or what == "program"
+        # simplification never grows a program, except by free shape changes (a batched
+        # product with nothing contracted becomes a multiply of reshaped operands)
+        def work(jx):
+            return len([e for e in jx.eqns if e.prim.name not in _SHAPE_ONLY])
+        assert work(simplify_jaxpr(j)) <= work(j) or what == "program"
+
+
+_SHAPE_ONLY = ("reshape", "broadcast_in_dim", "squeeze", "expand_dims", "transpose")
 
 
 @settings(max_examples=15)
