@@ -9,12 +9,11 @@ repeated axis dropped).
 from __future__ import annotations
 
 import operator
-import sys
 
 import numpy as np
 
-from ..errors import (FungradError, FungradTypeError, FungradValueError, _is_internal,
-                      format_location)
+from ..errors import FungradError, FungradTypeError, FungradValueError
+from ..primitives._static import api_call_site
 
 __all__ = ["FungradAxisError", "call_site", "axis_index", "axis_tuple", "permutation", "axis_tuple_unsorted",
            "int_value", "shape_tuple", "dtype_value", "array_sequence", "int_sequence",
@@ -31,16 +30,7 @@ class FungradAxisError(FungradError, np.exceptions.AxisError):
 
 def call_site() -> tuple[str, str]:
     """(name of the fungrad function the user called, "file:line (in f)" of the call)."""
-    frame = sys._getframe(1)
-    name = "fungrad.numpy"
-    while frame is not None and _is_internal(frame.f_code):
-        if not frame.f_code.co_name.startswith("_"):
-            name = frame.f_code.co_name
-        frame = frame.f_back
-    if frame is None:
-        return name, "<unknown location>"
-    return name, format_location((frame.f_code.co_filename, frame.f_lineno,
-                                  frame.f_code.co_name))
+    return api_call_site(2, "fungrad.numpy")
 
 
 def _int_arg(value, what: str) -> int:

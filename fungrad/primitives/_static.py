@@ -19,10 +19,10 @@ __all__ = ["api_call_site", "static_int", "static_ints", "static_dtype", "static
            "static_callable", "static_int_pairs"]
 
 
-def api_call_site(depth: int = 1) -> tuple[str, str]:
+def api_call_site(depth: int = 1, default: str = "fungrad") -> tuple[str, str]:
     """(the fungrad function the user called, "file:line (in f)" of that call)."""
     frame = sys._getframe(depth)
-    name = "fungrad"
+    name = default
     while frame is not None and _is_internal(frame.f_code):
         if not frame.f_code.co_name.startswith("_"):
             name = frame.f_code.co_name
